@@ -1,0 +1,586 @@
+#include "sim/disk.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "sim/check.h"
+
+namespace dynasim::sim {
+
+namespace {
+
+// 2^62 ns is about 146 years: no run lasts that long, so a longer span means "never".
+constexpr double kLongestSpanNs = 4.6e18;
+constexpr double kNanosecondsPerSecond = 1e9;
+constexpr double kNanosecondsPerHour = 3.6e12;
+constexpr double kBytesPerTerabyte = 1e12;
+
+// Tags that keep the digests of different operation types apart.
+constexpr uint64_t kWriteTag = 0x7772697465ULL;
+constexpr uint64_t kReadTag = 0x72656164ULL;
+constexpr uint64_t kFsyncTag = 0x6673796e63ULL;
+constexpr uint64_t kRejectTag = 0x72656a656374ULL;
+constexpr uint64_t kBitRotTag = 0x726f74ULL;
+
+uint64_t mix(uint64_t hash, uint64_t word) {
+  return splitmix64(hash ^ word);
+}
+
+// A content hash for the trace digest. Bytes are assembled explicitly (not loaded through a cast)
+// so the value is the same on every machine, whatever its byte order.
+uint64_t content_hash(const std::vector<uint8_t>& bytes) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  const size_t whole_words = bytes.size() / 8;
+  for (size_t word = 0; word < whole_words; ++word) {
+    uint64_t value = 0;
+    for (size_t i = 0; i < 8; ++i) value |= uint64_t{bytes[word * 8 + i]} << (8 * i);
+    hash = (hash ^ value) * 0x100000001b3ULL;
+    hash ^= hash >> 32;
+  }
+  for (size_t i = whole_words * 8; i < bytes.size(); ++i) {
+    hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+// Rounds a non-negative span in nanoseconds, clamped to what a run can hold.
+Duration span_from_ns(double ns) {
+  if (!(ns > 0)) return Duration(0);
+  if (ns >= kLongestSpanNs) return Duration(int64_t{1} << 62);
+  return Duration(static_cast<int64_t>(ns + 0.5));
+}
+
+bool is_probability(double p) {
+  return p >= 0.0 && p <= 1.0;
+}
+
+}  // namespace
+
+const char* to_string(IoStatus status) {
+  switch (status) {
+    case IoStatus::kOk:
+      return "ok";
+    case IoStatus::kMediaError:
+      return "media_error";
+    case IoStatus::kNoSpace:
+      return "no_space";
+    case IoStatus::kPoweredOff:
+      return "powered_off";
+  }
+  return "?";
+}
+
+const char* to_string(DiskFaultKind kind) {
+  switch (kind) {
+    case DiskFaultKind::kBitFlip:
+      return "bit_flip";
+    case DiskFaultKind::kTornWrite:
+      return "torn_write";
+    case DiskFaultKind::kMisdirectedWrite:
+      return "misdirected_write";
+    case DiskFaultKind::kLatentSectorError:
+      return "latent_sector_error";
+    case DiskFaultKind::kLostUnsyncedWrites:
+      return "lost_unsynced_writes";
+  }
+  return "?";
+}
+
+Disk::Disk(Simulation& simulation, DiskId id, std::string stable_name, DiskOptions options)
+    : simulation_(simulation),
+      id_(id),
+      stable_name_(std::move(stable_name)),
+      options_(std::move(options)),
+      capacity_sectors_(0),
+      io_random_(simulation.random_stream("disk/" + stable_name_)),
+      bit_rot_random_(simulation.random_stream("disk/" + stable_name_ + "/bit_rot")) {
+  DYN_ASSERT(id_.valid());
+  DYN_ASSERT_MSG(options_.sector_size_bytes >= 512 && options_.sector_size_bytes % 512 == 0,
+                 "sector size must be a multiple of 512 bytes");
+  DYN_ASSERT_MSG(
+      options_.capacity_bytes > 0 && options_.capacity_bytes % options_.sector_size_bytes == 0,
+      "capacity must be a whole, positive number of sectors");
+  DYN_ASSERT(options_.iops_limit > 0);
+  DYN_ASSERT(options_.bandwidth_bytes_per_second > 0);
+  DYN_ASSERT(is_probability(options_.torn_write_probability));
+  DYN_ASSERT(is_probability(options_.latent_error_probability_per_read));
+  DYN_ASSERT(is_probability(options_.misdirected_write_probability));
+  DYN_ASSERT(options_.bit_rot_per_tb_hour >= 0 && std::isfinite(options_.bit_rot_per_tb_hour));
+  DYN_ASSERT(options_.slow_factor > 0 && std::isfinite(options_.slow_factor));
+  capacity_sectors_ = options_.capacity_bytes / options_.sector_size_bytes;
+  const SimTime now = simulation_.now();
+  next_start_allowed_ = now;
+  transfer_busy_until_ = now;
+  latest_completion_time_ = now;
+  schedule_next_bit_rot();
+}
+
+Disk::~Disk() {
+  cancel_pending_ops();
+  if (bit_rot_event_.valid()) simulation_.cancel(bit_rot_event_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuing operations.
+
+void Disk::check_range(uint64_t offset_bytes, uint64_t length_bytes) const {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  DYN_ASSERT_MSG(offset_bytes % sector_size == 0, "disk offset is not sector aligned");
+  DYN_ASSERT_MSG(length_bytes % sector_size == 0, "disk length is not a whole number of sectors");
+  DYN_ASSERT_MSG(length_bytes > 0 && length_bytes <= kMaxIoBytes, "disk length out of bounds");
+  DYN_ASSERT_MSG(length_bytes <= options_.capacity_bytes &&
+                     offset_bytes <= options_.capacity_bytes - length_bytes,
+                 "disk range extends past the capacity");
+}
+
+void Disk::write(uint64_t offset_bytes, std::vector<uint8_t> data,
+                 InplaceFunction<void(IoStatus)> done) {
+  check_range(offset_bytes, data.size());
+  DYN_ASSERT(done);
+  PendingOp op;
+  op.type = OpType::kWrite;
+  op.offset_bytes = offset_bytes;
+  op.length_bytes = data.size();
+  op.data = std::move(data);
+  op.status_done = std::move(done);
+  if (!powered_) return reject_powered_off(std::move(op));
+  const SimTime completion = service_completion_time(op.length_bytes, options_.write_latency_ns);
+  submit(std::move(op), completion, kDiskWriteDone);
+}
+
+void Disk::read(uint64_t offset_bytes, uint64_t length_bytes,
+                InplaceFunction<void(ReadResult)> done) {
+  check_range(offset_bytes, length_bytes);
+  DYN_ASSERT(done);
+  PendingOp op;
+  op.type = OpType::kRead;
+  op.offset_bytes = offset_bytes;
+  op.length_bytes = length_bytes;
+  op.read_done = std::move(done);
+  if (!powered_) return reject_powered_off(std::move(op));
+  const SimTime completion = service_completion_time(length_bytes, options_.read_latency_ns);
+  submit(std::move(op), completion, kDiskReadDone);
+}
+
+void Disk::fsync(InplaceFunction<void(IoStatus)> done) {
+  DYN_ASSERT(done);
+  PendingOp op;
+  op.type = OpType::kFsync;
+  op.status_done = std::move(done);
+  if (!powered_) return reject_powered_off(std::move(op));
+  // An fsync takes an IOPS slot but moves no data. It waits for every earlier operation: this is
+  // what makes "completed before the fsync was issued" a subset of what the flush covers.
+  const SimTime now = simulation_.now();
+  const SimTime start = std::max(now, next_start_allowed_);
+  next_start_allowed_ = start + span_from_ns(kNanosecondsPerSecond / options_.iops_limit);
+  const SimTime completion =
+      std::max(start, latest_completion_time_) + scaled_latency(options_.fsync_latency_ns);
+  latest_completion_time_ = completion;
+  submit(std::move(op), completion, kDiskFsyncDone);
+}
+
+void Disk::submit(PendingOp op, SimTime completion_time, const EventKind& kind) {
+  DYN_ASSERT_MSG(pending_ops_.size() < kMaxPendingOps, "too many pending disk operations");
+  // The payload is the op id, a per-disk counter: deterministic, and folded into the fingerprint.
+  const uint64_t op_id = next_op_id_++;
+  op.event = simulation_.schedule_at(completion_time, this, kind, id_.value, op_id);
+  pending_ops_.emplace(op_id, std::move(op));
+}
+
+void Disk::reject_powered_off(PendingOp op) {
+  // Answered through the event queue, never from inside write()/read()/fsync(): callers must not
+  // see their callback run before the call returns.
+  op.rejected_powered_off = true;
+  op.data.clear();
+  submit(std::move(op), simulation_.now(), kDiskPoweredOffReply);
+}
+
+SimTime Disk::service_completion_time(uint64_t transfer_bytes, const DistributionSpec& latency_ns) {
+  // Operations start in issue order, at most iops_limit per second. Their data then crosses one
+  // serial channel at the bandwidth, and the drawn latency (scaled by the slow factor) follows.
+  const SimTime now = simulation_.now();
+  const SimTime start = std::max(now, next_start_allowed_);
+  next_start_allowed_ = start + span_from_ns(kNanosecondsPerSecond / options_.iops_limit);
+  const SimTime transfer_start = std::max(start, transfer_busy_until_);
+  const double transfer_ns = static_cast<double>(transfer_bytes) * kNanosecondsPerSecond /
+                             options_.bandwidth_bytes_per_second;
+  transfer_busy_until_ = transfer_start + span_from_ns(transfer_ns);
+  const SimTime completion = transfer_busy_until_ + scaled_latency(latency_ns);
+  latest_completion_time_ = std::max(latest_completion_time_, completion);
+  return completion;
+}
+
+Duration Disk::scaled_latency(const DistributionSpec& latency_ns) {
+  return span_from_ns(latency_ns.sample(io_random_) * options_.slow_factor);
+}
+
+void Disk::reset_service_timing() {
+  // The dropped operations no longer occupy the device.
+  const SimTime now = simulation_.now();
+  next_start_allowed_ = now;
+  transfer_busy_until_ = now;
+  latest_completion_time_ = now;
+}
+
+void Disk::cancel_pending_ops() {
+  // Cancelled events never execute, so no stale completion can reach on_event. The callbacks are
+  // destroyed without being called.
+  for (auto& [op_id, op] : pending_ops_) {
+    const bool cancelled = simulation_.cancel(op.event);
+    DYN_ASSERT_MSG(cancelled, "a pending disk operation had no live completion event");
+  }
+  pending_ops_.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completions.
+
+void Disk::on_event(const Event& event) {
+  if (event.kind == &kDiskBitRot) {
+    bit_rot_event_ = EventHandle();
+    simulation_.fold_digest(mix(mix(kBitRotTag, bit_rot_sector_), bit_rot_bit_));
+    apply_bit_rot(bit_rot_sector_, bit_rot_bit_);
+    schedule_next_bit_rot();
+    return;
+  }
+  auto found = pending_ops_.find(event.payload);
+  DYN_ASSERT_MSG(found != pending_ops_.end(), "a disk completion for an unknown operation");
+  // Take the operation out before its callback runs: the callback may issue more I/O, power the
+  // disk off or abort pending I/O.
+  PendingOp op = std::move(found->second);
+  pending_ops_.erase(found);
+
+  if (op.rejected_powered_off) {
+    simulation_.fold_digest(mix(mix(kRejectTag, static_cast<uint64_t>(op.type)), op.offset_bytes));
+    if (op.type == OpType::kRead) {
+      ReadResult result;
+      result.status = IoStatus::kPoweredOff;
+      op.read_done(std::move(result));
+    } else {
+      op.status_done(IoStatus::kPoweredOff);
+    }
+    return;
+  }
+  DYN_ASSERT(powered_);  // power_off cancels every pending completion
+  switch (op.type) {
+    case OpType::kWrite: {
+      const IoStatus status = complete_write(op);
+      // What was written (and how it ended) reaches the fingerprint, not just that a write ran.
+      simulation_.fold_digest(
+          mix(mix(mix(mix(kWriteTag, op.offset_bytes), op.length_bytes), content_hash(op.data)),
+              static_cast<uint64_t>(status)));
+      op.status_done(status);
+      return;
+    }
+    case OpType::kRead: {
+      ReadResult result = complete_read(op);
+      simulation_.fold_digest(
+          mix(mix(mix(mix(kReadTag, op.offset_bytes), op.length_bytes), content_hash(result.data)),
+              static_cast<uint64_t>(result.status)));
+      op.read_done(std::move(result));
+      return;
+    }
+    case OpType::kFsync:
+      simulation_.fold_digest(mix(kFsyncTag, cached_sectors_.size()));
+      complete_fsync();
+      op.status_done(IoStatus::kOk);
+      return;
+  }
+}
+
+IoStatus Disk::complete_write(PendingOp& op) {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  const uint64_t first_sector = op.offset_bytes / sector_size;
+  const uint64_t sector_count = op.length_bytes / sector_size;
+
+  uint64_t landed_sector = first_sector;
+  if (io_random_.bernoulli(options_.misdirected_write_probability)) {
+    landed_sector = misdirect_target(first_sector, sector_count);
+  }
+
+  uint64_t new_sectors = 0;
+  for (uint64_t i = 0; i < sector_count; ++i) {
+    if (!holds_data(landed_sector + i)) ++new_sectors;
+  }
+  if (full_ && new_sectors > 0) return IoStatus::kNoSpace;
+  // Every landed sector lies within the capacity, so distinct sectors holding data cannot exceed
+  // it: a block device only fills when something above it says so (set_full).
+  DYN_ASSERT(used_sectors_ + new_sectors <= capacity_sectors_);
+
+  for (uint64_t i = 0; i < sector_count; ++i) {
+    const auto begin = op.data.begin() + static_cast<std::ptrdiff_t>(i * sector_size);
+    cached_sectors_[landed_sector + i].assign(begin,
+                                              begin + static_cast<std::ptrdiff_t>(sector_size));
+  }
+  used_sectors_ += new_sectors;
+  last_written_sector_ = landed_sector + sector_count - 1;
+  ++stats_.writes;
+  stats_.bytes_written += op.length_bytes;
+
+  if (landed_sector != first_sector) {
+    // The caller hears kOk: only a checksum that covers the intended address can tell.
+    ++stats_.misdirected_writes;
+    report(DiskFaultKind::kMisdirectedWrite, first_sector, landed_sector, 0, sector_count);
+  }
+  return IoStatus::kOk;
+}
+
+uint64_t Disk::misdirect_target(uint64_t first_sector, uint64_t sector_count) {
+  const uint64_t room_below = first_sector;
+  const uint64_t room_above = capacity_sectors_ - sector_count - first_sector;
+  if (room_below == 0 && room_above == 0) return first_sector;  // the write spans the device
+  bool go_up;
+  if (room_below == 0) {
+    go_up = true;
+  } else if (room_above == 0) {
+    go_up = false;
+  } else {
+    go_up = io_random_.bernoulli(0.5);
+  }
+  const uint64_t room = go_up ? room_above : room_below;
+  const uint64_t distance =
+      1 + io_random_.uniform_u64(std::min(room, kMaxMisdirectDistanceSectors));
+  return go_up ? first_sector + distance : first_sector - distance;
+}
+
+ReadResult Disk::complete_read(const PendingOp& op) {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  const uint64_t first_sector = op.offset_bytes / sector_size;
+  const uint64_t sector_count = op.length_bytes / sector_size;
+  ReadResult result;
+
+  // A cached sector is served from the cache and never touches the media. A sector that never
+  // reached the media is unmapped: an SSD returns zeros without reading flash, so it cannot
+  // develop an error either. The read stops at the first unreadable sector, as a drive does.
+  for (uint64_t i = 0; i < sector_count; ++i) {
+    const uint64_t sector = first_sector + i;
+    if (cached_sectors_.contains(sector)) continue;
+    bool unreadable = bad_sectors_.contains(sector);
+    if (!unreadable && durable_sectors_.contains(sector) &&
+        io_random_.bernoulli(options_.latent_error_probability_per_read)) {
+      bad_sectors_.insert(sector);
+      ++stats_.latent_errors;
+      report(DiskFaultKind::kLatentSectorError, sector, sector, 0, 1);
+      unreadable = true;
+    }
+    if (unreadable) {
+      result.status = IoStatus::kMediaError;
+      result.first_bad_sector = sector;
+      return result;
+    }
+  }
+
+  result.data.assign(op.length_bytes, 0);
+  for (uint64_t i = 0; i < sector_count; ++i) {
+    const uint64_t sector = first_sector + i;
+    const SectorBytes* source = nullptr;
+    if (auto cached = cached_sectors_.find(sector); cached != cached_sectors_.end()) {
+      source = &cached->second;
+    } else if (auto durable = durable_sectors_.find(sector); durable != durable_sectors_.end()) {
+      source = &durable->second;
+    }
+    if (source != nullptr) {
+      std::copy(source->begin(), source->end(),
+                result.data.begin() + static_cast<std::ptrdiff_t>(i * sector_size));
+    }
+  }
+  ++stats_.reads;
+  stats_.bytes_read += op.length_bytes;
+  return result;
+}
+
+void Disk::complete_fsync() {
+  // The whole cache is flushed, including writes that completed after this fsync was issued. That
+  // is allowed: a drive may destage its cache at any moment, and fsync only promises durability
+  // for what completed before it. The adversary is slightly gentler than it could be (such a
+  // write can no longer be lost), never wrong.
+  for (auto& [sector, bytes] : cached_sectors_) {
+    durable_sectors_[sector] = std::move(bytes);
+    bad_sectors_.erase(sector);  // rewriting a sector remaps it: a latent error is gone
+  }
+  cached_sectors_.clear();
+  last_written_sector_.reset();
+  ++stats_.fsyncs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Power and crashes.
+
+void Disk::power_off() {
+  if (!powered_) return;
+  cancel_pending_ops();
+  tear_last_written_sector();
+  drop_write_cache();
+  powered_ = false;
+  reset_service_timing();
+}
+
+void Disk::power_on() {
+  if (powered_) return;
+  powered_ = true;
+  reset_service_timing();
+}
+
+void Disk::abort_pending_io() {
+  cancel_pending_ops();
+  reset_service_timing();
+}
+
+void Disk::tear_last_written_sector() {
+  if (!last_written_sector_.has_value()) return;
+  const uint64_t sector = *last_written_sector_;
+  const auto cached = cached_sectors_.find(sector);
+  if (cached == cached_sectors_.end()) return;  // already durable: nothing unsynced to tear
+  if (!io_random_.bernoulli(options_.torn_write_probability)) return;
+  const uint64_t sector_size = options_.sector_size_bytes;
+  SectorBytes old_bytes = durable_sector(sector);
+  // Any byte may be the split: the most adversarial choice (real drives tear at their internal
+  // atomic unit, often 512 bytes or a flash page; a byte split includes those cases).
+  const uint64_t split = 1 + io_random_.uniform_u64(sector_size - 1);
+  std::copy(cached->second.begin(), cached->second.begin() + static_cast<std::ptrdiff_t>(split),
+            old_bytes.begin());
+  // used_sectors_ is unchanged: the sector moves from the cache to the media.
+  durable_sectors_[sector] = std::move(old_bytes);
+  bad_sectors_.erase(sector);
+  ++stats_.torn_writes;
+  report(DiskFaultKind::kTornWrite, sector, sector, 0, split);
+}
+
+void Disk::drop_write_cache() {
+  if (cached_sectors_.empty()) return;
+  const uint64_t lowest_sector = cached_sectors_.begin()->first;
+  const uint64_t lost = cached_sectors_.size();
+  for (const auto& [sector, bytes] : cached_sectors_) {
+    if (!durable_sectors_.contains(sector)) --used_sectors_;
+  }
+  cached_sectors_.clear();
+  last_written_sector_.reset();
+  stats_.lost_unsynced_sectors += lost;
+  report(DiskFaultKind::kLostUnsyncedWrites, lowest_sector, lowest_sector, 0, lost);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bit rot and injected faults.
+
+void Disk::schedule_next_bit_rot() {
+  if (bit_rot_event_.valid()) {
+    simulation_.cancel(bit_rot_event_);
+    bit_rot_event_ = EventHandle();
+  }
+  if (options_.bit_rot_per_tb_hour <= 0) return;
+  // A Poisson process over the whole capacity. Each event picks a uniform sector; one that holds
+  // no data absorbs the flip unseen. That thinning makes the rate per terabyte of stored data
+  // exactly bit_rot_per_tb_hour, whatever the fill level.
+  const double flips_per_hour = options_.bit_rot_per_tb_hour *
+                                static_cast<double>(options_.capacity_bytes) / kBytesPerTerabyte;
+  const double mean_gap_ns = kNanosecondsPerHour / flips_per_hour;
+  if (!(mean_gap_ns < kLongestSpanNs)) return;  // rarer than once a century: never in a run
+  const double gap_ns = bit_rot_random_.exponential(mean_gap_ns);
+  if (!(gap_ns < kLongestSpanNs)) return;
+  // At least 1 ns, so an absurd rate still lets the clock move.
+  const Duration gap = std::max(Duration(1), span_from_ns(gap_ns));
+  // Sector and bit are drawn with the gap, so the rot timeline depends on nothing but this
+  // stream; the handler folds them into the fingerprint.
+  bit_rot_sector_ = bit_rot_random_.uniform_u64(capacity_sectors_);
+  bit_rot_bit_ =
+      static_cast<uint32_t>(bit_rot_random_.uniform_u64(uint64_t{options_.sector_size_bytes} * 8));
+  bit_rot_event_ = simulation_.schedule_after(gap, this, kDiskBitRot, id_.value, 0);
+}
+
+void Disk::apply_bit_rot(uint64_t sector, uint32_t bit) {
+  // Rot continues with or without power: it is a property of the media.
+  if (!holds_data(sector)) return;
+  flip_bit(sector, bit);
+}
+
+void Disk::flip_bit(uint64_t sector, uint32_t bit) {
+  const uint64_t byte_index = bit / 8;
+  const auto mask = static_cast<uint8_t>(1u << (bit % 8));
+  // The cached copy flips too: otherwise the next flush would overwrite the rotted media with the
+  // clean cached copy, and a checker would wait forever for scrub to find a flip that vanished.
+  bool flipped = false;
+  if (auto durable = durable_sectors_.find(sector); durable != durable_sectors_.end()) {
+    durable->second[byte_index] ^= mask;
+    flipped = true;
+  }
+  if (auto cached = cached_sectors_.find(sector); cached != cached_sectors_.end()) {
+    cached->second[byte_index] ^= mask;
+    flipped = true;
+  }
+  DYN_ASSERT(flipped);
+  ++stats_.bit_flips;
+  report(DiskFaultKind::kBitFlip, sector, sector, bit, 1);
+}
+
+void Disk::set_slow_factor(double factor) {
+  DYN_ASSERT(factor > 0 && std::isfinite(factor));
+  options_.slow_factor = factor;
+}
+
+void Disk::set_full(bool full) {
+  full_ = full;
+}
+
+void Disk::set_bit_rot_per_tb_hour(double rate) {
+  DYN_ASSERT(rate >= 0 && std::isfinite(rate));
+  options_.bit_rot_per_tb_hour = rate;
+  schedule_next_bit_rot();
+}
+
+void Disk::set_latent_error_probability(double probability) {
+  DYN_ASSERT(is_probability(probability));
+  options_.latent_error_probability_per_read = probability;
+}
+
+void Disk::set_misdirected_write_probability(double probability) {
+  DYN_ASSERT(is_probability(probability));
+  options_.misdirected_write_probability = probability;
+}
+
+void Disk::set_torn_write_probability(double probability) {
+  DYN_ASSERT(is_probability(probability));
+  options_.torn_write_probability = probability;
+}
+
+void Disk::inject_bit_flip(uint64_t sector, uint32_t bit) {
+  DYN_ASSERT(sector < capacity_sectors_);
+  DYN_ASSERT(bit < uint64_t{options_.sector_size_bytes} * 8);
+  if (!holds_data(sector)) {
+    durable_sectors_.emplace(sector, SectorBytes(options_.sector_size_bytes, 0));
+    ++used_sectors_;
+  }
+  flip_bit(sector, bit);
+}
+
+void Disk::inject_latent_error(uint64_t sector) {
+  DYN_ASSERT(sector < capacity_sectors_);
+  if (!bad_sectors_.insert(sector).second) return;  // already bad
+  ++stats_.latent_errors;
+  report(DiskFaultKind::kLatentSectorError, sector, sector, 0, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inspection and reports.
+
+std::vector<uint8_t> Disk::durable_sector(uint64_t sector) const {
+  DYN_ASSERT(sector < capacity_sectors_);
+  const auto durable = durable_sectors_.find(sector);
+  if (durable == durable_sectors_.end()) return SectorBytes(options_.sector_size_bytes, 0);
+  return durable->second;
+}
+
+void Disk::report(DiskFaultKind kind, uint64_t sector, uint64_t landed_sector, uint32_t bit,
+                  uint64_t count) {
+  if (observer_ == nullptr) return;
+  DiskFaultRecord record;
+  record.kind = kind;
+  record.time = simulation_.now();
+  record.sector = sector;
+  record.landed_sector = landed_sector;
+  record.bit = bit;
+  record.count = count;
+  observer_->on_disk_fault(id_, record);
+}
+
+}  // namespace dynasim::sim

@@ -1,0 +1,134 @@
+// Fault injection: one API for the scenario's timeline ("at 5m power off az-b for 2m") and for
+// random fault processes (a rate per host-hour), guarded by a survivability policy.
+//
+// Every fault acts on the world the model runs in: host power and crashes, network isolation,
+// packet loss and clogging, disk slowness, fullness, bit rot and latent errors, clock drift and
+// jumps, object-store outages. A fault with a duration is undone when it ends.
+//
+// The survivability guard keeps a run inside a stated fault model: by default at most one AZ may
+// hold impaired hosts (down or cut off) at any moment, which keeps two of every three
+// AZ-spread replicas alive, so liveness can be checked. A fault that would break the policy is
+// refused and logged. A scenario can lift the guard for safety-only runs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sim/distribution.h"
+#include "sim/world.h"
+
+namespace dynasim::sim {
+
+enum class FaultKind {
+  kPowerOff,          // power returns after `duration` (or never, if zero)
+  kCrash,             // processes die; the host restarts after `duration`
+  kIsolate,           // network: cut every link to and from the target's hosts (an AZ: its border)
+  kClog,              // network: messages to and from the target wait until the clog ends
+  kPacketLoss,        // network-wide loss probability = value, for `duration`
+  kDiskSlow,          // latency multiplied by value
+  kDiskFull,          // writes to new sectors fail with kNoSpace
+  kBitRot,            // bit flips per TB-hour = value
+  kLatentErrors,      // per-sector-read probability of a latent sector error = value
+  kMisdirectedWrites, // per-write probability = value
+  kClockDrift,        // drift in ppm = value
+  kClockJump,         // step by `duration` (value = -1 steps backwards)
+  kObjectStoreOutage, // the object store fails every call
+};
+const char* to_string(FaultKind kind);
+bool parse_fault_kind(const std::string& text, FaultKind* kind);
+
+struct FaultTarget {
+  enum class Scope { kRegion, kAz, kRack, kHost };
+  Scope scope = Scope::kRegion;
+  uint32_t id = 0;
+};
+
+struct FaultSpec {
+  FaultKind kind = FaultKind::kPowerOff;
+  FaultTarget target;
+  Duration duration;  // zero: permanent (for reversible faults)
+  double value = 0;
+};
+
+struct TimelineFault {
+  Duration at;
+  FaultSpec fault;
+};
+
+// A Poisson process of faults: `rate_per_host_hour` times the number of hosts in scope per hour;
+// each occurrence hits one host of the scope chosen uniformly, for a duration drawn from
+// `duration_ns`, between `start` and `end` of the run.
+struct RandomFaultProcess {
+  FaultKind kind = FaultKind::kPowerOff;
+  FaultTarget scope;
+  double rate_per_host_hour = 0;
+  DistributionSpec duration_ns = DistributionSpec::constant(60e9);
+  double value = 0;
+  Duration start;
+  Duration end = hours(1'000'000);
+};
+
+struct SurvivabilityPolicy {
+  bool unrestricted = false;
+  uint32_t max_impaired_azs = 1;
+  uint32_t max_impaired_hosts = UINT32_MAX;
+};
+
+struct FaultLogEntry {
+  SimTime time;
+  std::string description;
+  bool applied = false;  // false: refused by the survivability guard
+};
+
+class FaultInjector final : public EventSink {
+ public:
+  FaultInjector(World& world, SurvivabilityPolicy policy);
+
+  void schedule(const TimelineFault& fault);
+  void add_random_process(const RandomFaultProcess& process);
+
+  // Applies a fault now. False if the survivability guard refused it.
+  bool inject(const FaultSpec& fault);
+
+  struct Stats {
+    uint64_t applied = 0;
+    uint64_t refused = 0;
+    uint64_t power_offs = 0;
+    uint64_t crashes = 0;
+    uint64_t isolations = 0;
+    uint64_t disk_faults = 0;
+    uint64_t clock_faults = 0;
+    uint64_t network_faults = 0;
+  };
+  const Stats& stats() const { return stats_; }
+  const std::vector<FaultLogEntry>& log() const { return log_; }
+  std::string describe(const FaultSpec& fault) const;
+
+  void on_event(const Event& event) override;
+
+ private:
+  struct Undo {
+    FaultSpec fault;
+    std::vector<HostId> hosts;
+    PartitionId partition;
+  };
+  std::vector<HostId> hosts_of(const FaultTarget& target) const;
+  bool guard_allows(const std::vector<HostId>& newly_impaired) const;
+  bool host_impaired(HostId host) const;
+  void undo(const Undo& undo);
+  void schedule_next_random(uint32_t process_index);
+  void record(const FaultSpec& fault, bool applied);
+
+  World& world_;
+  SurvivabilityPolicy policy_;
+  std::vector<TimelineFault> timeline_;
+  std::vector<RandomFaultProcess> random_processes_;
+  std::vector<Random> random_streams_;
+  std::vector<Undo> undos_;
+  std::vector<uint32_t> isolated_count_;  // per host: active isolations that cut it off
+  Stats stats_;
+  std::vector<FaultLogEntry> log_;
+};
+
+}  // namespace dynasim::sim

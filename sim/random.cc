@@ -1,0 +1,95 @@
+#include "sim/random.h"
+
+#include <cmath>
+
+#include "sim/check.h"
+#include "sim/detmath.h"
+
+namespace dynasim::sim {
+
+Random::Random(uint64_t seed) {
+  uint64_t x = seed;
+  for (uint64_t& word : state_) {
+    x = splitmix64(x);
+    word = x;
+  }
+  // xoshiro's state must not be all zero; SplitMix64 output never is for four consecutive draws,
+  // but say so where it would matter.
+  DYN_ASSERT((state_[0] | state_[1] | state_[2] | state_[3]) != 0);
+}
+
+Random Random::derive(uint64_t root_seed, std::string_view stable_name) {
+  return Random(splitmix64(root_seed) ^ splitmix64(stable_hash(stable_name)));
+}
+
+uint64_t Random::uniform_u64(uint64_t bound) {
+  DYN_ASSERT(bound > 0);
+  // Lemire, "Fast Random Integer Generation in an Interval" (2019): multiply, reject the biased
+  // low part.
+  unsigned __int128 product = static_cast<unsigned __int128>(next_u64()) * bound;
+  auto low = static_cast<uint64_t>(product);
+  if (low < bound) {
+    const uint64_t threshold = (0 - bound) % bound;
+    while (low < threshold) {
+      product = static_cast<unsigned __int128>(next_u64()) * bound;
+      low = static_cast<uint64_t>(product);
+    }
+  }
+  return static_cast<uint64_t>(product >> 64);
+}
+
+int64_t Random::uniform_int(int64_t low, int64_t high) {
+  DYN_ASSERT(low <= high);
+  const uint64_t span = static_cast<uint64_t>(high) - static_cast<uint64_t>(low);
+  if (span == UINT64_MAX) return static_cast<int64_t>(next_u64());
+  return static_cast<int64_t>(static_cast<uint64_t>(low) + uniform_u64(span + 1));
+}
+
+double Random::uniform_real(double low, double high) {
+  DYN_ASSERT(low < high);
+  return low + (high - low) * next_double();
+}
+
+bool Random::bernoulli(double probability) {
+  if (probability <= 0.0) return false;
+  if (probability >= 1.0) return true;
+  return next_double() < probability;
+}
+
+double Random::exponential(double mean) {
+  DYN_ASSERT(mean > 0.0);
+  // 1 - u lies in (0, 1], so the logarithm is finite.
+  return -mean * det_log(1.0 - next_double());
+}
+
+Duration Random::exponential_duration(Duration mean) {
+  return Duration(static_cast<int64_t>(exponential(static_cast<double>(mean.ns)) + 0.5));
+}
+
+double Random::normal(double mean, double stddev) {
+  if (has_spare_normal_) {
+    has_spare_normal_ = false;
+    return mean + stddev * spare_normal_;
+  }
+  // Marsaglia's polar method: needs only log and sqrt (sqrt is correctly rounded by IEEE 754).
+  double u, v, s;
+  do {
+    u = 2.0 * next_double() - 1.0;
+    v = 2.0 * next_double() - 1.0;
+    s = u * u + v * v;
+  } while (s >= 1.0 || s == 0.0);
+  const double factor = std::sqrt(-2.0 * det_log(s) / s);
+  spare_normal_ = v * factor;
+  has_spare_normal_ = true;
+  return mean + stddev * (u * factor);
+}
+
+double Random::lognormal(double mu, double sigma) { return det_exp(normal(mu, sigma)); }
+
+double Random::pareto(double scale, double shape) {
+  DYN_ASSERT(scale > 0.0 && shape > 0.0);
+  // Inverse CDF: x = x_m / U^(1/alpha), with U in (0, 1].
+  return scale / det_pow(1.0 - next_double(), 1.0 / shape);
+}
+
+}  // namespace dynasim::sim
