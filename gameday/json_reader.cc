@@ -16,8 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-// 2^63 and 2^64 as doubles: the first values past the int64_t and uint64_t ranges.
-constexpr double kTwoToThe63 = 9223372036854775808.0;
+// 2^64 as a double: the first value past the uint64_t range.
 constexpr double kTwoToThe64 = 18446744073709551616.0;
 // Scenario files are small; the limit keeps a wrong path (a disk image, a log) from being read.
 constexpr std::uintmax_t kMaxFileBytes = 64 * 1024 * 1024;

@@ -117,13 +117,13 @@ double ZipfDistribution::h_inverse(double y) const {
 uint64_t ZipfDistribution::sample(Random& random) const {
   const double n_as_double = static_cast<double>(n_);
   while (true) {
-    // Uniform on (H(3/2) - 1, H(n + 1/2)]. Drawing downwards from H(n + 1/2) keeps the endpoint of
-    // the long strip at large ranks exactly representable.
+    // Uniform on (H(3/2) - 1, H(n + 1/2)]. The one end left out lies in rank 1's strip, which
+    // is always accepted, so leaving it out changes no probability.
     const double area = h_integral_n_ + random.next_double() * (h_integral_x1_ - h_integral_n_);
     const double x = h_inverse(area);
-    // Round x to the nearest rank and clamp it to [1, n]: x may fall slightly outside [1/2, n +
-    // 1/2] at the ends of the range (and below 1/2 inside rank 1's strip). The comparisons come
-    // before the conversion, which is undefined for values beyond uint64_t.
+    // Round x to the nearest rank and clamp it to [1, n]. Inside rank 1's strip x can fall below
+    // 1/2, and rounding can push it just past n + 1/2. The comparisons come before the
+    // conversion, which is undefined for values beyond the range of uint64_t.
     const double nearest = std::floor(x + 0.5);
     uint64_t rank;
     if (!(nearest >= 1.0)) {
