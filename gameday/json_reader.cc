@@ -55,7 +55,7 @@ std::string ascii_lower(std::string_view text) {
 }
 
 // Keys made of letters, digits, "_" and "-" print as ".key"; anything else as ["key"], so a path
-// in a message can always be read back unambiguously.
+// in a message stays unambiguous whatever the key holds (dots, spaces, quotes).
 bool is_plain_key(std::string_view key) {
   if (key.empty()) return false;
   return std::all_of(key.begin(), key.end(), [](char c) {
@@ -156,42 +156,48 @@ std::string rate_phrase(double min, double max) {
 
 // ---- Reading one value --------------------------------------------------------------------
 
-// What to do when a value has the wrong JSON type, for the common slips.
-std::string wrong_type_hint(const json& value, std::string_view wanted) {
+// What a reader wanted when it met a value of the wrong JSON type; picks the hint.
+enum class Wanted { kString, kEnum, kNumber, kBool, kDuration, kBytes, kRate, kObject, kArray };
+
+// What to do when a value has the wrong JSON type, for the common slips: quotes around a number
+// or a bool, no quotes around a string, a bare number where a unit is needed.
+std::string wrong_type_hint(const json& value, Wanted wanted) {
   if (value.is_string()) {
     const std::string& text = value.get_ref<const std::string&>();
-    if (wanted == "number") {
-      const json reparsed = json::parse(text, nullptr, false);
-      if (!reparsed.is_discarded() && reparsed.is_number()) {
-        return "write the number without quotes";
-      }
+    if (wanted == Wanted::kNumber) {
+      const json reparsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (reparsed.is_number()) return "write the number without quotes";
     }
-    if (wanted == "bool" && (text == "true" || text == "false")) {
+    if (wanted == Wanted::kBool && (text == "true" || text == "false")) {
       return "write true or false without quotes";
     }
     return {};
   }
-  if (value.is_number() || value.is_boolean()) {
-    const std::string text = value.dump();
-    if (wanted == "string") return "put the value in double quotes: \"" + text + "\"";
-    if (wanted == "duration") {
-      return "durations need a unit, such as \"" + text + "s\" or \"" + text + "ms\"";
-    }
-    if (wanted == "bytes")
-      return "sizes need a unit, such as \"" + text + "B\" or \"" + text + "KB\"";
-    if (wanted == "rate") return "rates need a time unit, such as \"" + text + "/s\"";
+  if (wanted == Wanted::kString && (value.is_number() || value.is_boolean())) {
+    return "put the value in double quotes: \"" + value.dump() + "\"";
   }
-  return {};
+  if (!value.is_number()) return {};
+  const std::string number = value.dump();
+  switch (wanted) {
+    case Wanted::kDuration:
+      return "durations need a unit, such as \"" + number + "s\" or \"" + number + "ms\"";
+    case Wanted::kBytes:
+      return "sizes need a unit, such as \"" + number + "B\" or \"" + number + "KB\"";
+    case Wanted::kRate:
+      return "rates need a time unit, such as \"" + number + "/s\"";
+    default:
+      return {};
+  }
 }
 
 [[noreturn]] void wrong_type(const json& value, const std::string& path, std::string expected,
-                             std::string_view wanted) {
+                             Wanted wanted) {
   throw ScenarioError(path, std::move(expected), describe_json_value(value),
                       wrong_type_hint(value, wanted));
 }
 
 std::string read_string(const json& value, const std::string& path) {
-  if (!value.is_string()) wrong_type(value, path, "a string", "string");
+  if (!value.is_string()) wrong_type(value, path, "a string", Wanted::kString);
   return value.get<std::string>();
 }
 
@@ -201,15 +207,15 @@ std::string enum_phrase(const std::vector<std::string>& allowed) {
 
 std::string read_enum(const json& value, const std::string& path,
                       const std::vector<std::string>& allowed) {
-  if (!value.is_string()) wrong_type(value, path, enum_phrase(allowed), "enum");
+  if (!value.is_string()) wrong_type(value, path, enum_phrase(allowed), Wanted::kEnum);
   const std::string& text = value.get_ref<const std::string&>();
   if (std::find(allowed.begin(), allowed.end(), text) != allowed.end()) return text;
   throw ScenarioError(path, enum_phrase(allowed), describe_json_value(value),
                       did_you_mean_hint(text, allowed));
 }
 
-// A JSON number as an exact integer, if it is one. 1e3 (stored as a double) counts; 1.5 does
-// not. `magnitude` holds |value|, so the whole int64_t and uint64_t ranges fit.
+// A JSON number as an exact 64-bit integer, if it is one: 1e3 (stored as a double) counts; 1.5
+// and 1e30 do not. `magnitude` holds |value|, so the whole int64_t and uint64_t ranges fit.
 struct WholeNumber {
   bool negative = false;
   uint64_t magnitude = 0;
@@ -221,65 +227,63 @@ std::optional<WholeNumber> whole_number(const json& value) {
       return WholeNumber{false, value.get<uint64_t>()};
     case json::value_t::number_integer: {
       const int64_t integer = value.get<int64_t>();
+      // Unsigned negation keeps INT64_MIN well defined.
       const uint64_t magnitude =
           integer < 0 ? 0 - static_cast<uint64_t>(integer) : static_cast<uint64_t>(integer);
       return WholeNumber{integer < 0, magnitude};
     }
     case json::value_t::number_float: {
       const double number = value.get<double>();
-      if (!std::isfinite(number) || number != std::trunc(number)) return std::nullopt;
-      // Whole but beyond 64 bits: report it as out of range by the caller via a saturated value.
       const double magnitude = std::fabs(number);
-      const uint64_t saturated =
-          magnitude >= kTwoToThe64 ? UINT64_MAX : static_cast<uint64_t>(magnitude);
-      return WholeNumber{number < 0, saturated};
+      if (!std::isfinite(number) || number != std::trunc(number) || magnitude >= kTwoToThe64) {
+        return std::nullopt;
+      }
+      return WholeNumber{number < 0, static_cast<uint64_t>(magnitude)};
     }
     default:
       return std::nullopt;
   }
 }
 
+// Not a whole number, or outside [min, max]: the message is the same, the range says it all.
+[[noreturn]] void out_of_range(const json& value, const std::string& path, std::string expected) {
+  throw ScenarioError(path, std::move(expected), describe_json_value(value));
+}
+
 int64_t read_int(const json& value, const std::string& path, int64_t min, int64_t max) {
   const std::string expected = integer_phrase(min, max);
-  if (!value.is_number()) wrong_type(value, path, expected, "number");
+  if (!value.is_number()) wrong_type(value, path, expected, Wanted::kNumber);
   const std::optional<WholeNumber> whole = whole_number(value);
-  if (!whole) throw ScenarioError(path, expected, describe_json_value(value));
-  const uint64_t limit = whole->negative ? uint64_t{1} << 63 : uint64_t{INT64_MAX};
-  if (whole->magnitude > limit) throw ScenarioError(path, expected, describe_json_value(value));
-  const int64_t integer = whole->negative
-                              ? static_cast<int64_t>(0 - whole->magnitude)  // two's complement
-                              : static_cast<int64_t>(whole->magnitude);
-  if (integer < min || integer > max) {
-    throw ScenarioError(path, expected, describe_json_value(value));
-  }
+  const uint64_t limit = whole && whole->negative ? uint64_t{1} << 63 : uint64_t{INT64_MAX};
+  if (!whole || whole->magnitude > limit) out_of_range(value, path, expected);
+  // Conversion to int64_t is modular in C++20, so 0 - 2^63 becomes INT64_MIN.
+  const int64_t integer = whole->negative ? static_cast<int64_t>(0 - whole->magnitude)
+                                          : static_cast<int64_t>(whole->magnitude);
+  if (integer < min || integer > max) out_of_range(value, path, expected);
   return integer;
 }
 
 uint64_t read_uint(const json& value, const std::string& path, uint64_t min, uint64_t max) {
   const std::string expected = integer_phrase(min, max);
-  if (!value.is_number()) wrong_type(value, path, expected, "number");
+  if (!value.is_number()) wrong_type(value, path, expected, Wanted::kNumber);
   const std::optional<WholeNumber> whole = whole_number(value);
-  const bool float_too_large =
-      value.is_number_float() && std::fabs(value.get<double>()) >= kTwoToThe64;
-  if (!whole || float_too_large || (whole->negative && whole->magnitude != 0) ||
-      whole->magnitude < min || whole->magnitude > max) {
-    throw ScenarioError(path, expected, describe_json_value(value));
+  if (!whole || (whole->negative && whole->magnitude != 0) || whole->magnitude < min ||
+      whole->magnitude > max) {
+    out_of_range(value, path, expected);
   }
   return whole->magnitude;
 }
 
 double read_number(const json& value, const std::string& path, double min, double max) {
   const std::string expected = number_phrase(min, max);
-  if (!value.is_number()) wrong_type(value, path, expected, "number");
+  if (!value.is_number()) wrong_type(value, path, expected, Wanted::kNumber);
   const double number = value.get<double>();
-  if (!std::isfinite(number) || number < min || number > max) {
-    throw ScenarioError(path, expected, describe_json_value(value));
-  }
+  if (!std::isfinite(number) || number < min || number > max) out_of_range(value, path, expected);
   return number;
 }
 
 bool read_bool(const json& value, const std::string& path) {
-  if (!value.is_boolean()) wrong_type(value, path, "true or false", "bool");
+  if (!value.is_boolean()) wrong_type(value, path, "true or false", Wanted::kBool);
   return value.get<bool>();
 }
 
@@ -290,7 +294,7 @@ bool is_zero_number(const json& value) {
 
 // The string of a value with a unit, or "0" for the number 0; throws for anything else.
 std::string unit_text(const json& value, const std::string& path, std::string_view expected,
-                      std::string_view wanted) {
+                      Wanted wanted) {
   if (is_zero_number(value)) return "0";
   if (!value.is_string()) wrong_type(value, path, std::string(expected), wanted);
   return value.get<std::string>();
@@ -298,7 +302,7 @@ std::string unit_text(const json& value, const std::string& path, std::string_vi
 
 template <typename Parse>
 auto parse_unit_value(const json& value, const std::string& path, std::string_view expected,
-                      std::string_view wanted, Parse parse) {
+                      Wanted wanted, Parse parse) {
   const std::string text = unit_text(value, path, expected, wanted);
   try {
     return parse(text);
@@ -310,7 +314,7 @@ auto parse_unit_value(const json& value, const std::string& path, std::string_vi
 sim::Duration read_duration(const json& value, const std::string& path, sim::Duration min,
                             sim::Duration max) {
   const sim::Duration duration =
-      parse_unit_value(value, path, kExpectedDuration, "duration", parse_duration);
+      parse_unit_value(value, path, kExpectedDuration, Wanted::kDuration, parse_duration);
   if (duration < min || duration > max) {
     throw ScenarioError(path, duration_phrase(min, max), describe_json_value(value));
   }
@@ -318,7 +322,7 @@ sim::Duration read_duration(const json& value, const std::string& path, sim::Dur
 }
 
 uint64_t read_bytes(const json& value, const std::string& path, uint64_t min, uint64_t max) {
-  const uint64_t bytes = parse_unit_value(value, path, kExpectedBytes, "bytes", parse_bytes);
+  const uint64_t bytes = parse_unit_value(value, path, kExpectedBytes, Wanted::kBytes, parse_bytes);
   if (bytes < min || bytes > max) {
     throw ScenarioError(path, bytes_phrase(min, max), describe_json_value(value));
   }
@@ -326,7 +330,8 @@ uint64_t read_bytes(const json& value, const std::string& path, uint64_t min, ui
 }
 
 double read_rate(const json& value, const std::string& path, double min, double max) {
-  const double rate = parse_unit_value(value, path, kExpectedRate, "rate", parse_rate_per_second);
+  const double rate =
+      parse_unit_value(value, path, kExpectedRate, Wanted::kRate, parse_rate_per_second);
   if (rate < min || rate > max) {
     throw ScenarioError(path, rate_phrase(min, max), describe_json_value(value));
   }
@@ -469,9 +474,8 @@ ScenarioError syntax_error(const json::parse_error& error, std::string_view text
       std::min<std::size_t>(error.byte > 0 ? error.byte - 1 : 0, text.size());
   const std::size_t line =
       1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + offset, '\n'));
-  const std::size_t line_start = offset == 0 ? 0 : text.rfind('\n', offset - 1);
-  const std::size_t column =
-      line_start == std::string_view::npos || offset == 0 ? offset + 1 : offset - line_start;
+  const std::size_t newline = offset == 0 ? std::string_view::npos : text.rfind('\n', offset - 1);
+  const std::size_t column = newline == std::string_view::npos ? offset + 1 : offset - newline;
   // Keep the parser's own explanation ("syntax error while parsing object - unexpected ...").
   std::string detail = error.what();
   const std::size_t column_word = detail.find(", column ");
@@ -499,6 +503,7 @@ struct PathStep {
 
 std::vector<PathStep> parse_override_path(std::string_view path_text) {
   std::string_view rest = path_text;
+  if (rest == "$") bad_override_path(path_text, "name a field inside the document");
   if (rest.substr(0, 2) == "$.") rest.remove_prefix(2);
   std::vector<PathStep> steps;
   // Bounded by the text: every iteration consumes at least one character.
@@ -556,7 +561,7 @@ ScenarioError ScenarioError::with_file(std::string file_path) const {
 
 ObjectReader::ObjectReader(const json& value, std::string path)
     : object_(&value), path_(std::move(path)) {
-  if (!value.is_object()) wrong_type(value, path_, "an object", "object");
+  if (!value.is_object()) wrong_type(value, path_, "an object", Wanted::kObject);
 }
 
 const json* ObjectReader::find(std::string_view key) {
@@ -724,7 +729,7 @@ void ObjectReader::finish() const {
 
 ArrayReader::ArrayReader(const json& value, std::string path)
     : array_(&value), path_(std::move(path)) {
-  if (!value.is_array()) wrong_type(value, path_, "an array", "array");
+  if (!value.is_array()) wrong_type(value, path_, "an array", Wanted::kArray);
 }
 
 const ArrayReader& ArrayReader::require_size(std::size_t min_size, std::size_t max_size) const {

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -35,9 +36,6 @@
 
 namespace dynasim::gameday {
 
-// A problem with a scenario document or a --set override. what() is the full message:
-//   [<file>[:<line>:<column>]: ][<path>: ]expected <expected>, found <found>[ (<hint>)]
-// The path is left out when a file location is given and the path is just "$".
 // Where in a file a problem is; line and column are 1-based, 0 when unknown.
 struct FileLocation {
   std::string file;
@@ -45,6 +43,10 @@ struct FileLocation {
   std::size_t column = 0;
 };
 
+// A problem with a scenario document or a --set override. what() is the full message:
+//   [<file>[:<line>:<column>]: ][<path>: ]expected <expected>, found <found>[ (<hint>)]
+// The path is left out when a file location is given and the path is just "$". A missing field
+// reads "found nothing (a required field is missing)".
 struct ScenarioError : std::runtime_error {
   ScenarioError(std::string path_text, std::string expected_text, std::string found_text,
                 std::string hint_text = {}, FileLocation location = {});
@@ -203,8 +205,9 @@ nlohmann::json parse_json_file(const std::string& file_path);
 // (which is also accepted): "workload.rate", "faults.timeline[1].at". The value is parsed as JSON
 // if it parses ("5" is a number, "true" a bool, "{}" an object), otherwise taken as a string
 // ("5m"). Missing objects along the path are created; arrays are not, and an index must be
-// within the existing array. Throws ScenarioError (path "--set" for a malformed assignment, the
-// JSON path of the problem otherwise).
+// within the existing array. Keys containing ".", "[" or "]" cannot be addressed. The override
+// is applied to a copy first, so on a ScenarioError (path "--set" for a malformed assignment, the
+// JSON path of the problem otherwise) the document is unchanged.
 void apply_override(nlohmann::json& document, std::string_view assignment);
 
 // The candidate closest to `found` by optimal-string-alignment distance (Damerau-Levenshtein

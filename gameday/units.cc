@@ -1,6 +1,7 @@
 #include "gameday/units.h"
 
 #include <cstdio>
+#include <iterator>
 #include <numeric>
 #include <span>
 
@@ -142,12 +143,8 @@ std::string ascii_lower(std::string_view text) {
   return lowered;
 }
 
-std::string quoted(std::string_view text) {
-  return quote_for_message(text);
-}
-
 [[noreturn]] void fail(const Kind& kind, std::string_view text, std::string hint) {
-  std::string found = text.empty() ? std::string("an empty string") : quoted(text);
+  std::string found = text.empty() ? std::string("an empty string") : quote_for_message(text);
   throw UnitError(std::string(kind.expected), std::move(found), std::move(hint));
 }
 
@@ -225,7 +222,8 @@ Decimal split_decimal(const Kind& kind, std::string_view text) {
   if (first == '+') fail(kind, text, "remove the \"+\" sign");
   if (first == '.') {
     fail(kind, text,
-         "write a digit before the decimal point, as in " + quoted("0" + std::string(text)));
+         "write a digit before the decimal point, as in " +
+             quote_for_message("0" + std::string(text)));
   }
   if (!is_digit(first)) fail(kind, text, "");
 
@@ -437,33 +435,28 @@ std::string format_duration_short(sim::Duration duration) {
   const uint64_t magnitude =
       negative ? 0 - static_cast<uint64_t>(duration.ns) : static_cast<uint64_t>(duration.ns);
   std::string text = negative ? "-" : "";
-  // Days, hours and minutes only when whole: "90s" reads better than "1.5m".
-  for (const Unit& unit : {kDurationUnits[6], kDurationUnits[5], kDurationUnits[4]}) {
-    if (magnitude % unit.scale == 0) {
-      return text + std::to_string(magnitude / unit.scale) + std::string(unit.name);
-    }
+  // Largest unit first. Days, hours and minutes only when whole: "90s" reads better than "1.5m",
+  // and their decimals would not terminate ("1m20s" is 1.333...m).
+  for (auto unit = std::rbegin(kDurationUnits); unit != std::rend(kDurationUnits); ++unit) {
+    const bool above_seconds = unit->scale > kNanosecondsPerSecond;
+    if (above_seconds ? magnitude % unit->scale != 0 : magnitude < unit->scale) continue;
+    text += std::to_string(magnitude / unit->scale);
+    append_decimals(text, magnitude % unit->scale, unit->scale);
+    return text + std::string(unit->name);
   }
-  for (const Unit& unit : {kDurationUnits[3], kDurationUnits[2], kDurationUnits[1]}) {
-    if (magnitude >= unit.scale) {
-      text += std::to_string(magnitude / unit.scale);
-      append_decimals(text, magnitude % unit.scale, unit.scale);
-      return text + std::string(unit.name);
-    }
-  }
-  return text + std::to_string(magnitude) + "ns";
+  return text + std::to_string(magnitude) + "ns";  // not reached: every magnitude >= 1ns
 }
 
 std::string format_bytes(uint64_t bytes) {
-  // Largest unit first; KB, MB, ... rather than their KiB synonyms.
-  for (const std::size_t index : {9, 7, 5, 3, 1}) {
-    const Unit& unit = kByteUnits[index];
-    const uint64_t remainder = bytes % unit.scale;
-    // remainder < 2^50, so remainder * 1000 cannot overflow.
-    if (bytes >= unit.scale && (remainder * 1000) % unit.scale == 0) {
-      std::string text = std::to_string(bytes / unit.scale);
-      append_decimals(text, remainder * 1000 / unit.scale, 1000);
-      return text + std::string(unit.name);
-    }
+  // Largest unit first, skipping "B" and the KiB-style synonyms (the two-letter names are KB, MB,
+  // ...). At most three decimals: "1.125MB" is readable, "1.0009765625KB" is not.
+  for (auto unit = std::rbegin(kByteUnits); unit != std::rend(kByteUnits); ++unit) {
+    if (unit->name.size() != 2 || bytes < unit->scale) continue;
+    const uint64_t remainder = bytes % unit->scale;  // < 2^50, so * 1000 cannot overflow
+    if ((remainder * 1000) % unit->scale != 0) continue;
+    std::string text = std::to_string(bytes / unit->scale);
+    append_decimals(text, remainder * 1000 / unit->scale, 1000);
+    return text + std::string(unit->name);
   }
   return std::to_string(bytes) + "B";
 }

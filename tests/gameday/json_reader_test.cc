@@ -218,7 +218,7 @@ TEST(ObjectReader, DurationFields) {
   const json document = json::parse(R"({
     "faults": {"timeline": [{"at": "1m"}, {"at": "2m"}, {"at": 300}]},
     "duration": "5m", "zero": 0, "zero_text": "0", "words": "5 minutes", "long": "2d",
-    "negative": -1})");
+    "negative": -1, "flag": true})");
   ObjectReader root(document, "$");
   EXPECT_EQ(root.required_duration("duration").ns, 300 * kSecond);
   EXPECT_EQ(root.required_duration("zero").ns, 0);
@@ -240,6 +240,8 @@ TEST(ObjectReader, DurationFields) {
   EXPECT_EQ(message_of([&] { root.required_duration("negative"); }),
             "$.negative: expected a duration such as \"250us\", \"1.5s\" or \"5m\", found the "
             "number -1 (durations need a unit, such as \"-1s\" or \"-1ms\")");
+  EXPECT_EQ(message_of([&] { root.required_duration("flag"); }),
+            "$.flag: expected a duration such as \"250us\", \"1.5s\" or \"5m\", found true");
 }
 
 TEST(ObjectReader, ByteFields) {
@@ -525,6 +527,8 @@ TEST(DidYouMean, SuggestsOnlyCloseCandidates) {
   EXPECT_EQ(did_you_mean("rate", fields), "");  // an exact match needs no suggestion
   EXPECT_EQ(did_you_mean("x", {"y"}), "");      // one letter is no evidence
   EXPECT_EQ(did_you_mean("at", {"id"}), "");    // replacing everything is not a typo
+  EXPECT_EQ(did_you_mean("id", {"kind"}), "");  // nor is keeping nothing but the letters typed
+  EXPECT_EQ(did_you_mean("druatoin", fields), "duration");  // two transpositions count as two
   EXPECT_EQ(did_you_mean("", fields), "");
   EXPECT_EQ(did_you_mean("anything", {}), "");
   EXPECT_EQ(did_you_mean(std::string(100, 'a'), {std::string(99, 'a')}), "");
@@ -534,6 +538,9 @@ TEST(DidYouMean, TiesGoToTheEarlierCandidate) {
   EXPECT_EQ(did_you_mean("cat", {"bat", "hat"}), "bat");
   EXPECT_EQ(did_you_mean("cat", {"hat", "bat"}), "hat");
   EXPECT_EQ(did_you_mean("cat", {"hat", "cart"}), "hat");
+  // A transposition is one edit, so "rate" (1) beats "rtbc" (2) although plain Levenshtein
+  // distance would tie them at 2.
+  EXPECT_EQ(did_you_mean("rtae", {"rtbc", "rate"}), "rate");
 }
 
 // ---- parse_json_file ----------------------------------------------------------------------
@@ -558,6 +565,12 @@ TEST(ParseJsonFile, SyntaxErrorReportsLineAndColumn) {
             path +
                 ":3:7: expected valid JSON, found a syntax error while parsing object separator - "
                 "unexpected number literal; expected ':' (near \"  \\\"b\\\" 2\")");
+
+  const std::string first_line = write_file("first_line.json", "{\"a\": 1,}");
+  const std::optional<ScenarioError> comma = caught([&] { parse_json_file(first_line); });
+  ASSERT_TRUE(comma.has_value());
+  EXPECT_EQ(comma->line, 1u);
+  EXPECT_EQ(comma->column, 9u);  // the "}" after the trailing comma
 }
 
 TEST(ParseJsonFile, SyntaxErrorHintsForCommonSlips) {
@@ -725,6 +738,7 @@ TEST(ApplyOverride, MalformedAssignmentsAreRefused) {
       {"a[]=1", path_expected + "\"a[]\" (an index is a number in brackets, as in [1])"},
       {"a[1]b=1", path_expected + "\"a[1]b\" (separate field names with \".\")"},
       {"[0]=1", path_expected + "\"[0]\" (a field name is empty)"},
+      {"$=1", path_expected + "\"$\" (name a field inside the document)"},
   };
   for (const auto& [assignment, message] : cases) {
     const std::string& text = assignment;  // clang 14 cannot capture a structured binding

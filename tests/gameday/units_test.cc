@@ -63,6 +63,7 @@ TEST(ParseDuration, AcceptsEveryUnitWithExactValues) {
       {"0.1s", 100'000'000},
       {"0.000000001s", 1},
       {"1.000000001s", 1'000'000'001},
+      {"1.500000000000000000000000000s", 1'500'000'000},  // trailing zeros are not precision
       {"2.5m", 150 * kSecond},
       {"0.5d", 43'200 * kSecond},
       {"007s", 7 * kSecond},
@@ -99,6 +100,9 @@ TEST(ParseDuration, RejectsBadFormsWithMessages) {
       {"0.00000000000000000000001d",
        R"("0.00000000000000000000001d" (durations are whole nanoseconds, and this one has a fraction of a nanosecond))"},
       {"106752d", R"("106752d" (longer than the longest duration, 106751d (about 292 years)))"},
+      // The whole seconds fit; only the fraction pushes it one nanosecond past INT64_MAX.
+      {"9223372036.854775808s",
+       R"("9223372036.854775808s" (longer than the longest duration, 106751d (about 292 years)))"},
       {"9223372036854775808ns",
        R"("9223372036854775808ns" (longer than the longest duration, 106751d (about 292 years)))"},
       {"99999999999999999999999s",
@@ -279,6 +283,7 @@ TEST(ParseRatePerSecond, AcceptsRatesPerEachUnit) {
   EXPECT_EQ(parse_rate_per_second("0"), 0.0);
   EXPECT_EQ(parse_rate_per_second("0/s"), 0.0);
   EXPECT_EQ(parse_rate_per_second("1.10/s"), 1.1);
+  EXPECT_EQ(parse_rate_per_second("2.500000000000000000000/s"), 2.5);
   EXPECT_EQ(parse_rate_per_second("123456789012345/s"), 123456789012345.0);
 }
 
