@@ -28,7 +28,8 @@ bool same(const EventRecord& a, const EventRecord& b) {
 std::string EventRecord::describe() const {
   if (!present) return "no further event (the run ended)";
   char buffer[256];
-  std::snprintf(buffer, sizeof buffer, "time %s kind %s target %u payload %" PRIu64
+  std::snprintf(buffer, sizeof buffer,
+                "time %s kind %s target %u payload %" PRIu64
                 " (trace hash before this event's handler folded its content: %016" PRIx64 ")",
                 sim::format_time(time).c_str(), kind.c_str(), target, payload, trace_hash);
   return buffer;

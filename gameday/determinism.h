@@ -32,7 +32,8 @@ struct DeterminismReport {
 
 // `perturb_second_run`, if set, is applied to the second run before it starts: tests use it to
 // plant a difference and show that the check finds it.
-DeterminismReport check_determinism(const ScenarioSpec& spec, uint64_t seed,
-                                    const std::function<void(ScenarioRun&)>& perturb_second_run = {});
+DeterminismReport check_determinism(
+    const ScenarioSpec& spec, uint64_t seed,
+    const std::function<void(ScenarioRun&)>& perturb_second_run = {});
 
 }  // namespace dynasim::gameday

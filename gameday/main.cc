@@ -3,6 +3,7 @@
 // (scenario or command line), 3 internal error.
 #include <unistd.h>
 
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -11,8 +12,6 @@
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 #include "gameday/determinism.h"
 #include "gameday/json_reader.h"
@@ -30,7 +29,8 @@ constexpr int kExitBadInput = 2;
 constexpr int kExitInternalError = 3;
 constexpr const char* kDefaultScenario = "scenarios/world-smoke.json";
 
-const char* kUsage = R"(dynasim: a deterministic simulator of a DynamoDB-style service, for game days,
+const char* kUsage =
+    R"(dynasim: a deterministic simulator of a DynamoDB-style service, for game days,
 bug reproduction by seed and capacity planning.
 
 Usage:
@@ -139,7 +139,8 @@ int command_run(const std::vector<std::string>& arguments) {
         std::printf("determinism: identical over %" PRIu64 " events, trace_hash %s\n",
                     report.events_compared, hex64(report.trace_hash).c_str());
       } else {
-        std::printf("determinism: runs differ after %" PRIu64 " identical events\n"
+        std::printf("determinism: runs differ after %" PRIu64
+                    " identical events\n"
                     "  first run:  %s\n  second run: %s\n",
                     report.events_compared, report.first_run.describe().c_str(),
                     report.second_run.describe().c_str());
@@ -167,9 +168,9 @@ int command_run(const std::vector<std::string>& arguments) {
     std::printf("%s seed %" PRIu64 ": %s  trace_hash %s  %" PRIu64
                 " events  %.0f sim-s in %.2f wall-s (%.2fM events/s, %.0f sim-s per wall-s)\n",
                 spec.name.c_str(), seed, run.passed() ? "PASSED" : "FAILED",
-                summary["trace_hash"].get<std::string>().c_str(),
-                summary["events"].get<uint64_t>(), summary["sim_seconds"].get<double>(),
-                wall_seconds, summary["events_per_second"].get<double>() * 1e-6,
+                summary["trace_hash"].get<std::string>().c_str(), summary["events"].get<uint64_t>(),
+                summary["sim_seconds"].get<double>(), wall_seconds,
+                summary["events_per_second"].get<double>() * 1e-6,
                 summary["sim_seconds_per_wall_second"].get<double>());
     for (const auto& [name, check] : summary["checks"].items()) {
       std::printf("  check %-32s %s\n", name.c_str(),

@@ -105,11 +105,10 @@ void ScenarioRun::build_world() {
         sim::HostOptions host_options;
         host_options.disks = {topology.disk};
         if (topology.clock_drift_ppm_bound > 0) {
-          host_options.clock_drift_ppm = drift_random.uniform_real(
-              -topology.clock_drift_ppm_bound, topology.clock_drift_ppm_bound);
+          host_options.clock_drift_ppm = drift_random.uniform_real(-topology.clock_drift_ppm_bound,
+                                                                   topology.clock_drift_ppm_bound);
         }
-        hosts.push_back(
-            world_->add_host(rack, rack_name + "/h" + std::to_string(h), host_options));
+        hosts.push_back(world_->add_host(rack, rack_name + "/h" + std::to_string(h), host_options));
       }
     }
   }
@@ -118,9 +117,8 @@ void ScenarioRun::build_world() {
     for (sim::HostId peer : hosts) {
       if (peer != host) probe.peers.push_back(sim::Address{peer, kProbePort});
     }
-    world_->add_process(host, kProbePort, [probe, this] {
-      return std::make_unique<Probe>(probe, &durability_);
-    });
+    world_->add_process(host, kProbePort,
+                        [probe, this] { return std::make_unique<Probe>(probe, &durability_); });
   }
 }
 
@@ -143,9 +141,10 @@ sim::FaultTarget ScenarioRun::resolve_target(const std::string& name,
   for (uint32_t i = 0; i < world_->host_count(); ++i) {
     names.push_back(world_->host_name(sim::HostId(i)));
   }
-  throw ScenarioError(path, "\"region\" or the name of an AZ, rack or host (e.g. \"" + names[1] +
-                                "\", \"" + world_->rack_name(sim::RackId(0)) + "\", \"" +
-                                world_->host_name(sim::HostId(0)) + "\")",
+  throw ScenarioError(path,
+                      "\"region\" or the name of an AZ, rack or host (e.g. \"" + names[1] +
+                          "\", \"" + world_->rack_name(sim::RackId(0)) + "\", \"" +
+                          world_->host_name(sim::HostId(0)) + "\")",
                       "\"" + name + "\"", did_you_mean(name, names));
 }
 
@@ -165,7 +164,8 @@ void ScenarioRun::schedule_faults() {
     process.kind = named.kind;
     process.scope = resolve_target(named.scope, named.path + ".scope");
     process.rate_per_host_hour = named.rate_per_host_hour;
-    process.duration_ns = sim::DistributionSpec::exponential(static_cast<double>(named.duration.ns));
+    process.duration_ns =
+        sim::DistributionSpec::exponential(static_cast<double>(named.duration.ns));
     process.value = named.value;
     process.end = spec_.duration;
     faults_->add_random_process(process);
@@ -201,7 +201,9 @@ void ScenarioRun::finish() {
   durability_.verify_final(*world_, kProbePort);
 }
 
-bool ScenarioRun::passed() const { return durability_.passed(); }
+bool ScenarioRun::passed() const {
+  return durability_.passed();
+}
 
 std::string ScenarioRun::reproduce_command() const {
   return "dynasim run " + spec_.source + " --seed " + std::to_string(seed_);
@@ -218,7 +220,8 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
   summary["events"] = events;
   summary["sim_seconds"] = sim_seconds;
   summary["wall_seconds"] = wall_seconds;
-  summary["events_per_second"] = wall_seconds > 0 ? static_cast<double>(events) / wall_seconds : 0.0;
+  summary["events_per_second"] =
+      wall_seconds > 0 ? static_cast<double>(events) / wall_seconds : 0.0;
   summary["sim_seconds_per_wall_second"] = wall_seconds > 0 ? sim_seconds / wall_seconds : 0.0;
   summary["checks"]["acknowledged_records_durable"] = durability_.report();
   summary["passed"] = passed();
@@ -231,11 +234,15 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
                          {"fault", entry.description},
                          {"applied", entry.applied}});
   }
-  summary["faults"] = {{"applied", faults.applied},        {"refused_by_guard", faults.refused},
-                       {"power_offs", faults.power_offs},  {"crashes", faults.crashes},
-                       {"isolations", faults.isolations},  {"disk_faults", faults.disk_faults},
+  summary["faults"] = {{"applied", faults.applied},
+                       {"refused_by_guard", faults.refused},
+                       {"power_offs", faults.power_offs},
+                       {"crashes", faults.crashes},
+                       {"isolations", faults.isolations},
+                       {"disk_faults", faults.disk_faults},
                        {"clock_faults", faults.clock_faults},
-                       {"network_faults", faults.network_faults}, {"log", fault_log}};
+                       {"network_faults", faults.network_faults},
+                       {"log", fault_log}};
 
   const sim::Network::Stats& network = world_->network().stats();
   summary["network"] = {{"sent", network.sent},

@@ -8,9 +8,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "gameday/probe.h"
 #include "gameday/scenario.h"

@@ -9,14 +9,17 @@ namespace {
 thread_local const CheckContext* g_check_context = nullptr;
 }  // namespace
 
-ScopedCheckContext::ScopedCheckContext(const CheckContext* context)
-    : previous_(g_check_context) {
+ScopedCheckContext::ScopedCheckContext(const CheckContext* context) : previous_(g_check_context) {
   g_check_context = context;
 }
 
-ScopedCheckContext::~ScopedCheckContext() { g_check_context = previous_; }
+ScopedCheckContext::~ScopedCheckContext() {
+  g_check_context = previous_;
+}
 
-const CheckContext* current_check_context() { return g_check_context; }
+const CheckContext* current_check_context() {
+  return g_check_context;
+}
 
 void assertion_failed(const char* condition, const char* file, int line,
                       const std::string& message) {

@@ -40,14 +40,14 @@ const CheckContext* current_check_context();
 
 }  // namespace dynasim::sim
 
-#define DYN_ASSERT(condition)                                                      \
-  do {                                                                             \
-    if (!(condition)) [[unlikely]]                                                 \
+#define DYN_ASSERT(condition)                                                          \
+  do {                                                                                 \
+    if (!(condition)) [[unlikely]]                                                     \
       ::dynasim::sim::assertion_failed(#condition, __FILE__, __LINE__, std::string()); \
   } while (0)
 
-#define DYN_ASSERT_MSG(condition, message)                                           \
-  do {                                                                               \
-    if (!(condition)) [[unlikely]]                                                   \
-      ::dynasim::sim::assertion_failed(#condition, __FILE__, __LINE__, (message));   \
+#define DYN_ASSERT_MSG(condition, message)                                         \
+  do {                                                                             \
+    if (!(condition)) [[unlikely]]                                                 \
+      ::dynasim::sim::assertion_failed(#condition, __FILE__, __LINE__, (message)); \
   } while (0)

@@ -66,8 +66,8 @@ double det_exp(double x) {
   const double r = (x - k * kLn2High) - k * kLn2Low;
   // Taylor series of e^r to r^17 (Horner); the first omitted term is below 1e-20 for |r| <= 0.35.
   static constexpr double kInverse[] = {0.0,      1.0,      1.0 / 2,  1.0 / 3,  1.0 / 4,  1.0 / 5,
-                                       1.0 / 6,  1.0 / 7,  1.0 / 8,  1.0 / 9,  1.0 / 10, 1.0 / 11,
-                                       1.0 / 12, 1.0 / 13, 1.0 / 14, 1.0 / 15, 1.0 / 16, 1.0 / 17};
+                                        1.0 / 6,  1.0 / 7,  1.0 / 8,  1.0 / 9,  1.0 / 10, 1.0 / 11,
+                                        1.0 / 12, 1.0 / 13, 1.0 / 14, 1.0 / 15, 1.0 / 16, 1.0 / 17};
   double sum = 1.0;
   for (int n = 17; n >= 1; --n) sum = 1.0 + sum * r * kInverse[n];
   return std::ldexp(sum, static_cast<int>(k));

@@ -48,10 +48,12 @@ class Env {
   virtual void send(Address to, Message message) = 0;
   virtual uint32_t disk_count() const = 0;
   virtual Disk& disk(uint32_t index) = 0;
-  virtual void object_put(std::string key, ObjectBytes data, InplaceFunction<void(ObjectStatus), 48> done) = 0;
+  virtual void object_put(std::string key, ObjectBytes data,
+                          InplaceFunction<void(ObjectStatus), 48> done) = 0;
   virtual void object_get(std::string key, InplaceFunction<void(ObjectResult), 48> done) = 0;
-  virtual void object_list(std::string prefix,
-                           InplaceFunction<void(ObjectStatus, std::vector<std::string>), 48> done) = 0;
+  virtual void object_list(
+      std::string prefix,
+      InplaceFunction<void(ObjectStatus, std::vector<std::string>), 48> done) = 0;
   virtual Random& random() = 0;
   virtual MetricSink& metrics() = 0;
 

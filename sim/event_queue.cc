@@ -209,8 +209,8 @@ void EventQueue::drain_bucket(uint32_t bucket_index) {
     const uint32_t index = bucket.indices[i];
     ready_.push_back(ReadyEntry{node(index).time, index});
   }
-  // Give the bucket's memory back: every bucket of the ring would otherwise keep the capacity of its
-  // busiest turn, which would cost far more than the events it holds.
+  // Give the bucket's memory back: every bucket of the ring would otherwise keep the capacity of
+  // its busiest turn, which would cost far more than the events it holds.
   bucket = Bucket();
   sort_ready();
 }
@@ -277,9 +277,8 @@ bool EventQueue::pop(Event* out, EventSink** sink) {
 SimTime EventQueue::peek_time() {
   while (queued_ > 0) {
     if (ready_position_ == ready_.size() && late_.empty()) advance();
-    const bool from_late =
-        !late_.empty() &&
-        (ready_position_ == ready_.size() || earlier(late_.front(), ready_[ready_position_]));
+    const bool from_late = !late_.empty() && (ready_position_ == ready_.size() ||
+                                              earlier(late_.front(), ready_[ready_position_]));
     const ReadyEntry& entry = from_late ? late_.front() : ready_[ready_position_];
     if (node(entry.node).sink != nullptr) return SimTime(entry.time);
     // Drop a tombstone.

@@ -170,12 +170,12 @@ class EventQueue {
   int64_t current_start_ = 0;  // start of the bucket that ready_ holds
   int64_t last_popped_time_ = 0;
   std::vector<Bucket> buckets_;
-  std::vector<uint64_t> occupied_;       // one bit per bucket
-  std::vector<ReadyEntry> ready_;        // the current bucket, sorted ascending
-  size_t ready_position_ = 0;            // next entry of ready_ to run
+  std::vector<uint64_t> occupied_;  // one bit per bucket
+  std::vector<ReadyEntry> ready_;   // the current bucket, sorted ascending
+  size_t ready_position_ = 0;       // next entry of ready_ to run
   std::vector<ReadyEntry> sort_scratch_;
-  std::vector<ReadyEntry> late_;         // binary min-heap: arrivals into the current bucket
-  std::vector<uint32_t> far_;            // 4-ary min-heap of node indices beyond the horizon
+  std::vector<ReadyEntry> late_;  // binary min-heap: arrivals into the current bucket
+  std::vector<uint32_t> far_;     // 4-ary min-heap of node indices beyond the horizon
 
   uint64_t next_seq_ = 0;
   uint64_t live_ = 0;

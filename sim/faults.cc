@@ -76,11 +76,12 @@ void FaultInjector::schedule_next_random(uint32_t index) {
   const double rate_per_second = process.rate_per_host_hour * host_count / 3600.0;
   if (rate_per_second <= 0) return;
   Random& random = random_streams_[index];
-  SimTime next = world_.simulation().now() + random.exponential_duration(Duration(
-                                                 static_cast<int64_t>(1e9 / rate_per_second)));
+  SimTime next = world_.simulation().now() +
+                 random.exponential_duration(Duration(static_cast<int64_t>(1e9 / rate_per_second)));
   const SimTime start = SimTime::zero() + process.start;
-  if (next < start) next = start + random.exponential_duration(Duration(
-                                       static_cast<int64_t>(1e9 / rate_per_second)));
+  if (next < start)
+    next =
+        start + random.exponential_duration(Duration(static_cast<int64_t>(1e9 / rate_per_second)));
   if (next >= SimTime::zero() + process.end) return;
   world_.simulation().schedule_at(next, this, kFaultRandom, 0, index);
 }
@@ -327,8 +328,8 @@ void FaultInjector::on_event(const Event& event) {
     const std::vector<HostId> hosts = hosts_of(process.scope);
     FaultSpec fault;
     fault.kind = process.kind;
-    fault.target = FaultTarget{FaultTarget::Scope::kHost,
-                               hosts[random.uniform_u64(hosts.size())].value};
+    fault.target =
+        FaultTarget{FaultTarget::Scope::kHost, hosts[random.uniform_u64(hosts.size())].value};
     fault.duration = process.duration_ns.sample_duration(random);
     fault.value = process.value;
     inject(fault);

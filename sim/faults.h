@@ -21,19 +21,19 @@
 namespace dynasim::sim {
 
 enum class FaultKind {
-  kPowerOff,          // power returns after `duration` (or never, if zero)
-  kCrash,             // processes die; the host restarts after `duration`
-  kIsolate,           // network: cut every link to and from the target's hosts (an AZ: its border)
-  kClog,              // network: messages to and from the target wait until the clog ends
-  kPacketLoss,        // network-wide loss probability = value, for `duration`
-  kDiskSlow,          // latency multiplied by value
-  kDiskFull,          // writes to new sectors fail with kNoSpace
-  kBitRot,            // bit flips per TB-hour = value
-  kLatentErrors,      // per-sector-read probability of a latent sector error = value
-  kMisdirectedWrites, // per-write probability = value
-  kClockDrift,        // drift in ppm = value
-  kClockJump,         // step by `duration` (value = -1 steps backwards)
-  kObjectStoreOutage, // the object store fails every call
+  kPowerOff,           // power returns after `duration` (or never, if zero)
+  kCrash,              // processes die; the host restarts after `duration`
+  kIsolate,            // network: cut every link to and from the target's hosts (an AZ: its border)
+  kClog,               // network: messages to and from the target wait until the clog ends
+  kPacketLoss,         // network-wide loss probability = value, for `duration`
+  kDiskSlow,           // latency multiplied by value
+  kDiskFull,           // writes to new sectors fail with kNoSpace
+  kBitRot,             // bit flips per TB-hour = value
+  kLatentErrors,       // per-sector-read probability of a latent sector error = value
+  kMisdirectedWrites,  // per-write probability = value
+  kClockDrift,         // drift in ppm = value
+  kClockJump,          // step by `duration` (value = -1 steps backwards)
+  kObjectStoreOutage,  // the object store fails every call
 };
 const char* to_string(FaultKind kind);
 bool parse_fault_kind(const std::string& text, FaultKind* kind);

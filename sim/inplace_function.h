@@ -26,7 +26,8 @@ class InplaceFunction<Result(Args...), Capacity> {
     using Stored = std::decay_t<Callable>;
     static_assert(sizeof(Stored) <= Capacity, "closure capture too large for InplaceFunction");
     static_assert(alignof(Stored) <= alignof(std::max_align_t), "closure over-aligned");
-    static_assert(std::is_nothrow_move_constructible_v<Stored>, "closure must move without throwing");
+    static_assert(std::is_nothrow_move_constructible_v<Stored>,
+                  "closure must move without throwing");
     ::new (static_cast<void*>(storage_)) Stored(std::forward<Callable>(callable));
     ops_ = &kOpsFor<Stored>;
   }
@@ -45,9 +46,7 @@ class InplaceFunction<Result(Args...), Capacity> {
 
   explicit operator bool() const { return ops_ != nullptr; }
 
-  Result operator()(Args... args) {
-    return ops_->invoke(storage_, std::forward<Args>(args)...);
-  }
+  Result operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
 
   void reset() {
     if (ops_ != nullptr) {

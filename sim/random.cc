@@ -56,10 +56,56 @@ bool Random::bernoulli(double probability) {
   return next_double() < probability;
 }
 
+namespace {
+// Tables of the ziggurat method for the unit exponential (Marsaglia and Tsang, "The Ziggurat
+// Method for Generating Random Variables", 2000): 256 strips of equal area v under e^-x, the
+// first of which holds the tail beyond r. x[i] is the right edge of strip i, f[i] = e^-x[i].
+// The constants r and v are the paper's for 256 strips. The tables are built once, with our own
+// det_exp and det_log, so they are the same bits on every machine; after that they never change.
+struct ExponentialZiggurat {
+  static constexpr double kTailStart = 7.69711747013104972;
+  static constexpr double kStripArea = 0.0039496598225815571993;
+  double x[257];
+  double f[257];
+
+  ExponentialZiggurat() {
+    const double f_tail = det_exp(-kTailStart);
+    x[0] = kStripArea / f_tail;  // the base strip's width: its area v includes the tail
+    f[0] = 0.0;
+    x[1] = kTailStart;
+    f[1] = f_tail;
+    for (int i = 1; i < 255; ++i) {
+      x[i + 1] = -det_log(kStripArea / x[i] + f[i]);
+      f[i + 1] = det_exp(-x[i + 1]);
+    }
+    x[256] = 0.0;  // the top strip reaches the axis
+    f[256] = 1.0;
+  }
+};
+
+const ExponentialZiggurat& exponential_ziggurat() {
+  static const ExponentialZiggurat tables;
+  return tables;
+}
+}  // namespace
+
 double Random::exponential(double mean) {
   DYN_ASSERT(mean > 0.0);
-  // 1 - u lies in (0, 1], so the logarithm is finite.
-  return -mean * det_log(1.0 - next_double());
+  const ExponentialZiggurat& z = exponential_ziggurat();
+  for (;;) {
+    // Low 8 bits pick the strip, the high 53 bits place the point across it.
+    const uint64_t bits = next_u64();
+    const unsigned strip = static_cast<unsigned>(bits & 0xff);
+    const double candidate = static_cast<double>(bits >> 11) * 0x1.0p-53 * z.x[strip];
+    if (candidate < z.x[strip + 1]) return candidate * mean;  // inside the strip's core: ~99%
+    if (strip == 0) {
+      // The tail beyond r is exponential again (memorylessness); 1 - u lies in (0, 1].
+      return (ExponentialZiggurat::kTailStart - det_log(1.0 - next_double())) * mean;
+    }
+    // The wedge between the core and the curve: accept under e^-x.
+    const double height = z.f[strip] + next_double() * (z.f[strip + 1] - z.f[strip]);
+    if (height < det_exp(-candidate)) return candidate * mean;
+  }
 }
 
 Duration Random::exponential_duration(Duration mean) {
@@ -84,7 +130,9 @@ double Random::normal(double mean, double stddev) {
   return mean + stddev * (u * factor);
 }
 
-double Random::lognormal(double mu, double sigma) { return det_exp(normal(mu, sigma)); }
+double Random::lognormal(double mu, double sigma) {
+  return det_exp(normal(mu, sigma));
+}
 
 double Random::pareto(double scale, double shape) {
   DYN_ASSERT(scale > 0.0 && shape > 0.0);

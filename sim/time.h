@@ -54,16 +54,32 @@ struct SimTime {
   static constexpr SimTime max() { return SimTime(INT64_MAX); }
 };
 
-constexpr Duration nanoseconds(int64_t n) { return Duration(n); }
-constexpr Duration microseconds(int64_t n) { return Duration(n * 1'000); }
-constexpr Duration milliseconds(int64_t n) { return Duration(n * 1'000'000); }
-constexpr Duration seconds(int64_t n) { return Duration(n * 1'000'000'000); }
-constexpr Duration minutes(int64_t n) { return seconds(n * 60); }
-constexpr Duration hours(int64_t n) { return seconds(n * 3600); }
+constexpr Duration nanoseconds(int64_t n) {
+  return Duration(n);
+}
+constexpr Duration microseconds(int64_t n) {
+  return Duration(n * 1'000);
+}
+constexpr Duration milliseconds(int64_t n) {
+  return Duration(n * 1'000'000);
+}
+constexpr Duration seconds(int64_t n) {
+  return Duration(n * 1'000'000'000);
+}
+constexpr Duration minutes(int64_t n) {
+  return seconds(n * 60);
+}
+constexpr Duration hours(int64_t n) {
+  return seconds(n * 3600);
+}
 
 // For reports and progress lines only; never feed the result back into the simulation.
-inline double to_seconds(Duration d) { return static_cast<double>(d.ns) * 1e-9; }
-inline double to_seconds(SimTime t) { return static_cast<double>(t.ns) * 1e-9; }
+inline double to_seconds(Duration d) {
+  return static_cast<double>(d.ns) * 1e-9;
+}
+inline double to_seconds(SimTime t) {
+  return static_cast<double>(t.ns) * 1e-9;
+}
 
 // "12.345678901s": exact, for messages a person reads.
 std::string format_time(SimTime t);

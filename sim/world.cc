@@ -92,9 +92,9 @@ class World::ProcessSlot final : public Env, public EventSink {
     timer.armed = true;
     timer.cookie = cookie;
     const Duration true_delay = world_.host_at(address_.host).clock.true_delay_for(local_delay);
-    timer.event = world_.simulation_.schedule_after(
-        true_delay, this, kProcessTimer, address_.host.value,
-        (uint64_t{timer.generation} << 32) | slot);
+    timer.event =
+        world_.simulation_.schedule_after(true_delay, this, kProcessTimer, address_.host.value,
+                                          (uint64_t{timer.generation} << 32) | slot);
     return TimerHandle{slot, timer.generation};
   }
 
@@ -117,25 +117,27 @@ class World::ProcessSlot final : public Env, public EventSink {
 
   void object_put(std::string key, ObjectBytes data,
                   InplaceFunction<void(ObjectStatus), 48> done) override {
-    world_.object_store_->put(std::move(key), std::move(data),
-                              [this, incarnation = incarnation_, done = std::move(done)](
-                                  ObjectStatus status) mutable {
-                                if (incarnation_ == incarnation) done(status);
-                              });
+    world_.object_store_->put(
+        std::move(key), std::move(data),
+        [this, incarnation = incarnation_, done = std::move(done)](ObjectStatus status) mutable {
+          if (incarnation_ == incarnation) done(status);
+        });
   }
   void object_get(std::string key, InplaceFunction<void(ObjectResult), 48> done) override {
-    world_.object_store_->get(std::move(key), [this, incarnation = incarnation_,
-                                               done = std::move(done)](ObjectResult result) mutable {
-      if (incarnation_ == incarnation) done(std::move(result));
-    });
-  }
-  void object_list(std::string prefix,
-                   InplaceFunction<void(ObjectStatus, std::vector<std::string>), 48> done) override {
-    world_.object_store_->list(
-        std::move(prefix), [this, incarnation = incarnation_, done = std::move(done)](
-                               ObjectStatus status, std::vector<std::string> keys) mutable {
-          if (incarnation_ == incarnation) done(status, std::move(keys));
+    world_.object_store_->get(
+        std::move(key),
+        [this, incarnation = incarnation_, done = std::move(done)](ObjectResult result) mutable {
+          if (incarnation_ == incarnation) done(std::move(result));
         });
+  }
+  void object_list(
+      std::string prefix,
+      InplaceFunction<void(ObjectStatus, std::vector<std::string>), 48> done) override {
+    world_.object_store_->list(std::move(prefix),
+                               [this, incarnation = incarnation_, done = std::move(done)](
+                                   ObjectStatus status, std::vector<std::string> keys) mutable {
+                                 if (incarnation_ == incarnation) done(status, std::move(keys));
+                               });
   }
 
   Random& random() override { return random_; }
@@ -214,7 +216,8 @@ void World::add_process(HostId host, uint32_t port, ProcessFactory factory) {
   DYN_ASSERT(!started_);
   HostRecord& record = host_at(host);
   DYN_ASSERT_MSG(!record.processes.contains(port), "two processes on one port");
-  record.processes.emplace(port, std::make_unique<ProcessSlot>(*this, host, port, std::move(factory)));
+  record.processes.emplace(port,
+                           std::make_unique<ProcessSlot>(*this, host, port, std::move(factory)));
 }
 
 void World::start() {
@@ -228,7 +231,8 @@ void World::start() {
 
 void World::set_state(HostId host, HostState state) {
   host_at(host).state = state;
-  for (WorldObserver* observer : observers_) observer->on_host_state(host, state, simulation_.now());
+  for (WorldObserver* observer : observers_)
+    observer->on_host_state(host, state, simulation_.now());
 }
 
 void World::boot_processes(HostId host) {

@@ -87,7 +87,9 @@ class World final : public NetworkReceiver, public MetricSink {
   RackId rack_of(HostId host) const { return host_at(host).rack; }
   AzId az_of_rack(RackId rack) const { return racks_.at(rack.value).az; }
   const std::vector<HostId>& hosts_in_az(AzId az) const { return azs_.at(az.value).hosts; }
-  const std::vector<HostId>& hosts_in_rack(RackId rack) const { return racks_.at(rack.value).hosts; }
+  const std::vector<HostId>& hosts_in_rack(RackId rack) const {
+    return racks_.at(rack.value).hosts;
+  }
   HostState host_state(HostId host) const { return host_at(host).state; }
   Disk& disk(HostId host, uint32_t index) { return *host_at(host).disks.at(index); }
   uint32_t disk_count(HostId host) const {

@@ -85,8 +85,8 @@ TEST(EventQueueTest, CancelledEventsNeverRunAndHandlesGoStale) {
   Recorder recorder(simulation);
   const EventHandle first = simulation.schedule_at(SimTime(10), &recorder, kTestEvent, 0, 1);
   const EventHandle second = simulation.schedule_at(SimTime(20), &recorder, kTestEvent, 0, 2);
-  const EventHandle far = simulation.schedule_at(SimTime(0) + seconds(60), &recorder, kTestEvent,
-                                                 0, 3);
+  const EventHandle far =
+      simulation.schedule_at(SimTime(0) + seconds(60), &recorder, kTestEvent, 0, 3);
   EXPECT_TRUE(simulation.cancel(second));
   EXPECT_FALSE(simulation.cancel(second));  // twice
   EXPECT_TRUE(simulation.cancel(far));
@@ -154,7 +154,8 @@ TEST(CheckDeathTest, AssertionPrintsFileLineTimeAndSeed) {
         simulation.run();
       },
       "assertion failed: 1 \\+ 1 == 3(.|\n)*kernel_test.cc:[0-9]+(.|\n)*arithmetic broke(.|\n)*"
-      "simulated time 1.500000000s, seed 4242(.|\n)*dynasim run scenarios/example.json --seed 4242");
+      "simulated time 1.500000000s, seed 4242(.|\n)*dynasim run scenarios/example.json --seed "
+      "4242");
 }
 
 TEST(CheckDeathTest, SchedulingIntoThePastIsCaught) {

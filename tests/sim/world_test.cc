@@ -1,11 +1,12 @@
 // The world: processes through the Env, power-off and crash semantics, timers on drifting clocks,
 // the object store, and the fault injector with its survivability guard.
+#include "sim/world.h"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "sim/faults.h"
-#include "sim/world.h"
 
 namespace dynasim::sim {
 namespace {
@@ -169,8 +170,8 @@ TEST(ObjectStoreTest, PutThenGetAndListWithLatencyAndOutage) {
 TEST(FaultInjectorTest, TimelinePowerOffOfAnAzForAWhile) {
   SmallWorld w;
   FaultInjector faults(w.world, SurvivabilityPolicy{});
-  faults.schedule(TimelineFault{seconds(5), FaultSpec{FaultKind::kPowerOff,
-                                                      {FaultTarget::Scope::kAz, 1}, seconds(10), 0}});
+  faults.schedule(TimelineFault{
+      seconds(5), FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kAz, 1}, seconds(10), 0}});
   w.simulation.run_until(SimTime(0) + seconds(6));
   EXPECT_EQ(w.world.host_state(w.hosts[2]), HostState::kPoweredOff);
   EXPECT_EQ(w.world.host_state(w.hosts[3]), HostState::kPoweredOff);
@@ -187,11 +188,11 @@ TEST(FaultInjectorTest, GuardRefusesASecondImpairedAzUnlessLifted) {
     SurvivabilityPolicy policy;
     policy.unrestricted = unrestricted;
     FaultInjector faults(w.world, policy);
-    EXPECT_TRUE(faults.inject(FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kHost, 0},
-                                        seconds(60), 0}));
+    EXPECT_TRUE(faults.inject(
+        FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kHost, 0}, seconds(60), 0}));
     // Another host in the same AZ is allowed: still one impaired AZ.
-    EXPECT_TRUE(faults.inject(FaultSpec{FaultKind::kCrash, {FaultTarget::Scope::kHost, 1},
-                                        seconds(60), 0}));
+    EXPECT_TRUE(faults.inject(
+        FaultSpec{FaultKind::kCrash, {FaultTarget::Scope::kHost, 1}, seconds(60), 0}));
     // A host in a second AZ would leave some replica groups with one copy.
     const bool second = faults.inject(
         FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kHost, 2}, seconds(60), 0});
@@ -220,8 +221,8 @@ TEST(FaultInjectorTest, RandomPowerOffsFollowTheirRate) {
 TEST(FaultInjectorTest, IsolationCutsTheHostAndHeals) {
   SmallWorld w;
   FaultInjector faults(w.world, SurvivabilityPolicy{});
-  EXPECT_TRUE(faults.inject(
-      FaultSpec{FaultKind::kIsolate, {FaultTarget::Scope::kHost, 0}, seconds(1), 0}));
+  EXPECT_TRUE(
+      faults.inject(FaultSpec{FaultKind::kIsolate, {FaultTarget::Scope::kHost, 0}, seconds(1), 0}));
   EXPECT_FALSE(w.world.network().can_reach(w.hosts[0], w.hosts[1]));
   EXPECT_FALSE(w.world.network().can_reach(w.hosts[2], w.hosts[0]));
   EXPECT_TRUE(w.world.network().can_reach(w.hosts[1], w.hosts[2]));
