@@ -53,7 +53,10 @@ bool parse_fault_kind(const std::string& text, FaultKind* kind) {
 }
 
 FaultInjector::FaultInjector(World& world, SurvivabilityPolicy policy)
-    : world_(world), policy_(policy), isolated_count_(world.host_count(), 0) {}
+    : world_(world),
+      policy_(policy),
+      isolated_count_(world.host_count(), 0),
+      down_holds_(world.host_count(), 0) {}
 
 void FaultInjector::schedule(const TimelineFault& fault) {
   timeline_.push_back(fault);
@@ -173,6 +176,7 @@ bool FaultInjector::inject(const FaultSpec& fault) {
   switch (fault.kind) {
     case FaultKind::kPowerOff:
       for (HostId host : hosts) {
+        ++down_holds_[host.value];
         if (world_.host_state(host) == HostState::kPoweredOff) continue;
         world_.power_off(host);
         ++stats_.power_offs;
@@ -180,6 +184,7 @@ bool FaultInjector::inject(const FaultSpec& fault) {
       break;
     case FaultKind::kCrash:
       for (HostId host : hosts) {
+        ++down_holds_[host.value];
         if (world_.host_state(host) != HostState::kUp) continue;
         world_.crash(host);
         ++stats_.crashes;
@@ -266,7 +271,10 @@ void FaultInjector::undo(const Undo& undo) {
   switch (undo.fault.kind) {
     case FaultKind::kPowerOff:
     case FaultKind::kCrash:
-      for (HostId host : undo.hosts) world_.restart(host);
+      for (HostId host : undo.hosts) {
+        DYN_ASSERT(down_holds_[host.value] > 0);
+        if (--down_holds_[host.value] == 0) world_.restart(host);
+      }
       break;
     case FaultKind::kIsolate:
       network.heal(undo.partition);

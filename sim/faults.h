@@ -127,6 +127,9 @@ class FaultInjector final : public EventSink {
   std::vector<Random> random_streams_;
   std::vector<Undo> undos_;
   std::vector<uint32_t> isolated_count_;  // per host: active isolations that cut it off
+  // Per host: power-off and crash faults still holding it down (a permanent one never lets go).
+  // A host comes back only when the last of them ends, so overlapping faults keep their lengths.
+  std::vector<uint32_t> down_holds_;
   Stats stats_;
   std::vector<FaultLogEntry> log_;
 };

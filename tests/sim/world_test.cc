@@ -182,6 +182,20 @@ TEST(FaultInjectorTest, TimelinePowerOffOfAnAzForAWhile) {
   EXPECT_EQ(w.journals[2].starts, 2);
 }
 
+TEST(FaultInjectorTest, OverlappingDownFaultsKeepTheHostDownUntilTheLastEnds) {
+  SmallWorld w;
+  FaultInjector faults(w.world, SurvivabilityPolicy{});
+  const FaultTarget host0{FaultTarget::Scope::kHost, 0};
+  faults.schedule(
+      TimelineFault{seconds(1), FaultSpec{FaultKind::kPowerOff, host0, seconds(10), 0}});
+  faults.schedule(TimelineFault{seconds(2), FaultSpec{FaultKind::kCrash, host0, seconds(3), 0}});
+  w.simulation.run_until(SimTime(0) + seconds(6));  // the crash's 3 s are over
+  EXPECT_EQ(w.world.host_state(w.hosts[0]), HostState::kPoweredOff);
+  w.simulation.run_until(SimTime(0) + seconds(12));  // the power-off's 10 s are over
+  EXPECT_EQ(w.world.host_state(w.hosts[0]), HostState::kUp);
+  EXPECT_EQ(w.journals[0].starts, 2);
+}
+
 TEST(FaultInjectorTest, GuardRefusesASecondImpairedAzUnlessLifted) {
   for (bool unrestricted : {false, true}) {
     SmallWorld w;
