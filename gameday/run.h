@@ -29,6 +29,8 @@ class DurabilityChecker final : public ProbeObserver {
   // The final check against the durable image of each probe's disk.
   void verify_final(sim::World& world, uint32_t port);
 
+  // The simulation whose clock violations are stamped with.
+  void bind(const sim::Simulation* simulation) { simulation_ = simulation; }
   bool passed() const { return lost_records_ == 0; }
   nlohmann::json report() const;
 
@@ -45,9 +47,6 @@ class DurabilityChecker final : public ProbeObserver {
   uint64_t recoveries_checked_ = 0;
   std::string first_violation_;
   const sim::Simulation* simulation_ = nullptr;
-
- public:
-  void bind(const sim::Simulation* simulation) { simulation_ = simulation; }
 };
 
 class ScenarioRun {
