@@ -108,7 +108,8 @@ TEST(CliTest, ExitCodes) {
   EXPECT_EQ(
       run_cli("run " + kSmoke +
               " --seed 1 --set duration=1m --set heal=5s --set faults.unrestricted=true"
-              " --set faults.random[0].rate_per_host_hour=600 --set probe.ack_before_fsync=true"
+              " --set faults.random[0].rate_per_host_hour=600 --set faults.random[0].for=1s"
+              " --set probe.ack_before_fsync=true"
               " --set probe.append_interval=2ms --quiet " +
               out),
       1);
