@@ -25,16 +25,9 @@ void write_u64(uint8_t* bytes, uint64_t value) {
 }
 
 // A 64-bit checksum over the payload, seeded with the record's index and its sector address, so a
-// record written to the wrong place fails as surely as a torn one. Word-at-a-time for speed.
+// record written to the wrong place fails as surely as a torn one.
 uint64_t checksum(const uint8_t* bytes, size_t length, uint64_t index, uint64_t sector) {
-  uint64_t hash = sim::splitmix64(index) ^ sim::splitmix64(~sector);
-  size_t i = 0;
-  for (; i + 8 <= length; i += 8) {
-    hash = (hash ^ read_u64(bytes + i)) * 0x9e3779b97f4a7c15ULL;
-    hash ^= hash >> 32;
-  }
-  for (; i < length; ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
-  return sim::splitmix64(hash);
+  return sim::hash_bytes(sim::splitmix64(index) ^ sim::splitmix64(~sector), bytes, length);
 }
 }  // namespace
 

@@ -425,8 +425,7 @@ bool Item::decode(const uint8_t* bytes, size_t length, Item* out) {
 
 uint64_t Item::checksum() const {
   const std::vector<uint8_t> bytes = encode();
-  return sim::splitmix64(sim::stable_hash(
-      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+  return sim::hash_bytes(0, bytes.data(), bytes.size());
 }
 
 CapacityUnits read_capacity(uint64_t size_bytes, ReadConsistency consistency) {

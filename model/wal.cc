@@ -31,16 +31,6 @@ uint32_t get_u32(const uint8_t* in) {
   return value;
 }
 
-uint64_t hash_bytes(uint64_t seed, const uint8_t* bytes, size_t length) {
-  uint64_t hash = sim::splitmix64(seed);
-  size_t i = 0;
-  for (; i + 8 <= length; i += 8) {
-    hash = (hash ^ get_u64(bytes + i)) * 0x9e3779b97f4a7c15ULL;
-    hash ^= hash >> 32;
-  }
-  for (; i < length; ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
-  return sim::splitmix64(hash ^ length);
-}
 }  // namespace
 
 const char* to_string(WalStatus status) {
@@ -90,7 +80,7 @@ WalStatus Wal::append(std::vector<uint8_t> payload, LogSequence* sequence) {
   put_u32(out + 8, static_cast<uint32_t>(payload.size()));
   if (!payload.empty()) std::memcpy(out + kRecordHeaderBytes, payload.data(), payload.size());
   put_u64(out + kRecordHeaderBytes + payload.size(),
-          hash_bytes(assigned, out, kRecordHeaderBytes + payload.size()));
+          sim::hash_bytes(assigned, out, kRecordHeaderBytes + payload.size()));
   buffered_through_ = assigned;
   *sequence = assigned;
   return WalStatus::kOk;
@@ -108,7 +98,7 @@ std::vector<uint8_t> Wal::seal_sector(uint64_t position, const uint8_t* body,
   put_u32(sector.data() + 16, static_cast<uint32_t>(body_bytes));
   if (body_bytes > 0) std::memcpy(sector.data() + kSectorHeaderBytes, body, body_bytes);
   // The checksum covers the header fields and the whole body, padding included.
-  const uint64_t checksum = hash_bytes(position, sector.data() + 8, sector_bytes_ - 8);
+  const uint64_t checksum = sim::hash_bytes(position, sector.data() + 8, sector_bytes_ - 8);
   put_u64(sector.data() + 24, 0);
   put_u64(sector.data() + 24, checksum);
   return sector;
@@ -121,7 +111,7 @@ bool Wal::sector_valid(const std::vector<uint8_t>& data, size_t offset, uint64_t
   std::vector<uint8_t> copy(sector, sector + sector_bytes_);
   const uint64_t stored = get_u64(copy.data() + 24);
   put_u64(copy.data() + 24, 0);
-  if (stored != hash_bytes(position, copy.data() + 8, sector_bytes_ - 8)) return false;
+  if (stored != sim::hash_bytes(position, copy.data() + 8, sector_bytes_ - 8)) return false;
   *used_bytes = get_u32(sector + 16);
   return *used_bytes <= sector_bytes_ - kSectorHeaderBytes;
 }
@@ -291,7 +281,7 @@ void Wal::recover_batch(uint64_t position, std::vector<uint8_t> stream, WalRecov
           const size_t total = kRecordHeaderBytes + length + kRecordTrailerBytes;
           if (total > stream.size() - offset ||
               get_u64(record + kRecordHeaderBytes + length) !=
-                  hash_bytes(sequence, record, kRecordHeaderBytes + length) ||
+                  sim::hash_bytes(sequence, record, kRecordHeaderBytes + length) ||
               (!recovery.records.empty() && sequence != recovery.records.back().sequence + 1)) {
             recovery.clean_end = false;
             recovery.damaged_position = next;

@@ -30,18 +30,7 @@ uint64_t mix(uint64_t hash, uint64_t word) {
 // A content hash for the trace digest. Bytes are assembled explicitly (not loaded through a cast)
 // so the value is the same on every machine, whatever its byte order.
 uint64_t content_hash(const std::vector<uint8_t>& bytes) {
-  uint64_t hash = 0xcbf29ce484222325ULL;
-  const size_t whole_words = bytes.size() / 8;
-  for (size_t word = 0; word < whole_words; ++word) {
-    uint64_t value = 0;
-    for (size_t i = 0; i < 8; ++i) value |= uint64_t{bytes[word * 8 + i]} << (8 * i);
-    hash = (hash ^ value) * 0x100000001b3ULL;
-    hash ^= hash >> 32;
-  }
-  for (size_t i = whole_words * 8; i < bytes.size(); ++i) {
-    hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
-  }
-  return hash;
+  return hash_bytes(0, bytes.data(), bytes.size());
 }
 
 // Rounds a non-negative span in nanoseconds, clamped to what a run can hold.

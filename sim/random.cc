@@ -7,6 +7,19 @@
 
 namespace dynasim::sim {
 
+uint64_t hash_bytes(uint64_t seed, const uint8_t* bytes, size_t length) {
+  uint64_t hash = splitmix64(seed);
+  size_t i = 0;
+  for (; i + 8 <= length; i += 8) {
+    uint64_t word = 0;
+    for (size_t b = 0; b < 8; ++b) word |= uint64_t{bytes[i + b]} << (8 * b);
+    hash = (hash ^ word) * 0x9e3779b97f4a7c15ULL;
+    hash ^= hash >> 32;
+  }
+  for (; i < length; ++i) hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
+  return splitmix64(hash ^ length);
+}
+
 Random::Random(uint64_t seed) {
   uint64_t x = seed;
   for (uint64_t& word : state_) {

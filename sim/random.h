@@ -7,6 +7,7 @@
 // and libm differ between standard libraries and machines.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -31,6 +32,11 @@ constexpr uint64_t stable_hash(std::string_view text) {
   }
   return hash;
 }
+
+// A 64-bit hash of a byte range, word at a time (explicitly little-endian, so every machine gives
+// the same value), seeded so that callers can bind it to an address or a sequence number. Used for
+// on-disk checksums and content digests; not cryptographic.
+uint64_t hash_bytes(uint64_t seed, const uint8_t* bytes, size_t length);
 
 class Random {
  public:

@@ -329,6 +329,23 @@ TEST(RandomTest, ExponentialTailsMatchTheirProbabilitiesInCoreWedgeAndTail) {
   EXPECT_NEAR(above_eight, 1341.8, 200.0);
 }
 
+TEST(RandomTest, HashBytesSeesEveryByteTheLengthAndTheSeed) {
+  const uint8_t bytes[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  const uint64_t base = hash_bytes(7, bytes, sizeof bytes);
+  EXPECT_EQ(hash_bytes(7, bytes, sizeof bytes), base);
+  EXPECT_NE(hash_bytes(8, bytes, sizeof bytes), base);      // the seed binds it to an address
+  EXPECT_NE(hash_bytes(7, bytes, sizeof bytes - 1), base);  // the length counts
+  for (size_t i = 0; i < sizeof bytes; ++i) {
+    uint8_t changed[sizeof bytes];
+    std::copy(std::begin(bytes), std::end(bytes), changed);
+    changed[i] ^= 0x10;
+    EXPECT_NE(hash_bytes(7, changed, sizeof changed), base) << "byte " << i;
+  }
+  // Zero-filled inputs of different lengths differ too (a torn tail of zeros is caught).
+  const uint8_t zeros[16] = {};
+  EXPECT_NE(hash_bytes(0, zeros, 8), hash_bytes(0, zeros, 16));
+}
+
 TEST(RandomTest, PinnedDistributionOutput) {
   // Bit-exact draws from Random(1). They depend on the engine, on det_log / det_exp and on the
   // order of operations in each distribution; g++ and clang++ agree on them.
