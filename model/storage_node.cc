@@ -1,0 +1,1515 @@
+// StorageNode: replicas of many groups on one host (see storage_node.h and docs/storage.md).
+//
+// Code map, top to bottom:
+// - wire bodies (PaxosEnvelope, SnapshotChunkBody) and their sizes and digests;
+// - WAL record and checkpoint metadata encodings;
+// - Impl: the replica table, the CPU queue, the tick index, and per-replica Ready handling,
+//   apply, reads, checkpoints, snapshots and recovery.
+#include "model/storage_node.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "sim/check.h"
+#include "sim/random.h"
+
+namespace dynasim::model {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Wire bodies. storage_protocol.h names kPaxos's body "PaxosEnvelope" but does not define it, nor
+// a body for the snapshot messages; both are private to storage nodes, so they live here.
+
+struct PaxosEnvelope final : sim::MessageBody {
+  GroupId group;
+  PaxosMessage message;
+};
+
+// One chunk of a state transfer: items in key order from the leader's tree, as of `through`.
+struct SnapshotChunkBody final : sim::MessageBody {
+  GroupId group;
+  uint32_t from_replica = 0;
+  uint32_t to_replica = 0;
+  uint64_t session = 0;   // unique per (sender incarnation, transfer); chunks of one session only
+  uint32_t sequence = 0;  // 0, 1, 2, ...: a gap aborts the install
+  bool last = false;
+  LogIndex through;  // the leader's applied index the items reflect
+  std::vector<Item> items;
+};
+
+// Header bytes we charge per message on the wire (our assumption: framing, addresses, type,
+// group, a few ids; in the range of an RPC header).
+constexpr uint32_t kMessageHeaderBytes = 64;
+// Bytes per log entry besides its command (index, ballot, command id, length).
+constexpr uint32_t kEntryHeaderBytes = 32;
+// Items per snapshot chunk (our assumption: ~1 MB chunks for 8 KB items, small enough to pace).
+constexpr uint32_t kSnapshotChunkItems = 128;
+// Strong reads waiting for the apply pipeline to catch up with the commit index, per replica.
+constexpr size_t kMaxDeferredReads = 1024;
+// Committed entries waiting for the apply pipeline, per replica: more than a Paxos window and a
+// recovery's re-apply can hold is a bug.
+constexpr size_t kMaxApplyQueue = size_t{1} << 21;
+
+// Bytes an attribute value stands for beyond its encoding: a Payload encodes as three u64s but
+// stands for size_bytes of data, which is what travels on a real wire.
+uint64_t payload_extra_bytes(const Item& item) {
+  uint64_t extra = 0;
+  for (const auto& [name, value] : item.attributes()) {
+    if (const Payload* payload = std::get_if<Payload>(&value)) {
+      extra += payload->size_bytes > 24 ? payload->size_bytes - 24 : 0;
+    }
+  }
+  return extra;
+}
+
+uint64_t item_wire_bytes(const Item& item) {
+  return item.encode().size() + payload_extra_bytes(item);
+}
+
+uint64_t key_bytes(const PrimaryKey& key) {
+  return key.partition.size_bytes() + (key.sort ? key.sort->size_bytes() : 0);
+}
+
+// The command bytes of a write plus what its payloads stand for. Commands are our own encoding,
+// so a failed decode is a broken invariant.
+uint64_t command_wire_bytes(const Command& command) {
+  if (command.is_noop()) return 0;
+  WriteCommand write;
+  if (!WriteCommand::decode(command.bytes, &write)) return command.bytes.size();
+  return command.bytes.size() + payload_extra_bytes(write.item);
+}
+
+uint64_t mix(uint64_t hash, uint64_t value) {
+  return sim::splitmix64(hash ^ value);
+}
+
+uint64_t command_digest(const Command& command) {
+  if (command.is_noop()) return 0;
+  return mix(command.id, sim::hash_bytes(command.id, command.bytes.data(), command.bytes.size()));
+}
+
+uint64_t paxos_digest(GroupId group, const PaxosMessage& m) {
+  uint64_t h = mix(0x70617870, group.value);
+  h = mix(h, static_cast<uint64_t>(m.type) | (uint64_t{m.from} << 8) | (uint64_t{m.to} << 40));
+  h = mix(h, m.ballot.round);
+  h = mix(h, m.ballot.replica);
+  h = mix(h, m.commit.value);
+  h = mix(h, m.last_index.value);
+  h = mix(h, m.prev_index.value);
+  h = mix(h, m.accepted_through.value);
+  h = mix(h, m.sequence);
+  h = mix(h, (m.rejected ? 1u : 0u) | (m.behind ? 2u : 0u) | (m.leader_heard ? 4u : 0u) |
+                 (static_cast<uint64_t>(m.nack_reason) << 8));
+  for (const LogEntry& entry : m.entries) {
+    h = mix(h, entry.index.value);
+    h = mix(h, entry.ballot.round ^ (uint64_t{entry.ballot.replica} << 48));
+    h = mix(h, entry.command.id);
+  }
+  return h;
+}
+
+uint64_t response_digest(const StorageResponse& r) {
+  uint64_t h = mix(0x72657370, r.group.value);
+  h = mix(h, r.request_id);
+  h = mix(h, static_cast<uint64_t>(r.status));
+  h = mix(h, r.applied_index.value);
+  h = mix(h, r.item ? r.item->checksum() : 0);
+  h = mix(h, r.leader_hint ? (uint64_t{r.leader_hint->host.value} << 32 | r.leader_hint->port)
+                           : UINT64_MAX);
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte encodings: WAL records and checkpoint metadata. Little-endian, bounds-checked on read.
+
+void put_u8(std::vector<uint8_t>& out, uint8_t v) {
+  out.push_back(v);
+}
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+struct Reader {
+  const std::vector<uint8_t>& bytes;
+  size_t at = 0;
+  bool ok = true;
+  uint64_t get(int width) {
+    if (!ok || bytes.size() - at < static_cast<size_t>(width)) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < width; ++i) v |= static_cast<uint64_t>(bytes[at + i]) << (8 * i);
+    at += width;
+    return v;
+  }
+  uint8_t u8() { return static_cast<uint8_t>(get(1)); }
+  uint32_t u32() { return static_cast<uint32_t>(get(4)); }
+  uint64_t u64() { return get(8); }
+};
+
+void put_hard_state(std::vector<uint8_t>& out, const HardState& hs) {
+  put_u64(out, hs.promised.round);
+  put_u32(out, hs.promised.replica);
+  put_u64(out, hs.commit.value);
+}
+
+HardState get_hard_state(Reader& in) {
+  HardState hs;
+  hs.promised.round = in.u64();
+  hs.promised.replica = in.u32();
+  hs.commit = LogIndex(in.u64());
+  return hs;
+}
+
+// A WAL record: what one Ready (or part of it) asks to persist.
+//   u8 format, u8 has_hard_state, [hard state], u32 entry count, entries
+//   entry: u64 index, u64 ballot round, u32 ballot replica, u64 command id, u32 length, bytes
+constexpr uint8_t kWalRecordFormat = 1;
+
+struct WalBatch {
+  std::optional<HardState> hard_state;
+  std::vector<LogEntry> entries;
+};
+
+std::vector<uint8_t> encode_wal_record(const std::optional<HardState>& hard_state,
+                                       const LogEntry* entries, size_t count) {
+  std::vector<uint8_t> out;
+  put_u8(out, kWalRecordFormat);
+  put_u8(out, hard_state ? 1 : 0);
+  if (hard_state) put_hard_state(out, *hard_state);
+  put_u32(out, static_cast<uint32_t>(count));
+  for (size_t i = 0; i < count; ++i) {
+    const LogEntry& e = entries[i];
+    put_u64(out, e.index.value);
+    put_u64(out, e.ballot.round);
+    put_u32(out, e.ballot.replica);
+    put_u64(out, e.command.id);
+    put_u32(out, static_cast<uint32_t>(e.command.bytes.size()));
+    out.insert(out.end(), e.command.bytes.begin(), e.command.bytes.end());
+  }
+  return out;
+}
+
+bool decode_wal_record(const std::vector<uint8_t>& bytes, WalBatch* out) {
+  Reader in{bytes};
+  if (in.u8() != kWalRecordFormat) return false;
+  const uint8_t has_hs = in.u8();
+  if (has_hs > 1) return false;
+  if (has_hs) out->hard_state = get_hard_state(in);
+  const uint32_t count = in.u32();
+  if (!in.ok) return false;
+  for (uint32_t i = 0; i < count && in.ok; ++i) {
+    LogEntry e;
+    e.index = LogIndex(in.u64());
+    e.ballot.round = in.u64();
+    e.ballot.replica = in.u32();
+    e.command.id = in.u64();
+    const uint32_t length = in.u32();
+    if (!in.ok || bytes.size() - in.at < length) return false;
+    e.command.bytes.assign(bytes.begin() + in.at, bytes.begin() + in.at + length);
+    in.at += length;
+    out->entries.push_back(std::move(e));
+  }
+  return in.ok && in.at == bytes.size();
+}
+
+// What a replica's B-tree checkpoint records beside the tree.
+struct CheckpointState {
+  LogIndex applied;                  // the tree holds every entry up to here, and nothing after
+  uint64_t wal_replay_position = 0;  // recovery reads the WAL from this sector
+  uint64_t wal_next_sequence = 1;    // floor for the sequence numbers after recovery
+  HardState hard_state;              // the latest hard state appended when the checkpoint began
+};
+constexpr uint8_t kCheckpointFormat = 1;
+
+std::vector<uint8_t> encode_checkpoint(const CheckpointState& state) {
+  std::vector<uint8_t> out;
+  put_u8(out, kCheckpointFormat);
+  put_u64(out, state.applied.value);
+  put_u64(out, state.wal_replay_position);
+  put_u64(out, state.wal_next_sequence);
+  put_hard_state(out, state.hard_state);
+  return out;
+}
+
+bool decode_checkpoint(const std::vector<uint8_t>& bytes, CheckpointState* out) {
+  Reader in{bytes};
+  if (in.u8() != kCheckpointFormat) return false;
+  out->applied = LogIndex(in.u64());
+  out->wal_replay_position = in.u64();
+  out->wal_next_sequence = in.u64();
+  out->hard_state = get_hard_state(in);
+  return in.ok && in.at == bytes.size();
+}
+
+bool in_range(const KeyRangeBounds& range, const PrimaryKey& key) {
+  if (range.begin && key < *range.begin) return false;
+  if (range.end && !(key < *range.end)) return false;
+  return true;
+}
+
+// Timer cookies: the top byte names the timer, the rest is a generation so that a timer that
+// fired after it was superseded is recognised and ignored.
+constexpr uint64_t kCookieKindShift = 56;
+constexpr uint64_t kCookieTick = 1;
+constexpr uint64_t kCookieCpu = 2;
+constexpr uint64_t kCookieCheckpoint = 3;
+constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
+
+uint64_t make_cookie(uint64_t kind, uint64_t generation) {
+  return (kind << kCookieKindShift) | (generation & kCookieGenerationMask);
+}
+
+}  // namespace
+
+// =============================================================================================
+
+struct StorageNode::Impl {
+  // A Ready's messages, waiting for the WAL to make `needed_sequence` durable (persist before
+  // send).
+  struct PendingReady {
+    LogSequence needed_sequence = 0;
+    std::vector<PaxosMessage> messages;
+  };
+  struct Waiter {
+    sim::Address client;
+    uint64_t request_id = 0;
+    uint64_t command_id = 0;
+  };
+  struct DeferredRead {
+    sim::Address client;
+    std::shared_ptr<const StorageRequest> request;
+    LogIndex needed_applied;
+  };
+  // A WAL record that carried entries: its sequence and the highest index in it, to find where
+  // recovery must start to see every entry above a given index.
+  struct EntryRecord {
+    LogSequence sequence = 0;
+    uint64_t max_index = 0;
+  };
+  struct SnapshotSend {
+    uint32_t peer = 0;
+    uint64_t session = 0;
+    uint32_t next_sequence = 0;
+    LogIndex through;
+    std::optional<PrimaryKey> next_key;
+    bool started = false;
+  };
+  struct SnapshotReceive {
+    uint32_t from = 0;
+    uint64_t session = 0;
+    uint32_t next_sequence = 0;
+    LogIndex through;
+  };
+
+  struct Replica {
+    size_t slot = 0;
+    ReplicaAssignment assignment;
+    std::unique_ptr<Wal> wal;
+    std::unique_ptr<BTree> tree;
+    std::unique_ptr<PaxosReplica> paxos;  // null until recovered
+    bool recovered = false;
+    bool failed = false;         // unusable (tree unrecoverable, WAL I/O error): serves nothing
+    bool healthy = true;         // false once a page or record failed verification
+    bool apply_stalled = false;  // the tree refused an apply (corrupt page, I/O error, no space)
+    LogIndex applied;
+
+    // Persist before send.
+    LogSequence last_appended_sequence = 0;
+    HardState last_appended_hard_state;
+    std::deque<PendingReady> awaiting_durable;
+    bool wal_full = false;  // a flush found no room: wait for a checkpoint to release some
+    std::deque<EntryRecord> entry_records;
+
+    // Apply.
+    std::deque<LogEntry> apply_queue;
+    bool applying = false;
+    bool in_pump = false;
+    uint32_t apply_holds = 0;            // checkpoints and snapshot scans hold the pipeline
+    std::map<uint64_t, Waiter> waiters;  // by log index, leader only
+    std::deque<DeferredRead> deferred_reads;
+
+    // Checkpoints.
+    uint64_t applied_since_checkpoint = 0;
+    sim::SimTime last_checkpoint_at;
+    bool checkpoint_running = false;
+    bool checkpoint_wanted = false;
+    bool checkpoint_urgent = false;
+
+    // Snapshots.
+    std::optional<SnapshotSend> sending;
+    std::deque<SnapshotNeeded> snapshot_queue;
+    std::optional<SnapshotReceive> receiving;
+    bool content_invalid = false;  // the tree was cleared for an install not yet complete
+
+    // Tick index key and lease reporting.
+    sim::SimTime tick_at = sim::SimTime::max();
+    sim::SimTime reported_lease_until;  // zero: nothing reported as held
+    bool lease_reported = false;
+  };
+
+  struct QueuedMessage {
+    sim::SimTime complete_at;
+    sim::Address from;
+    sim::Message message;
+  };
+
+  explicit Impl(StorageNodeOptions opts) : options(std::move(opts)) {}
+
+  StorageNodeOptions options;
+  sim::Env* env = nullptr;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  std::map<uint32_t, size_t> slot_of_group;  // by group id
+  uint64_t node_seed = 0;
+
+  // Tick index: replicas by next due time; one node timer at the earliest.
+  std::set<std::pair<sim::SimTime, size_t>> tick_index;
+  sim::TimerHandle tick_timer;
+  sim::SimTime tick_timer_at = sim::SimTime::max();
+  uint64_t tick_generation = 0;
+
+  // CPU: cores' next free times and the FIFO queue of messages being handled.
+  std::vector<sim::SimTime> core_free_at;
+  std::deque<QueuedMessage> cpu_queue;
+  bool cpu_timer_armed = false;
+  uint64_t cpu_generation = 0;
+
+  uint64_t next_session = 1;
+
+  // ------------------------------------------------------------------------------------------
+  // Boot.
+
+  void start(sim::Env& e) {
+    env = &e;
+    node_seed = e.random().next_u64();
+    core_free_at.assign(std::max<uint32_t>(1, options.cost.cpu_cores), sim::SimTime::zero());
+    sim::Disk& disk = e.disk(options.disk_index);
+    const uint64_t sector = disk.options().sector_size_bytes;
+    const uint64_t slot_sectors = options.wal_region_sectors + options.btree_region_sectors;
+    DYN_ASSERT(slot_sectors * options.replicas.size() <= disk.capacity_sectors());
+    replicas.reserve(options.replicas.size());
+    for (size_t slot = 0; slot < options.replicas.size(); ++slot) {
+      auto r = std::make_unique<Replica>();
+      r->slot = slot;
+      r->assignment = options.replicas[slot];
+      DYN_ASSERT(r->assignment.replica >= 1 && r->assignment.replica <= kReplicasPerGroup);
+      DYN_ASSERT(!slot_of_group.contains(r->assignment.group.value));
+      slot_of_group[r->assignment.group.value] = slot;
+      WalOptions wal_options;
+      wal_options.region_offset_bytes = slot * slot_sectors * sector;
+      wal_options.region_sectors = options.wal_region_sectors;
+      r->wal = std::make_unique<Wal>(disk, wal_options);
+      BTreeOptions tree_options;
+      tree_options.region_offset_bytes =
+          (slot * slot_sectors + options.wal_region_sectors) * sector;
+      tree_options.region_sectors = options.btree_region_sectors;
+      tree_options.cache_pages = options.btree_cache_pages;
+      r->tree = std::make_unique<BTree>(disk, tree_options);
+      replicas.push_back(std::move(r));
+    }
+    for (auto& r : replicas) begin_recovery(*r);
+  }
+
+  // Recovery: the tree's checkpoint names where the WAL must be replayed from.
+  void begin_recovery(Replica& r) {
+    const size_t slot = r.slot;
+    r.tree->recover([this, slot](BTreeRecovery recovery) {
+      Replica& rep = *replicas[slot];
+      if (recovery.status != BTreeStatus::kOk) {
+        // No valid checkpoint (or a bad inner page): this replica cannot know its state. It
+        // serves nothing and does not vote; healing must rebuild it (docs/storage.md).
+        rep.failed = true;
+        rep.healthy = false;
+        return;
+      }
+      CheckpointState checkpoint;
+      if (recovery.found_checkpoint) {
+        if (!decode_checkpoint(recovery.metadata.bytes, &checkpoint)) {
+          rep.failed = true;
+          rep.healthy = false;
+          return;
+        }
+      }
+      rep.wal->recover(checkpoint.wal_replay_position, [this, slot, checkpoint](WalRecovery wal) {
+        finish_recovery(*replicas[slot], checkpoint, std::move(wal));
+      });
+    });
+  }
+
+  void finish_recovery(Replica& r, const CheckpointState& checkpoint, WalRecovery wal) {
+    // The latest hard state: promised and commit only grow, so the component-wise maximum of
+    // the checkpoint's and every record's is the latest.
+    RecoveredState state;
+    state.hard_state = checkpoint.hard_state;
+    std::map<uint64_t, LogEntry> latest;  // latest entry per index
+    LogSequence last_sequence = checkpoint.wal_next_sequence - 1;
+    for (WalRecord& record : wal.records) {
+      WalBatch batch;
+      if (!decode_wal_record(record.payload, &batch)) {
+        // A record that passed its checksum but does not parse: our own bug or a collision.
+        DYN_ASSERT_MSG(false, "undecodable WAL record");
+      }
+      if (batch.hard_state) {
+        state.hard_state.promised = std::max(state.hard_state.promised, batch.hard_state->promised);
+        state.hard_state.commit = std::max(state.hard_state.commit, batch.hard_state->commit);
+      }
+      uint64_t max_index = 0;
+      for (LogEntry& e : batch.entries) {
+        max_index = std::max(max_index, e.index.value);
+        latest[e.index.value] = std::move(e);
+      }
+      if (max_index > 0) r.entry_records.push_back(EntryRecord{record.sequence, max_index});
+      last_sequence = std::max(last_sequence, record.sequence);
+    }
+    // The log: the contiguous run that reaches down to applied + 1 (or starts above nothing).
+    state.applied_through = checkpoint.applied;
+    uint64_t first = checkpoint.applied.value + 1;
+    while (first > 1 && latest.contains(first - 1)) --first;
+    for (uint64_t i = first; latest.contains(i); ++i) state.log.push_back(latest[i]);
+    if (state.log.empty()) {
+      // Entries above a gap cannot be used; nothing at applied + 1 means nothing past it.
+      state.log.clear();
+    }
+    r.wal->reset(wal.next_position, last_sequence + 1);
+    r.last_appended_sequence = last_sequence;
+    r.last_appended_hard_state = state.hard_state;
+    r.applied = checkpoint.applied;
+    r.last_checkpoint_at = env->local_now();
+
+    PaxosOptions paxos_options = options.paxos;
+    paxos_options.self = r.assignment.replica;
+    paxos_options.members.clear();
+    for (uint32_t m = 1; m <= kReplicasPerGroup; ++m) paxos_options.members.push_back(m);
+    sim::Random random(sim::splitmix64(node_seed ^ (uint64_t{r.assignment.group.value} << 8) ^
+                                       r.assignment.replica));
+    // Wal::reset makes every sector before the recovered end reusable, including the records
+    // this recovery just read from [replay position, end). So the log above the checkpoint is
+    // appended again at the end, and a checkpoint that keeps no WAL tail is taken as soon as the
+    // re-apply lets it: from then on nothing before the end is needed. (Until it is durable, a
+    // full lap of new writes would overwrite the old records; see docs/storage.md.)
+    Ready rewrite;
+    rewrite.hard_state = state.hard_state;
+    for (const LogEntry& entry : state.log) {
+      if (entry.index > checkpoint.applied) rewrite.entries_to_persist.push_back(entry);
+    }
+    if (!rewrite.entries_to_persist.empty() || !(state.hard_state == HardState{})) {
+      persist(r, rewrite);
+      start_flush(r);
+      r.checkpoint_wanted = true;
+      r.checkpoint_urgent = true;
+    }
+    r.paxos = std::make_unique<PaxosReplica>(std::move(paxos_options), random, std::move(state),
+                                             env->local_now());
+    r.recovered = true;
+    // The first Ready re-emits (applied_through, commit] as committed: the re-apply.
+    after_input(r);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The tick index.
+
+  void reschedule(Replica& r) {
+    const sim::SimTime due = r.paxos ? r.paxos->next_tick_at() : sim::SimTime::max();
+    if (due == r.tick_at) return;
+    if (r.tick_at != sim::SimTime::max()) tick_index.erase({r.tick_at, r.slot});
+    r.tick_at = due;
+    if (due != sim::SimTime::max()) tick_index.insert({due, r.slot});
+    arm_tick_timer();
+  }
+
+  void arm_tick_timer() {
+    if (tick_index.empty()) return;
+    const sim::SimTime earliest = tick_index.begin()->first;
+    if (tick_timer_at <= earliest && tick_timer.valid()) return;
+    if (tick_timer.valid()) env->cancel_timer(tick_timer);
+    ++tick_generation;
+    const sim::SimTime now = env->local_now();
+    const sim::Duration delay = earliest > now ? earliest - now : sim::Duration(0);
+    tick_timer = env->set_timer(delay, make_cookie(kCookieTick, tick_generation));
+    tick_timer_at = earliest;
+  }
+
+  void on_tick_timer(uint64_t generation) {
+    if (generation != (tick_generation & kCookieGenerationMask)) return;
+    tick_timer = sim::TimerHandle{};
+    tick_timer_at = sim::SimTime::max();
+    const sim::SimTime now = env->local_now();
+    // Bounded: each replica is taken out once; reschedule puts it back at a later due time.
+    std::vector<size_t> due;
+    for (auto it = tick_index.begin(); it != tick_index.end() && it->first <= now; ++it) {
+      due.push_back(it->second);
+    }
+    for (size_t slot : due) {
+      Replica& r = *replicas[slot];
+      tick_index.erase({r.tick_at, slot});
+      r.tick_at = sim::SimTime::max();
+      r.paxos->tick(now);
+      after_input(r);
+    }
+    arm_tick_timer();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // After every input to a replica's Paxos: take its Ready, report its lease, re-index it.
+
+  void after_input(Replica& r) {
+    handle_ready(r);
+    report_lease(r);
+    reschedule(r);
+    serve_deferred_reads(r);
+  }
+
+  void report_lease(Replica& r) {
+    if (options.observer == nullptr || !r.paxos) return;
+    const sim::SimTime now = env->local_now();
+    const bool can_serve = r.paxos->can_serve_strong_read(now);
+    const std::optional<sim::SimTime> expiry = r.paxos->lease_expiry();
+    if (can_serve && expiry) {
+      if (!r.lease_reported || r.reported_lease_until != *expiry) {
+        r.lease_reported = true;
+        r.reported_lease_until = *expiry;
+        options.observer->on_lease(r.assignment.group, r.assignment.replica, now, *expiry);
+      }
+    } else if (r.lease_reported) {
+      r.lease_reported = false;
+      r.reported_lease_until = sim::SimTime::zero();
+      options.observer->on_lease(r.assignment.group, r.assignment.replica, now, now);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Ready handling: persist, then send, then apply.
+
+  void handle_ready(Replica& r) {
+    if (r.failed) return;
+    Ready ready = r.paxos->take_ready();
+    if (ready.empty()) return;
+    for (const RoleChange& change : ready.role_changes) {
+      if (change.role != PaxosRole::kLeader) {
+        // Not leader any more: the waiters' entries may still commit (and are answered then),
+        // or be replaced by another leader's (answered kNotLeader when that applies).
+        if (r.sending) {
+          r.sending.reset();  // a scan in flight sees the session gone and stops
+          --r.apply_holds;
+        }
+        r.snapshot_queue.clear();
+      }
+    }
+    const bool appended = persist(r, ready);
+    // Committed entries apply at once: each is already durable at a quorum (the leader counts
+    // its own acceptance only because its Accept left after its flush, and a peer acknowledges
+    // only what it made durable), so the state machine may take it before this replica's own
+    // flush of the commit index completes. Only messages wait for the flush.
+    for (LogEntry& entry : ready.committed) {
+      r.apply_queue.push_back(std::move(entry));
+      DYN_ASSERT(r.apply_queue.size() <= kMaxApplyQueue);
+    }
+    queue_snapshots(r, ready.snapshots_needed);
+    PendingReady pending{r.last_appended_sequence, std::move(ready.messages)};
+    if (options.plant_send_before_fsync) {
+      // Planted bug: acknowledge before fsync. Messages (acceptances, acks) leave now; the flush
+      // still runs but nothing waits for it.
+      release(r, pending);
+      if (appended) r.wal->flush([](WalStatus, LogSequence) {});
+    } else if (r.awaiting_durable.empty() && pending.needed_sequence <= r.wal->durable_through()) {
+      release(r, pending);
+    } else {
+      r.awaiting_durable.push_back(std::move(pending));
+      if (appended) start_flush(r);
+    }
+    pump_apply(r);
+    start_next_snapshot(r);
+  }
+
+  // Appends the Ready's hard state and entries to the WAL. Returns whether anything was added.
+  bool persist(Replica& r, const Ready& ready) {
+    if (!ready.hard_state && ready.entries_to_persist.empty()) return false;
+    const uint64_t max_record = 256 * 1024;  // well under WalOptions::max_record_bytes
+    std::optional<HardState> hard_state = ready.hard_state;
+    size_t begin = 0;
+    const std::vector<LogEntry>& entries = ready.entries_to_persist;
+    do {
+      size_t end = begin;
+      uint64_t bytes = 0;
+      while (end < entries.size() &&
+             (end == begin || bytes + entries[end].command.bytes.size() + 64 < max_record)) {
+        bytes += entries[end].command.bytes.size() + 64;
+        ++end;
+      }
+      std::vector<uint8_t> record =
+          encode_wal_record(hard_state, entries.data() + begin, end - begin);
+      LogSequence sequence = 0;
+      const WalStatus status = r.wal->append(std::move(record), &sequence);
+      // The append buffer is bounded at 8 MB; a Ready is bounded by Paxos's windows far below.
+      DYN_ASSERT_MSG(status == WalStatus::kOk, to_string(status));
+      r.last_appended_sequence = sequence;
+      uint64_t max_index = 0;
+      for (size_t i = begin; i < end; ++i) max_index = std::max(max_index, entries[i].index.value);
+      if (max_index > 0) r.entry_records.push_back(EntryRecord{sequence, max_index});
+      if (hard_state) r.last_appended_hard_state = *hard_state;
+      hard_state.reset();
+      begin = end;
+    } while (begin < entries.size());
+    return true;
+  }
+
+  void start_flush(Replica& r) {
+    const size_t slot = r.slot;
+    r.wal->flush([this, slot](WalStatus status, LogSequence durable_through) {
+      on_flushed(*replicas[slot], status, durable_through);
+    });
+  }
+
+  void on_flushed(Replica& r, WalStatus status, LogSequence durable_through) {
+    if (r.failed) return;
+    if (status == WalStatus::kFull) {
+      // Records went back to the WAL's buffer: checkpoint now, release what it covers, flush
+      // again when it is done.
+      r.wal_full = true;
+      r.checkpoint_urgent = true;
+      request_checkpoint(r);
+      return;
+    }
+    if (status != WalStatus::kOk) {
+      // The disk failed under the log: nothing more can be made durable, so nothing more may be
+      // sent. The replica stops (as a real one would crash on an fsync error).
+      r.failed = true;
+      r.healthy = false;
+      return;
+    }
+    while (!r.awaiting_durable.empty() &&
+           r.awaiting_durable.front().needed_sequence <= durable_through) {
+      PendingReady pending = std::move(r.awaiting_durable.front());
+      r.awaiting_durable.pop_front();
+      release(r, pending);
+    }
+    report_lease(r);
+    serve_deferred_reads(r);
+  }
+
+  void release(Replica& r, PendingReady& pending) {
+    for (const PaxosMessage& m : pending.messages) send_paxos(r, m);
+  }
+
+  void queue_snapshots(Replica& r, const std::vector<SnapshotNeeded>& needs) {
+    for (const SnapshotNeeded& need : needs) {
+      if (r.paxos->role() != PaxosRole::kLeader) continue;
+      const bool queued =
+          std::any_of(r.snapshot_queue.begin(), r.snapshot_queue.end(),
+                      [&](const SnapshotNeeded& s) { return s.replica == need.replica; });
+      if (!queued && !(r.sending && r.sending->peer == need.replica)) {
+        r.snapshot_queue.push_back(need);
+      }
+    }
+  }
+
+  void send_paxos(Replica& r, const PaxosMessage& m) {
+    auto body = std::make_shared<PaxosEnvelope>();
+    body->group = r.assignment.group;
+    body->message = m;
+    uint64_t bytes = kMessageHeaderBytes;
+    for (const LogEntry& entry : m.entries) {
+      bytes += kEntryHeaderBytes + command_wire_bytes(entry.command);
+    }
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kPaxos);
+    message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+    message.digest = paxos_digest(r.assignment.group, m);
+    message.body = std::move(body);
+    DYN_ASSERT(m.to >= 1 && m.to <= kReplicasPerGroup);
+    env->send(r.assignment.members[m.to - 1], std::move(message));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Apply: one entry at a time, in order, so a conditional write's get and put are never
+  // interleaved with another entry's operations.
+
+  bool apply_blocked(const Replica& r) const {
+    return r.applying || r.apply_holds > 0 || r.apply_stalled || r.content_invalid || r.failed;
+  }
+
+  void pump_apply(Replica& r) {
+    if (r.in_pump) return;
+    r.in_pump = true;
+    size_t budget = r.apply_queue.size();  // bounded: each entry is applied once
+    while (budget-- > 0 && !apply_blocked(r) && !r.apply_queue.empty()) {
+      LogEntry entry = std::move(r.apply_queue.front());
+      r.apply_queue.pop_front();
+      if (entry.index <= r.applied) continue;  // covered by a snapshot or checkpoint
+      DYN_ASSERT(entry.index == r.applied.next());
+      start_apply(r, std::move(entry));
+    }
+    r.in_pump = false;
+    if (!apply_blocked(r)) maybe_checkpoint(r);
+    serve_deferred_reads(r);
+    if (!r.applying) start_next_snapshot(r);
+  }
+
+  void start_apply(Replica& r, LogEntry entry) {
+    if (entry.command.is_noop()) {
+      finish_apply(r, entry, StorageStatus::kOk);
+      return;
+    }
+    WriteCommand command;
+    const bool decoded = WriteCommand::decode(entry.command.bytes, &command);
+    DYN_ASSERT_MSG(decoded, "a committed command does not decode");
+    r.applying = true;
+    const size_t slot = r.slot;
+    auto shared_entry = std::make_shared<LogEntry>(std::move(entry));
+    auto done = [this, slot, shared_entry](BTreeStatus status, StorageStatus outcome) {
+      Replica& rep = *replicas[slot];
+      rep.applying = false;
+      if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
+        apply_failed(rep, *shared_entry, status);
+        return;
+      }
+      finish_apply(rep, *shared_entry, outcome);
+      if (!rep.in_pump) pump_apply(rep);
+    };
+    if (command.condition.kind == Condition::Kind::kNone) {
+      write_to_tree(r, std::move(command), done);
+      return;
+    }
+    auto shared_command = std::make_shared<WriteCommand>(std::move(command));
+    r.tree->get(shared_command->key, [this, slot, shared_command, done](
+                                         BTreeStatus status, std::optional<Item> current) {
+      if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
+        done(status, StorageStatus::kOk);
+        return;
+      }
+      const Item* current_item = current ? &*current : nullptr;
+      if (!shared_command->condition.holds(current_item)) {
+        done(BTreeStatus::kOk, StorageStatus::kConditionFailed);
+        return;
+      }
+      write_to_tree(*replicas[slot], std::move(*shared_command), done);
+    });
+  }
+
+  template <typename Done>
+  void write_to_tree(Replica& r, WriteCommand command, Done done) {
+    if (command.op == StorageOp::kPut) {
+      r.tree->put(std::move(command.item),
+                  [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+    } else {
+      r.tree->erase(command.key, [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+    }
+  }
+
+  void apply_failed(Replica& r, const LogEntry& entry, BTreeStatus status) {
+    // The state machine cannot take this entry: applying later ones would diverge, so the
+    // replica stops applying. It keeps its log and keeps voting (the WAL is intact), serves no
+    // reads from the bad range, and no strong reads at all (applied < commit).
+    r.apply_stalled = true;
+    if (status == BTreeStatus::kCorrupt || !r.tree->healthy()) r.healthy = false;
+    env->metrics().add("storage.apply_stalled", 1);
+    r.apply_queue.push_front(entry);  // not applied
+    auto it = r.waiters.find(entry.index.value);
+    if (it != r.waiters.end()) {
+      respond(r, it->second.client, it->second.request_id, StorageStatus::kUnhealthy, {}, {},
+              LogIndex());
+      r.waiters.erase(it);
+    }
+  }
+
+  void finish_apply(Replica& r, const LogEntry& entry, StorageStatus outcome) {
+    DYN_ASSERT(entry.index == r.applied.next());
+    r.applied = entry.index;
+    ++r.applied_since_checkpoint;
+    if (options.observer != nullptr) {
+      options.observer->on_applied(r.assignment.group, r.assignment.replica, entry.index,
+                                   command_digest(entry.command));
+    }
+    auto it = r.waiters.find(entry.index.value);
+    if (it != r.waiters.end()) {
+      const Waiter waiter = it->second;
+      r.waiters.erase(it);
+      if (waiter.command_id == entry.command.id && !entry.command.is_noop()) {
+        respond(r, waiter.client, waiter.request_id, outcome, {}, {}, entry.index);
+      } else {
+        // Another leader's entry took the slot: the write was not made here.
+        respond(r, waiter.client, waiter.request_id, StorageStatus::kNotLeader, {},
+                leader_address(r), LogIndex());
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Checkpoints.
+
+  void maybe_checkpoint(Replica& r) {
+    if (r.checkpoint_running || !r.recovered || r.failed || r.content_invalid) return;
+    const bool by_count = r.applied_since_checkpoint >= options.checkpoint_every_entries;
+    const bool by_time = r.applied_since_checkpoint > 0 &&
+                         env->local_now() - r.last_checkpoint_at >= options.checkpoint_interval;
+    if (by_count || by_time || r.checkpoint_wanted || r.checkpoint_urgent) start_checkpoint(r);
+  }
+
+  void request_checkpoint(Replica& r) {
+    r.checkpoint_wanted = true;
+    if (!apply_blocked(r)) maybe_checkpoint(r);
+  }
+
+  // Where recovery must start reading the WAL to see every entry above `keep_from`, and the
+  // sequence of the first record it must read (records before it can be forgotten).
+  struct ReplayStart {
+    uint64_t position = 0;
+    LogSequence first_sequence = 0;
+  };
+  ReplayStart replay_start(Replica& r, uint64_t keep_from) {
+    for (const EntryRecord& record : r.entry_records) {
+      if (record.max_index > keep_from) {
+        uint64_t position = r.wal->position_of(record.sequence);
+        if (position == UINT64_MAX) {
+          // The WAL no longer knows where the record is. Either it is still in the append
+          // buffer (it will be written at or after next_position), or it was written before the
+          // WAL stopped tracking it: released by an earlier checkpoint, or read back at recovery
+          // (Wal::reset). Then the replay must start at the oldest sector still retained, which
+          // holds every record that survives; starting at next_position would skip them.
+          position = record.sequence > r.wal->durable_through() ? r.wal->next_position()
+                                                                : r.wal->oldest_position();
+        }
+        return ReplayStart{position, record.sequence};
+      }
+    }
+    return ReplayStart{r.wal->next_position(), r.wal->next_sequence()};
+  }
+
+  void start_checkpoint(Replica& r) {
+    if (r.apply_stalled || !r.healthy) return;  // never checkpoint state we could not apply
+    r.checkpoint_running = true;
+    r.checkpoint_wanted = false;
+    ++r.apply_holds;  // the tree must hold exactly `applied` while the checkpoint is taken
+    const LogIndex applied = r.applied;
+    const uint64_t tail = options.log_tail_entries;
+    uint64_t keep_from = applied.value > tail ? applied.value - tail : 0;
+    // A WAL more than half full keeps no tail behind the checkpoint (the tail stays in memory).
+    if (r.checkpoint_urgent || r.wal->sectors_in_use() * 2 > options.wal_region_sectors) {
+      keep_from = applied.value;
+    }
+    CheckpointState state;
+    state.applied = applied;
+    const ReplayStart replay = replay_start(r, keep_from);
+    state.wal_replay_position = replay.position;
+    state.wal_next_sequence = r.wal->next_sequence();
+    state.hard_state = r.last_appended_hard_state;
+    r.checkpoint_urgent = false;
+    const size_t slot = r.slot;
+    CheckpointMetadata metadata;
+    metadata.bytes = encode_checkpoint(state);
+    r.applied_since_checkpoint = 0;
+    r.last_checkpoint_at = env->local_now();
+    const LogSequence first_kept = replay.first_sequence;
+    r.tree->checkpoint(std::move(metadata),
+                       [this, slot, state, keep_from, first_kept](BTreeStatus status) {
+                         on_checkpointed(*replicas[slot], status, state, keep_from, first_kept);
+                       });
+  }
+
+  void on_checkpointed(Replica& r, BTreeStatus status, const CheckpointState& state,
+                       uint64_t keep_from, LogSequence first_kept) {
+    r.checkpoint_running = false;
+    --r.apply_holds;
+    if (status == BTreeStatus::kOk) {
+      r.wal->release_before(state.wal_replay_position);
+      while (!r.entry_records.empty() && r.entry_records.front().sequence < first_kept) {
+        r.entry_records.pop_front();
+      }
+      if (keep_from > 0 && r.paxos->compacted_through().value < keep_from) {
+        r.paxos->compact(LogIndex(keep_from));
+      }
+      env->metrics().add("storage.checkpoints", 1);
+    } else {
+      if (status == BTreeStatus::kCorrupt) r.healthy = false;
+      env->metrics().add("storage.checkpoint_failures", 1);
+    }
+    if (r.wal_full) {
+      r.wal_full = false;
+      start_flush(r);
+    }
+    pump_apply(r);
+    start_next_snapshot(r);
+    after_input(r);
+  }
+
+  void on_checkpoint_timer() {
+    // Time-based checkpoints for replicas that applied something but stopped receiving writes.
+    for (auto& r : replicas) {
+      if (r->recovered && !apply_blocked(*r)) maybe_checkpoint(*r);
+    }
+    env->set_timer(options.checkpoint_interval, make_cookie(kCookieCheckpoint, 0));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Snapshots: leader side. The scan holds the apply pipeline so the items it reads are exactly
+  // the state at `through` (the tree keeps no older versions to read from).
+
+  void start_next_snapshot(Replica& r) {
+    if (r.sending || r.snapshot_queue.empty() || r.failed || !r.healthy) return;
+    if (r.paxos->role() != PaxosRole::kLeader) {
+      r.snapshot_queue.clear();
+      return;
+    }
+    if (r.applying || r.checkpoint_running) return;  // retried when those finish
+    const SnapshotNeeded need = r.snapshot_queue.front();
+    r.snapshot_queue.pop_front();
+    if (r.applied < need.through) {
+      r.snapshot_queue.push_back(need);  // not applied that far yet: retry after more applies
+      return;
+    }
+    SnapshotSend send;
+    send.peer = need.replica;
+    send.session = (node_seed << 20) ^ next_session++;
+    send.through = r.applied;
+    r.sending = send;
+    ++r.apply_holds;
+    env->metrics().add("storage.snapshots_sent", 1);
+    scan_next_chunk(r);
+  }
+
+  void scan_next_chunk(Replica& r) {
+    const size_t slot = r.slot;
+    const uint64_t session = r.sending->session;
+    r.tree->scan(r.sending->next_key, kSnapshotChunkItems,
+                 [this, slot, session](BTreeStatus status, std::vector<Item> items,
+                                       std::optional<PrimaryKey> next) {
+                   Replica& rep = *replicas[slot];
+                   if (!rep.sending || rep.sending->session != session) {
+                     // Stepped down meanwhile: the hold was released there.
+                     return;
+                   }
+                   if (status != BTreeStatus::kOk) {
+                     if (status == BTreeStatus::kCorrupt) rep.healthy = false;
+                     end_snapshot_send(rep);
+                     return;
+                   }
+                   send_chunk(rep, std::move(items), !next.has_value());
+                   if (!next) {
+                     end_snapshot_send(rep);
+                     return;
+                   }
+                   rep.sending->next_key = std::move(next);
+                   scan_next_chunk(rep);
+                 });
+  }
+
+  void send_chunk(Replica& r, std::vector<Item> items, bool last) {
+    auto body = std::make_shared<SnapshotChunkBody>();
+    body->group = r.assignment.group;
+    body->from_replica = r.assignment.replica;
+    body->to_replica = r.sending->peer;
+    body->session = r.sending->session;
+    body->sequence = r.sending->next_sequence++;
+    body->last = last;
+    body->through = r.sending->through;
+    uint64_t bytes = kMessageHeaderBytes;
+    uint64_t digest = mix(mix(body->session, body->sequence), body->through.value);
+    for (const Item& item : items) {
+      bytes += item_wire_bytes(item);
+      digest = mix(digest, item.checksum());
+    }
+    body->items = std::move(items);
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kSnapshotChunk);
+    message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+    message.digest = digest;
+    const sim::Address to = r.assignment.members[body->to_replica - 1];
+    message.body = std::move(body);
+    env->send(to, std::move(message));
+  }
+
+  void end_snapshot_send(Replica& r) {
+    r.sending.reset();
+    --r.apply_holds;
+    pump_apply(r);
+    start_next_snapshot(r);
+  }
+
+  // Snapshots: receiver side.
+
+  void on_snapshot_chunk(Replica& r, const SnapshotChunkBody& chunk) {
+    if (!r.recovered || r.failed || !r.healthy) return;
+    if (chunk.sequence == 0) {
+      // A new transfer. Only worth it if it moves us past our commit, and only when no apply is
+      // in flight (its nested tree operations would land after the clear).
+      if (r.paxos->role() == PaxosRole::kLeader || chunk.through <= r.paxos->commit_index() ||
+          r.applying || r.checkpoint_running) {
+        return;
+      }
+      r.receiving = SnapshotReceive{chunk.from_replica, chunk.session, 0, chunk.through};
+      r.content_invalid = true;
+      r.tree->clear([](BTreeStatus) {});
+      env->metrics().add("storage.snapshots_received", 1);
+    }
+    if (!r.receiving || r.receiving->session != chunk.session ||
+        r.receiving->next_sequence != chunk.sequence) {
+      // A lost or late chunk: this transfer is unusable. The tree stays invalid (it serves
+      // nothing) until a full transfer arrives; Paxos asks the leader again.
+      r.receiving.reset();
+      return;
+    }
+    ++r.receiving->next_sequence;
+    for (const Item& item : chunk.items) r.tree->put(item, [](BTreeStatus) {});
+    if (!chunk.last) return;
+    // Every item is queued ahead of the checkpoint (FIFO), which makes them durable with the
+    // snapshot's index as applied; only then does Paxos learn of it.
+    const LogIndex through = chunk.through;
+    r.receiving.reset();
+    r.checkpoint_running = true;
+    CheckpointState state;
+    state.applied = through;
+    state.wal_replay_position = replay_start(r, through.value).position;
+    state.wal_next_sequence = r.wal->next_sequence();
+    state.hard_state = r.last_appended_hard_state;
+    CheckpointMetadata metadata;
+    metadata.bytes = encode_checkpoint(state);
+    const size_t slot = r.slot;
+    r.tree->checkpoint(std::move(metadata), [this, slot, through](BTreeStatus status) {
+      Replica& rep = *replicas[slot];
+      rep.checkpoint_running = false;
+      if (status != BTreeStatus::kOk) {
+        if (status == BTreeStatus::kCorrupt) rep.healthy = false;
+        return;  // still invalid; a later transfer may succeed
+      }
+      install_snapshot(rep, through);
+    });
+  }
+
+  void install_snapshot(Replica& r, LogIndex through) {
+    const InstallSnapshotStatus status = r.paxos->install_snapshot(through);
+    DYN_ASSERT(status != InstallSnapshotStatus::kRefusedWhileLeader);
+    r.content_invalid = false;
+    r.applied = std::max(r.applied, through);
+    r.applied_since_checkpoint = 0;
+    r.last_checkpoint_at = env->local_now();
+    while (!r.apply_queue.empty() && r.apply_queue.front().index <= through) {
+      r.apply_queue.pop_front();
+    }
+    after_input(r);
+    pump_apply(r);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Requests.
+
+  std::optional<sim::Address> leader_address(const Replica& r) const {
+    if (!r.paxos) return std::nullopt;
+    const std::optional<uint32_t> hint = r.paxos->leader_hint();
+    if (!hint || *hint < 1 || *hint > kReplicasPerGroup) return std::nullopt;
+    return r.assignment.members[*hint - 1];
+  }
+
+  void respond(const Replica& r, sim::Address client, uint64_t request_id, StorageStatus status,
+               std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied) {
+    respond_group(r.assignment.group, client, request_id, status, std::move(item), hint, applied);
+  }
+
+  void respond_group(GroupId group, sim::Address client, uint64_t request_id, StorageStatus status,
+                     std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied) {
+    auto body = std::make_shared<StorageResponse>();
+    body->group = group;
+    body->request_id = request_id;
+    body->status = status;
+    body->item = std::move(item);
+    body->leader_hint = hint;
+    body->applied_index = applied;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kResponse);
+    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes +
+                                               (body->item ? item_wire_bytes(*body->item) : 0));
+    message.digest = response_digest(*body);
+    message.body = std::move(body);
+    env->send(client, std::move(message));
+  }
+
+  bool range_unhealthy(const Replica& r, const PrimaryKey& key) const {
+    for (const KeyRangeBounds& range : r.tree->unhealthy_ranges()) {
+      if (in_range(range, key)) return true;
+    }
+    return false;
+  }
+
+  StorageStatus validate(const StorageRequest& request) const {
+    if (request.key.partition.size_bytes() == 0) return StorageStatus::kValidation;
+    if (request.key.partition.size_bytes() > kMaxPartitionKeyBytes) {
+      return StorageStatus::kValidation;
+    }
+    if (request.key.sort && (request.key.sort->size_bytes() == 0 ||
+                             request.key.sort->size_bytes() > kMaxSortKeyBytes)) {
+      return StorageStatus::kValidation;
+    }
+    if (request.op == StorageOp::kPut) {
+      if (!(request.item.key() == request.key)) return StorageStatus::kValidation;
+      uint64_t size = key_bytes(request.key);
+      for (const auto& [name, value] : request.item.attributes()) {
+        size += name.size() + value_size_bytes(value);
+      }
+      if (size > kMaxItemSizeBytes) return StorageStatus::kValidation;
+    }
+    return StorageStatus::kOk;
+  }
+
+  void on_request(sim::Address from, const std::shared_ptr<const StorageRequest>& request) {
+    auto found = slot_of_group.find(request->group.value);
+    if (found == slot_of_group.end()) {
+      respond_group(request->group, from, request->request_id, StorageStatus::kNoSuchGroup, {}, {},
+                    LogIndex());
+      return;
+    }
+    Replica& r = *replicas[found->second];
+    auto answer = [&](StorageStatus status, std::optional<sim::Address> hint = std::nullopt) {
+      respond(r, from, request->request_id, status, {}, hint, LogIndex());
+    };
+    if (r.failed) return answer(StorageStatus::kUnhealthy);
+    if (!r.recovered) return answer(StorageStatus::kRecovering);
+    const StorageStatus valid = validate(*request);
+    if (valid != StorageStatus::kOk) return answer(valid);
+    if (request->op == StorageOp::kGet) return on_get(r, from, request);
+    on_write(r, from, *request);
+  }
+
+  void on_write(Replica& r, sim::Address from, const StorageRequest& request) {
+    if (r.paxos->role() != PaxosRole::kLeader) {
+      respond(r, from, request.request_id, StorageStatus::kNotLeader, {}, leader_address(r),
+              LogIndex());
+      return;
+    }
+    if (!r.healthy || r.apply_stalled) {
+      // This leader could not apply the write to its tree (docs/storage.md: a gap until
+      // leadership can be handed over).
+      respond(r, from, request.request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
+      return;
+    }
+    WriteCommand command;
+    command.client_id = request.client_id;
+    command.request_id = request.request_id;
+    command.op = request.op;
+    command.key = request.key;
+    if (request.op == StorageOp::kPut) command.item = request.item;
+    command.condition = request.condition;
+    Command paxos_command;
+    // Unique per (client, request); never 0 (the no-op's id).
+    paxos_command.id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
+    paxos_command.bytes = command.encode();
+    const uint64_t command_id = paxos_command.id;
+    const ProposeResult result = r.paxos->propose(std::move(paxos_command), env->local_now());
+    switch (result.status) {
+      case ProposeStatus::kOk:
+        r.waiters[result.index.value] = Waiter{from, request.request_id, command_id};
+        break;
+      case ProposeStatus::kNotLeader:
+        respond(r, from, request.request_id, StorageStatus::kNotLeader, {}, leader_address(r),
+                LogIndex());
+        break;
+      case ProposeStatus::kNotServingYet:
+        respond(r, from, request.request_id, StorageStatus::kNotServing, {}, {}, LogIndex());
+        break;
+      case ProposeStatus::kBusy:
+      case ProposeStatus::kLogFull:
+        if (result.status == ProposeStatus::kLogFull) request_checkpoint(r);
+        respond(r, from, request.request_id, StorageStatus::kBusy, {}, {}, LogIndex());
+        break;
+      case ProposeStatus::kInvalidCommand:
+        respond(r, from, request.request_id, StorageStatus::kValidation, {}, {}, LogIndex());
+        break;
+    }
+    after_input(r);
+  }
+
+  void on_get(Replica& r, sim::Address from, const std::shared_ptr<const StorageRequest>& request) {
+    if (r.content_invalid) {
+      respond(r, from, request->request_id, StorageStatus::kRecovering, {}, {}, LogIndex());
+      return;
+    }
+    if (range_unhealthy(r, request->key)) {
+      respond(r, from, request->request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
+      return;
+    }
+    if (request->consistency == ReadConsistency::kEventual) {
+      read_from_tree(r, from, request);
+      return;
+    }
+    if (r.paxos->role() != PaxosRole::kLeader && !r.paxos->options().plant_follower_strong_reads) {
+      respond(r, from, request->request_id, StorageStatus::kNotLeader, {}, leader_address(r),
+              LogIndex());
+      return;
+    }
+    if (!r.paxos->can_serve_strong_read(env->local_now())) {
+      respond(r, from, request->request_id, StorageStatus::kNotServing, {}, {}, LogIndex());
+      return;
+    }
+    if (r.applied < r.paxos->commit_index()) {
+      // Committed entries still on their way through the WAL or the apply pipeline: the read
+      // waits for them (it must see every write acknowledged before it arrived).
+      if (r.deferred_reads.size() >= kMaxDeferredReads || r.apply_stalled) {
+        respond(r, from, request->request_id,
+                r.apply_stalled ? StorageStatus::kUnhealthy : StorageStatus::kBusy, {}, {},
+                LogIndex());
+        return;
+      }
+      r.deferred_reads.push_back(DeferredRead{from, request, r.paxos->commit_index()});
+      return;
+    }
+    serve_strong_read(r, from, request);
+  }
+
+  void serve_strong_read(Replica& r, sim::Address from,
+                         const std::shared_ptr<const StorageRequest>& request) {
+    report_lease(r);
+    if (options.observer != nullptr) {
+      options.observer->on_strong_read(r.assignment.group, r.assignment.replica, env->local_now());
+    }
+    read_from_tree(r, from, request);
+  }
+
+  void serve_deferred_reads(Replica& r) {
+    size_t budget = r.deferred_reads.size();
+    while (budget-- > 0 && !r.deferred_reads.empty()) {
+      DeferredRead& head = r.deferred_reads.front();
+      const bool leader_now = r.paxos && r.paxos->can_serve_strong_read(env->local_now());
+      if (leader_now && r.applied < head.needed_applied && !r.apply_stalled) return;
+      DeferredRead read = std::move(head);
+      r.deferred_reads.pop_front();
+      if (!leader_now) {
+        const bool leader = r.paxos && r.paxos->role() == PaxosRole::kLeader;
+        respond(r, read.client, read.request->request_id,
+                leader ? StorageStatus::kNotServing : StorageStatus::kNotLeader, {},
+                leader ? std::nullopt : leader_address(r), LogIndex());
+      } else if (r.apply_stalled && r.applied < read.needed_applied) {
+        respond(r, read.client, read.request->request_id, StorageStatus::kUnhealthy, {}, {},
+                LogIndex());
+      } else {
+        serve_strong_read(r, read.client, read.request);
+      }
+    }
+  }
+
+  void read_from_tree(Replica& r, sim::Address from,
+                      const std::shared_ptr<const StorageRequest>& request) {
+    const size_t slot = r.slot;
+    const uint64_t request_id = request->request_id;
+    r.tree->get(
+        request->key, [this, slot, from, request_id](BTreeStatus status, std::optional<Item> item) {
+          Replica& rep = *replicas[slot];
+          switch (status) {
+            case BTreeStatus::kOk:
+              respond(rep, from, request_id, StorageStatus::kOk, std::move(item), {}, LogIndex());
+              return;
+            case BTreeStatus::kNotFound:
+              respond(rep, from, request_id, StorageStatus::kNotFound, {}, {}, LogIndex());
+              return;
+            case BTreeStatus::kQueueFull:
+              respond(rep, from, request_id, StorageStatus::kBusy, {}, {}, LogIndex());
+              return;
+            case BTreeStatus::kCorrupt:
+            case BTreeStatus::kIoError:
+            case BTreeStatus::kNoSpace:
+              if (status == BTreeStatus::kCorrupt) rep.healthy = false;
+              respond(rep, from, request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
+              return;
+          }
+        });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Messages and the CPU queue.
+
+  bool is_request(const sim::Message& m) const {
+    return m.type == static_cast<uint32_t>(StorageMessageType::kRequest);
+  }
+
+  sim::Duration cost_of(const sim::Message& m) const {
+    const StorageCostModel& c = options.cost;
+    sim::Duration cost = c.per_message;
+    const auto kilobytes = [](uint64_t bytes) { return static_cast<int64_t>(bytes / 1024); };
+    if (m.type == static_cast<uint32_t>(StorageMessageType::kRequest)) {
+      const auto* request = dynamic_cast<const StorageRequest*>(m.body.get());
+      if (request == nullptr) return cost;
+      if (request->op == StorageOp::kGet) return cost + c.per_read;
+      return cost + c.per_write + c.per_kilobyte * kilobytes(m.size_bytes);
+    }
+    if (m.type == static_cast<uint32_t>(StorageMessageType::kPaxos)) {
+      const auto* envelope = dynamic_cast<const PaxosEnvelope*>(m.body.get());
+      if (envelope == nullptr) return cost;
+      const int64_t entries = static_cast<int64_t>(envelope->message.entries.size());
+      return cost + c.per_write * entries + c.per_kilobyte * kilobytes(m.size_bytes);
+    }
+    if (m.type == static_cast<uint32_t>(StorageMessageType::kSnapshotChunk)) {
+      const auto* chunk = dynamic_cast<const SnapshotChunkBody*>(m.body.get());
+      if (chunk == nullptr) return cost;
+      return cost + c.per_write * static_cast<int64_t>(chunk->items.size()) +
+             c.per_kilobyte * kilobytes(m.size_bytes);
+    }
+    return cost;
+  }
+
+  void on_message(sim::Address from, const sim::Message& message) {
+    if (cpu_queue.size() >= options.cost.max_queued_messages) {
+      env->metrics().add("storage.cpu_queue_full", 1);
+      if (is_request(message)) {
+        const auto* request = dynamic_cast<const StorageRequest*>(message.body.get());
+        if (request != nullptr) {
+          respond_group(request->group, from, request->request_id, StorageStatus::kBusy, {}, {},
+                        LogIndex());
+        }
+      }
+      return;  // protocol messages are dropped; Paxos resends
+    }
+    const sim::SimTime now = env->local_now();
+    auto core = std::min_element(core_free_at.begin(), core_free_at.end());
+    const sim::SimTime start = std::max(now, *core);
+    const sim::SimTime done = start + cost_of(message);
+    *core = done;
+    // FIFO: a message never completes before the one ahead of it.
+    const sim::SimTime complete_at =
+        cpu_queue.empty() ? done : std::max(done, cpu_queue.back().complete_at);
+    cpu_queue.push_back(QueuedMessage{complete_at, from, message});
+    if (!cpu_timer_armed) arm_cpu_timer();
+  }
+
+  void arm_cpu_timer() {
+    DYN_ASSERT(!cpu_queue.empty());
+    const sim::SimTime now = env->local_now();
+    const sim::SimTime at = cpu_queue.front().complete_at;
+    ++cpu_generation;
+    env->set_timer(at > now ? at - now : sim::Duration(0), make_cookie(kCookieCpu, cpu_generation));
+    cpu_timer_armed = true;
+  }
+
+  void on_cpu_timer(uint64_t generation) {
+    if (generation != (cpu_generation & kCookieGenerationMask)) return;
+    cpu_timer_armed = false;
+    const sim::SimTime now = env->local_now();
+    size_t budget = cpu_queue.size();
+    while (budget-- > 0 && !cpu_queue.empty() && cpu_queue.front().complete_at <= now) {
+      QueuedMessage queued = std::move(cpu_queue.front());
+      cpu_queue.pop_front();
+      dispatch(queued.from, queued.message);
+    }
+    if (!cpu_queue.empty() && !cpu_timer_armed) arm_cpu_timer();
+  }
+
+  void dispatch(sim::Address from, const sim::Message& message) {
+    switch (static_cast<StorageMessageType>(message.type)) {
+      case StorageMessageType::kPaxos: {
+        const auto* envelope = dynamic_cast<const PaxosEnvelope*>(message.body.get());
+        if (envelope == nullptr) return;
+        auto found = slot_of_group.find(envelope->group.value);
+        if (found == slot_of_group.end()) return;
+        Replica& r = *replicas[found->second];
+        if (!r.recovered || r.failed) return;  // Paxos resends; nothing to vote with yet
+        const PaxosMessage& m = envelope->message;
+        if (m.to != r.assignment.replica || m.from == m.to || m.from < 1 ||
+            m.from > kReplicasPerGroup) {
+          return;
+        }
+        r.paxos->step(m, env->local_now());
+        after_input(r);
+        return;
+      }
+      case StorageMessageType::kRequest: {
+        auto request = std::dynamic_pointer_cast<const StorageRequest>(message.body);
+        if (request == nullptr) return;
+        on_request(from, request);
+        return;
+      }
+      case StorageMessageType::kSnapshotChunk: {
+        const auto* chunk = dynamic_cast<const SnapshotChunkBody*>(message.body.get());
+        if (chunk == nullptr) return;
+        auto found = slot_of_group.find(chunk->group.value);
+        if (found == slot_of_group.end()) return;
+        Replica& r = *replicas[found->second];
+        if (chunk->to_replica != r.assignment.replica) return;
+        on_snapshot_chunk(r, *chunk);
+        return;
+      }
+      case StorageMessageType::kSnapshotRequest:
+      case StorageMessageType::kResponse:
+        return;
+    }
+  }
+
+  void on_timer(uint64_t cookie) {
+    const uint64_t kind = cookie >> kCookieKindShift;
+    const uint64_t generation = cookie & kCookieGenerationMask;
+    switch (kind) {
+      case kCookieTick:
+        on_tick_timer(generation);
+        return;
+      case kCookieCpu:
+        on_cpu_timer(generation);
+        return;
+      case kCookieCheckpoint:
+        on_checkpoint_timer();
+        return;
+      default:
+        DYN_ASSERT_MSG(false, "unknown timer cookie");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inspection.
+
+  ReplicaSnapshot snapshot_of(const Replica& r) const {
+    ReplicaSnapshot s;
+    s.group = r.assignment.group;
+    s.replica = r.assignment.replica;
+    s.recovered = r.recovered;
+    s.healthy = r.healthy && !r.failed && r.tree->healthy();
+    s.applied = r.applied;
+    if (r.paxos) {
+      s.commit = r.paxos->commit_index();
+      s.role = r.paxos->role();
+    }
+    s.content_known = r.recovered && !r.failed && !r.content_invalid && r.tree->healthy();
+    if (s.content_known) {
+      s.content_digest = r.tree->content_digest();
+      s.item_count = r.tree->item_count();
+    }
+    return s;
+  }
+};
+
+// =============================================================================================
+
+StorageNode::StorageNode(StorageNodeOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+StorageNode::~StorageNode() = default;
+
+void StorageNode::on_start(sim::Env& env) {
+  impl_->start(env);
+  env.set_timer(impl_->options.checkpoint_interval, make_cookie(kCookieCheckpoint, 0));
+}
+
+void StorageNode::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
+  DYN_ASSERT(impl_->env == &env);
+  impl_->on_message(from, message);
+}
+
+void StorageNode::on_timer(sim::Env& env, uint64_t cookie) {
+  DYN_ASSERT(impl_->env == &env);
+  impl_->on_timer(cookie);
+}
+
+std::vector<ReplicaSnapshot> StorageNode::inspect() const {
+  std::vector<ReplicaSnapshot> out;
+  out.reserve(impl_->replicas.size());
+  for (const auto& r : impl_->replicas) out.push_back(impl_->snapshot_of(*r));
+  return out;
+}
+
+size_t StorageNode::replica_count() const {
+  return impl_->options.replicas.size();
+}
+
+}  // namespace dynasim::model

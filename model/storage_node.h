@@ -1,0 +1,102 @@
+// A storage node: one process per storage host, hosting many replicas (thousands) of different
+// partitions' replication groups.
+//
+// P22 section 3: each replica runs Multi-Paxos with its group's other two replicas, keeps a WAL and
+// a B-tree, and serves reads and writes for its partition's key range. A storage replica here is
+// the composition of model/paxos (the protocol, a pure state machine), model/wal (what Paxos must
+// persist before it sends) and model/btree (the state machine the committed log is applied to,
+// checkpointed so that the WAL and the in-memory log can be truncated).
+//
+// A replica's life:
+// - Boot: read the B-tree's checkpoint, then the WAL from the position the checkpoint names,
+//   rebuild Paxos's RecoveredState (hard state, log entries, applied index) and re-apply the
+//   committed entries past the checkpoint. While recovering it answers kRecovering.
+// - Each Paxos Ready: WAL-append the hard state and entries, flush (fsync), and only then send the
+//   messages, then apply the committed entries in order to the B-tree and answer the clients
+//   whose writes they carried (at the leader).
+// - Periodic checkpoints: B-tree checkpoint with (applied index, WAL replay position, hard state),
+//   then WAL release and Paxos compaction behind it (keeping a tail for lagging peers). A peer past
+//   the compacted log gets a snapshot: the leader streams its items by scan, the peer clears its
+//   tree, installs them, checkpoints and calls PaxosReplica::install_snapshot.
+// - A page or record that fails its checksum makes the replica unhealthy: it answers kUnhealthy
+//   for the range and stops voting... (see storage_node.cc for exactly what it does).
+//
+// Cost model: the node has `cpu_cores` cores; every message handled costs CPU time from
+// StorageCostModel and waits for a free core (a FIFO queue, bounded), so load shows up as latency.
+// Disk time is the simulated disk's own service model.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/btree.h"
+#include "model/paxos.h"
+#include "model/storage_protocol.h"
+#include "model/wal.h"
+#include "sim/env.h"
+
+namespace dynasim::model {
+
+struct ReplicaAssignment {
+  GroupId group;
+  uint32_t replica = 0;  // 1..3: this replica's number in the group (Paxos member number)
+  std::array<sim::Address, kReplicasPerGroup> members;  // members[r - 1] is replica r
+};
+
+// CPU time per unit of work. Our assumptions, in the range of a key-value server on one core:
+// tens of microseconds per request, a few per protocol message.
+struct StorageCostModel {
+  uint32_t cpu_cores = 16;
+  sim::Duration per_message = sim::microseconds(3);  // any message: decode, dispatch
+  sim::Duration per_read = sim::microseconds(15);    // a get, plus per_kilobyte of item
+  sim::Duration per_write = sim::microseconds(25);   // a put or delete applied
+  sim::Duration per_kilobyte = sim::microseconds(1);
+  uint32_t max_queued_messages = 100'000;  // beyond: requests answered kBusy, others dropped
+};
+
+struct StorageNodeOptions {
+  std::vector<ReplicaAssignment> replicas;
+  // Template for every replica's Paxos; self and members are filled per replica.
+  PaxosOptions paxos;
+  // Each replica gets a slot of the disk: [slot * slot_bytes, (slot + 1) * slot_bytes), the WAL
+  // region first, the B-tree page region after it. Slot = the replica's index in `replicas`.
+  uint64_t wal_region_sectors = 16'384;     // 64 MB
+  uint64_t btree_region_sectors = 245'760;  // 960 MB
+  uint64_t btree_cache_pages = 256;
+  uint32_t disk_index = 0;
+  // Checkpoint when this many entries were applied since the last one, or this much time passed
+  // with at least one applied entry.
+  uint64_t checkpoint_every_entries = 2'000;
+  sim::Duration checkpoint_interval = sim::seconds(30);
+  // Entries kept in memory (and in the WAL) behind a checkpoint for peers that lag.
+  uint64_t log_tail_entries = 10'000;
+  StorageCostModel cost;
+  StorageObserver* observer = nullptr;  // may be null
+
+  // Planted bug for the durability checker: send Paxos messages (acceptances, acks) before the
+  // WAL's fsync completed. Never set outside tests.
+  bool plant_send_before_fsync = false;
+};
+
+class StorageNode final : public sim::Process {
+ public:
+  explicit StorageNode(StorageNodeOptions options);
+  ~StorageNode() override;
+
+  void on_start(sim::Env& env) override;
+  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override;
+  void on_timer(sim::Env& env, uint64_t cookie) override;
+
+  // For checkers and tests, never for model code: the state of each hosted replica, in the order
+  // of StorageNodeOptions::replicas.
+  std::vector<ReplicaSnapshot> inspect() const;
+  size_t replica_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dynasim::model

@@ -1,0 +1,182 @@
+#include "model/storage_protocol.h"
+
+#include <algorithm>
+
+#include "sim/check.h"
+
+namespace dynasim::model {
+
+namespace {
+
+void put_u64(std::vector<uint8_t>& out, uint64_t value) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+}
+
+bool get_u64(const std::vector<uint8_t>& in, size_t* at, uint64_t* value) {
+  if (*at > in.size() || in.size() - *at < 8) return false;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(in[*at + i]) << (8 * i);
+  *at += 8;
+  *value = v;
+  return true;
+}
+
+void put_blob(std::vector<uint8_t>& out, const std::vector<uint8_t>& blob) {
+  put_u64(out, blob.size());
+  out.insert(out.end(), blob.begin(), blob.end());
+}
+
+bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, size_t* length) {
+  uint64_t size = 0;
+  if (!get_u64(in, at, &size)) return false;
+  if (size > in.size() - *at) return false;
+  *data = in.data() + *at;
+  *length = static_cast<size_t>(size);
+  *at += size;
+  return true;
+}
+
+constexpr uint8_t kCommandFormat = 1;
+
+}  // namespace
+
+bool Condition::holds(const Item* current) const {
+  switch (kind) {
+    case Kind::kNone:
+      return true;
+    case Kind::kAttributeExists:
+      return current != nullptr && current->find(attribute) != nullptr;
+    case Kind::kAttributeNotExists:
+      return current == nullptr || current->find(attribute) == nullptr;
+    case Kind::kAttributeEquals: {
+      if (current == nullptr) return false;
+      const AttributeValue* found = current->find(attribute);
+      return found != nullptr && *found == value;
+    }
+  }
+  return false;
+}
+
+const char* to_string(StorageStatus status) {
+  switch (status) {
+    case StorageStatus::kOk:
+      return "ok";
+    case StorageStatus::kConditionFailed:
+      return "condition-failed";
+    case StorageStatus::kNotFound:
+      return "not-found";
+    case StorageStatus::kNotLeader:
+      return "not-leader";
+    case StorageStatus::kNotServing:
+      return "not-serving";
+    case StorageStatus::kBusy:
+      return "busy";
+    case StorageStatus::kUnhealthy:
+      return "unhealthy";
+    case StorageStatus::kNoSuchGroup:
+      return "no-such-group";
+    case StorageStatus::kValidation:
+      return "validation";
+    case StorageStatus::kRecovering:
+      return "recovering";
+  }
+  return "?";
+}
+
+const GroupPlacement& Placement::group_for(const PrimaryKey& key) const {
+  DYN_ASSERT(!groups.empty());
+  const uint64_t hash = partition_hash(key.partition);
+  // The last group whose range begins at or below the hash.
+  auto it = std::upper_bound(
+      groups.begin(), groups.end(), hash,
+      [](uint64_t value, const GroupPlacement& group) { return value < group.hash_begin; });
+  DYN_ASSERT(it != groups.begin());
+  --it;
+  DYN_ASSERT(hash >= it->hash_begin && hash <= it->hash_end);
+  return *it;
+}
+
+Placement Placement::uniform(
+    uint32_t group_count, const std::vector<std::array<sim::Address, kReplicasPerGroup>>& hosts) {
+  DYN_ASSERT(group_count > 0 && hosts.size() == group_count);
+  Placement placement;
+  placement.groups.reserve(group_count);
+  // Equal shares of [0, 2^64): group g begins at floor(g * 2^64 / n).
+  for (uint32_t g = 0; g < group_count; ++g) {
+    GroupPlacement group;
+    group.group = GroupId(g);
+    const unsigned __int128 span = static_cast<unsigned __int128>(1) << 64;
+    group.hash_begin = static_cast<uint64_t>(span * g / group_count);
+    const unsigned __int128 next = span * (g + 1) / group_count;
+    group.hash_end = static_cast<uint64_t>(next - 1);
+    group.replicas = hosts[g];
+    placement.groups.push_back(group);
+  }
+  return placement;
+}
+
+std::vector<uint8_t> WriteCommand::encode() const {
+  std::vector<uint8_t> out;
+  out.push_back(kCommandFormat);
+  put_u64(out, client_id);
+  put_u64(out, request_id);
+  out.push_back(static_cast<uint8_t>(op));
+  out.push_back(static_cast<uint8_t>(condition.kind));
+  // The key travels as an item with no attributes; the condition's attribute and value as an
+  // item with that one attribute, so both reuse the item's canonical encoding.
+  put_blob(out, Item(key).encode());
+  put_blob(out, op == StorageOp::kPut ? item.encode() : std::vector<uint8_t>{});
+  if (condition.kind != Condition::Kind::kNone) {
+    Item holder(key);
+    holder.set(condition.attribute, condition.value);
+    put_blob(out, holder.encode());
+  }
+  return out;
+}
+
+bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) {
+  size_t at = 0;
+  if (bytes.size() < 1 || bytes[0] != kCommandFormat) return false;
+  at = 1;
+  WriteCommand command;
+  if (!get_u64(bytes, &at, &command.client_id)) return false;
+  if (!get_u64(bytes, &at, &command.request_id)) return false;
+  if (bytes.size() - at < 2) return false;
+  const uint8_t op = bytes[at++];
+  const uint8_t kind = bytes[at++];
+  if (op != static_cast<uint8_t>(StorageOp::kPut) &&
+      op != static_cast<uint8_t>(StorageOp::kDelete)) {
+    return false;
+  }
+  if (kind > static_cast<uint8_t>(Condition::Kind::kAttributeEquals)) return false;
+  command.op = static_cast<StorageOp>(op);
+  command.condition.kind = static_cast<Condition::Kind>(kind);
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+  Item key_holder;
+  if (!get_blob(bytes, &at, &data, &length) || !Item::decode(data, length, &key_holder)) {
+    return false;
+  }
+  command.key = key_holder.key();
+  if (!get_blob(bytes, &at, &data, &length)) return false;
+  if (command.op == StorageOp::kPut) {
+    if (!Item::decode(data, length, &command.item)) return false;
+    if (!(command.item.key() == command.key)) return false;
+  } else if (length != 0) {
+    return false;
+  }
+  if (command.condition.kind != Condition::Kind::kNone) {
+    Item holder;
+    if (!get_blob(bytes, &at, &data, &length) || !Item::decode(data, length, &holder)) {
+      return false;
+    }
+    if (holder.attributes().size() != 1) return false;
+    command.condition.attribute = holder.attributes()[0].first;
+    command.condition.value = holder.attributes()[0].second;
+  }
+  if (at != bytes.size()) return false;
+  *out = std::move(command);
+  return true;
+}
+
+}  // namespace dynasim::model

@@ -1,0 +1,167 @@
+// What storage nodes and their clients say to each other, the static placement of replication
+// groups, and the hooks through which checkers watch the storage layer.
+//
+// P22 section 3: a table is cut into partitions; each partition is a replication group of three
+// storage replicas in three AZs, running Multi-Paxos. In this layer a group is addressed directly
+// (the direct client of model/client.h); the request routers of a later layer replace how a group
+// is found, not what is asked of it.
+//
+// Writes are state-machine commands: the leader proposes the request itself (item, condition) and
+// every replica evaluates the condition when it applies the committed entry, in log order, so the
+// condition is always judged against the state the write lands on. Strong reads are served only by
+// a leader inside its lease that has applied everything committed; eventual reads by any replica
+// from what it has applied.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/item.h"
+#include "model/paxos.h"
+#include "sim/ids.h"
+#include "sim/message.h"
+#include "sim/time.h"
+
+namespace dynasim::model {
+
+// One partition's replication group.
+using GroupId = sim::Id<struct GroupTag>;
+
+inline constexpr uint32_t kStoragePort = 8000;
+inline constexpr uint32_t kClientPort = 9000;
+inline constexpr uint32_t kReplicasPerGroup = 3;
+
+// Message types on the wire (sim::Message::type). The world does not interpret them.
+enum class StorageMessageType : uint32_t {
+  kPaxos = 100,            // PaxosEnvelope, replica to replica
+  kRequest = 101,          // StorageRequest, client to replica
+  kResponse = 102,         // StorageResponse, replica to client
+  kSnapshotRequest = 103,  // replica to replica: catch-up past the leader's compacted log
+  kSnapshotChunk = 104,
+};
+
+// A condition on the item a write lands on (DynamoDB's ConditionExpression, the subset the direct
+// client needs: attribute_exists, attribute_not_exists, and equality on an attribute, which is
+// how optimistic locking on a version attribute is written).
+struct Condition {
+  enum class Kind : uint8_t { kNone, kAttributeExists, kAttributeNotExists, kAttributeEquals };
+  Kind kind = Kind::kNone;
+  std::string attribute;
+  AttributeValue value;  // kAttributeEquals only
+
+  // Whether the condition holds on `current` (nullptr: no item with the key).
+  bool holds(const Item* current) const;
+  bool operator==(const Condition&) const = default;
+};
+
+enum class StorageOp : uint8_t { kGet, kPut, kDelete };
+
+struct StorageRequest final : sim::MessageBody {
+  GroupId group;
+  uint64_t client_id = 0;
+  uint64_t request_id = 0;  // unique per attempt of one client
+  StorageOp op = StorageOp::kGet;
+  ReadConsistency consistency = ReadConsistency::kStrong;  // kGet only
+  PrimaryKey key;
+  Item item;            // kPut: the full new item (its key equals `key`)
+  Condition condition;  // kPut, kDelete
+};
+
+enum class StorageStatus : uint8_t {
+  kOk,
+  kConditionFailed,  // the condition did not hold; nothing was written
+  kNotFound,         // kGet: no item with the key (not an error)
+  kNotLeader,        // retry at leader_hint, or another replica
+  kNotServing,       // the leader is still waiting out an old lease, or has no valid lease
+  kBusy,             // a bounded queue is full (Paxos in-flight window, CPU queue)
+  kUnhealthy,        // the replica found a corrupt page or record for this key's range
+  kNoSuchGroup,      // this node hosts no replica of the group
+  kValidation,       // the request is malformed (key or item too large, key mismatch)
+  kRecovering,       // the replica is still reading its disk after a restart
+};
+const char* to_string(StorageStatus status);
+
+struct StorageResponse final : sim::MessageBody {
+  GroupId group;
+  uint64_t request_id = 0;
+  StorageStatus status = StorageStatus::kOk;
+  std::optional<Item> item;                 // kGet with kOk
+  std::optional<sim::Address> leader_hint;  // kNotLeader, when the replica knows one
+  LogIndex applied_index;                   // the entry that carried the write (kPut, kDelete)
+};
+
+// A replication group and where its replicas are. Placement is static in this layer: replica
+// number r (1..3) of a group lives on `replicas[r - 1]`, one per AZ.
+struct GroupPlacement {
+  GroupId group;
+  uint64_t hash_begin = 0;  // the group owns partition_hash values in [hash_begin, hash_end]
+  uint64_t hash_end = UINT64_MAX;
+  std::array<sim::Address, kReplicasPerGroup> replicas;
+};
+
+struct Placement {
+  std::vector<GroupPlacement> groups;  // sorted by hash_begin; ranges cover the space exactly
+
+  // The group whose range holds the key's partition hash. REQUIRES: groups is not empty.
+  const GroupPlacement& group_for(const PrimaryKey& key) const;
+  const GroupPlacement& group(GroupId id) const { return groups.at(id.value); }
+  // Groups are numbered 0..n-1 in hash order; each gets an equal share of the hash space.
+  static Placement uniform(uint32_t group_count,
+                           const std::vector<std::array<sim::Address, kReplicasPerGroup>>& hosts);
+};
+
+// The hooks through which checkers watch the storage layer. Called from inside the run; an
+// observer must not change anything. Times are the replica's local clock readings; the observer
+// maps them to true time if it needs to (it can see the world, the model cannot).
+class StorageObserver {
+ public:
+  // A replica applied a committed log entry. `command_digest` identifies the command (no-ops
+  // included), so a checker can see two replicas apply different commands in one slot.
+  virtual void on_applied(GroupId group, uint32_t replica, LogIndex index,
+                          uint64_t command_digest) = 0;
+  // A replica's window for strong reads changed: from now until `local_until` (on its own clock)
+  // it may serve them; `local_until <= local_now` means it holds no lease any more. Reported when
+  // the lease is first taken, each time it is extended, and when it is given up or lost.
+  virtual void on_lease(GroupId group, uint32_t replica, sim::SimTime local_now,
+                        sim::SimTime local_until) = 0;
+  // A replica answered a strong read (at `local_now` on its clock).
+  virtual void on_strong_read(GroupId group, uint32_t replica, sim::SimTime local_now) = 0;
+
+ protected:
+  ~StorageObserver() = default;
+};
+
+// What a checker can ask a storage node about one of its replicas, after the run has quiesced.
+struct ReplicaSnapshot {
+  GroupId group;
+  uint32_t replica = 0;
+  bool recovered = false;  // false while it is still reading its disk
+  bool healthy = true;     // false once any page or record failed its checksum
+  LogIndex applied;        // every committed entry up to here is in the state machine
+  LogIndex commit;
+  PaxosRole role = PaxosRole::kFollower;
+  // A digest over the items in key order (key and encoded item), and their count. Meaningful
+  // only when `content_known`: every page could be read and verified without I/O pending.
+  bool content_known = false;
+  uint64_t content_digest = 0;
+  uint64_t item_count = 0;
+};
+
+// Encodes a write command for the replication log, and reads it back. The command id is unique
+// per (client, request) so duplicates and no-ops are told apart.
+struct WriteCommand {
+  uint64_t client_id = 0;
+  uint64_t request_id = 0;
+  StorageOp op = StorageOp::kPut;  // kPut or kDelete
+  PrimaryKey key;
+  Item item;
+  Condition condition;
+
+  std::vector<uint8_t> encode() const;
+  static bool decode(const std::vector<uint8_t>& bytes, WriteCommand* out);
+};
+
+}  // namespace dynasim::model
