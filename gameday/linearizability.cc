@@ -42,6 +42,9 @@ bool apply(const RegisterOperation& operation, RegisterState* state) {
       if (operation.expected_exists.has_value()) {
         holds = holds && state->exists == *operation.expected_exists;
       }
+      if (operation.expected_value.has_value()) {
+        holds = holds && state->exists && state->value == *operation.expected_value;
+      }
       if (operation.outcome == Outcome::kConditionFailed) return !holds;
       if (operation.outcome == Outcome::kOk && !holds) return false;
       // kUnknown: the write happened only if the condition held; either way it is explained.
@@ -73,6 +76,63 @@ struct CacheKeyHash {
   }
 };
 
+// Removes operations with an unknown outcome that no other operation's result can depend on.
+// Such an operation may be linearized after everything else (it never completes), where it
+// changes nothing anyone observed. And in any linearization of the whole history it can be taken
+// out: the state it produced lasted until the next write, and no operation whose result depends
+// on the state looked at it. The observers are reads that returned something and conditional
+// writes whose outcome is known; an observer linearized in that interval would have to complete
+// after the operation's invocation, and either return its value (each written value is unique to
+// its write; "no item" for a delete) or be a conditional write. An unknown operation with no such
+// observer goes; unknown conditional writes are not observers (their condition's outcome is
+// unconstrained), and reads with an unknown outcome observed nothing and go too. A key whose
+// history uses expected versions keeps everything, since every write moves the version.
+// Removing them leaves the verdict unchanged, and the search no longer tries every place to put
+// each, which is what makes histories with many timeouts explode.
+size_t prune_unobserved_unknowns(std::vector<RegisterOperation>* history) {
+  using Kind = RegisterOperation::Kind;
+  using Outcome = RegisterOperation::Outcome;
+  std::vector<RegisterOperation>& ops = *history;
+  int64_t latest_conditional = INT64_MIN;    // the latest completion of a known conditional write
+  int64_t latest_absent_read = INT64_MIN;    // the latest completion of a read that found nothing
+  std::unordered_set<uint64_t> values_read;  // membership only
+  for (const RegisterOperation& op : ops) {
+    if (op.expected_version.has_value()) return 0;
+    if (op.kind == Kind::kConditionalWrite && op.outcome != Outcome::kUnknown) {
+      latest_conditional = std::max(latest_conditional, op.complete_ns);
+    }
+    if (op.kind == Kind::kRead && op.outcome == Outcome::kOk) {
+      if (op.read_value.has_value()) {
+        values_read.insert(*op.read_value);
+      } else {
+        latest_absent_read = std::max(latest_absent_read, op.complete_ns);
+      }
+    }
+  }
+  std::vector<RegisterOperation> kept;
+  kept.reserve(ops.size());
+  size_t pruned = 0;
+  for (const RegisterOperation& op : ops) {
+    bool removable = false;
+    if (op.outcome == Outcome::kUnknown) {
+      if (op.kind == Kind::kRead) {
+        removable = true;
+      } else {
+        const bool observed = op.kind == Kind::kDelete ? latest_absent_read > op.invoke_ns
+                                                       : values_read.count(op.value) > 0;
+        removable = !observed && latest_conditional <= op.invoke_ns;
+      }
+    }
+    if (removable) {
+      ++pruned;
+    } else {
+      kept.push_back(op);
+    }
+  }
+  ops.swap(kept);
+  return pruned;
+}
+
 }  // namespace
 
 const char* to_string(LinearizabilityVerdict verdict) {
@@ -90,6 +150,7 @@ const char* to_string(LinearizabilityVerdict verdict) {
 KeyCheckResult check_register_history(std::vector<RegisterOperation> history,
                                       const LinearizabilityOptions& options) {
   KeyCheckResult result;
+  result.operations_pruned = prune_unobserved_unknowns(&history);
   const size_t count = history.size();
   if (count == 0) return result;
   // Failed conditional writes and lost reads change nothing, but they still constrain order only
@@ -119,17 +180,20 @@ KeyCheckResult check_register_history(std::vector<RegisterOperation> history,
   size_t deepest = 0;
   std::vector<uint64_t> deepest_linearized = linearized;  // the longest explained prefix
   size_t next_candidate = 0;  // where to resume trying candidates at this depth
+  size_t first_undone = 0;    // every operation before it is linearized
 
   for (;;) {
     if (stack.size() == count) return result;  // every operation explained
     // The earliest completion among operations not yet linearized bounds which can go next: an
     // operation invoked after some other pending one completed cannot precede it.
+    while (first_undone < count && is_done(first_undone)) ++first_undone;
     int64_t earliest_completion = INT64_MAX;
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = first_undone; i < count; ++i) {
+      if (history[i].invoke_ns > earliest_completion) break;  // sorted: none later completes sooner
       if (!is_done(i)) earliest_completion = std::min(earliest_completion, history[i].complete_ns);
     }
     bool advanced = false;
-    for (size_t i = next_candidate; i < count; ++i) {
+    for (size_t i = std::max(next_candidate, first_undone); i < count; ++i) {
       if (is_done(i)) continue;
       if (history[i].invoke_ns > earliest_completion) break;  // sorted by invocation
       RegisterState after = state;
@@ -170,6 +234,7 @@ KeyCheckResult check_register_history(std::vector<RegisterOperation> history,
     const Frame frame = stack.back();
     stack.pop_back();
     set_done(frame.operation, false);
+    first_undone = std::min(first_undone, frame.operation);
     state = frame.before;
     next_candidate = frame.operation + 1;
   }

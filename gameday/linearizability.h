@@ -36,9 +36,12 @@ struct RegisterOperation {
   Outcome outcome = Outcome::kOk;
   uint64_t value = 0;                  // kWrite, kConditionalWrite: the value written
   std::optional<uint64_t> read_value;  // kRead: what was returned (nullopt: no item)
-  // kConditionalWrite: the condition. Either an expected version, or existence.
+  // kConditionalWrite: the condition, the conjunction of those set: an expected version, an
+  // existence, or an expected value (holds iff the register exists and holds exactly that value:
+  // DynamoDB's optimistic locking, "ver = :expected", on a version attribute the writer chose).
   std::optional<uint64_t> expected_version;
   std::optional<bool> expected_exists;
+  std::optional<uint64_t> expected_value;
   uint64_t client = 0;  // for reports
   uint64_t id = 0;      // for reports
 };
@@ -49,6 +52,9 @@ const char* to_string(LinearizabilityVerdict verdict);
 struct KeyCheckResult {
   LinearizabilityVerdict verdict = LinearizabilityVerdict::kLinearizable;
   uint64_t states_explored = 0;
+  // Operations with an unknown outcome that nothing observed: taken out before the search, which
+  // does not change the verdict (see prune_unobserved_unknowns in linearizability.cc).
+  uint64_t operations_pruned = 0;
   // When not linearizable: the operation at which the longest explained prefix got stuck.
   std::optional<RegisterOperation> first_unexplained;
 };

@@ -88,6 +88,59 @@ TEST(LinearizabilityTest, TwoConditionalWritesOnOneVersionCannotBothSucceed) {
   EXPECT_EQ(verdict(history), LinearizabilityVerdict::kLinearizable);
 }
 
+RegisterOperation compare_and_set(uint64_t id, int64_t invoke, int64_t complete, uint64_t value,
+                                  uint64_t expected_value, Outcome outcome) {
+  RegisterOperation op = conditional(id, invoke, complete, value, 0, outcome);
+  op.expected_version.reset();
+  op.expected_value = expected_value;
+  return op;
+}
+
+TEST(LinearizabilityTest, AnExpectedValueConditionHoldsOnlyOnThatValue) {
+  // Optimistic locking on a value: succeeds on the value it read, fails on any other.
+  EXPECT_EQ(verdict({write(1, 0, 10, 5), compare_and_set(2, 20, 30, 6, 5, Outcome::kOk),
+                     read(3, 40, 50, 6)}),
+            LinearizabilityVerdict::kLinearizable);
+  EXPECT_EQ(verdict({write(1, 0, 10, 5), compare_and_set(2, 20, 30, 6, 4, Outcome::kOk)}),
+            LinearizabilityVerdict::kNotLinearizable);
+  EXPECT_EQ(
+      verdict({write(1, 0, 10, 5), compare_and_set(2, 20, 30, 6, 4, Outcome::kConditionFailed),
+               read(3, 40, 50, 5)}),
+      LinearizabilityVerdict::kLinearizable);
+  // A failure on the value that is there is a lie.
+  EXPECT_EQ(
+      verdict({write(1, 0, 10, 5), compare_and_set(2, 20, 30, 6, 5, Outcome::kConditionFailed)}),
+      LinearizabilityVerdict::kNotLinearizable);
+  // On no item the condition fails, whatever value it expects (0 included: the register's empty
+  // value must not match).
+  EXPECT_EQ(verdict({compare_and_set(1, 0, 10, 6, 0, Outcome::kOk)}),
+            LinearizabilityVerdict::kNotLinearizable);
+  EXPECT_EQ(verdict({compare_and_set(1, 0, 10, 6, 0, Outcome::kConditionFailed)}),
+            LinearizabilityVerdict::kLinearizable);
+  // After a delete too.
+  RegisterOperation erase;
+  erase.kind = Kind::kDelete;
+  erase.id = 2;
+  erase.invoke_ns = 20;
+  erase.complete_ns = 30;
+  EXPECT_EQ(verdict({write(1, 0, 10, 5), erase, compare_and_set(3, 40, 50, 6, 5, Outcome::kOk)}),
+            LinearizabilityVerdict::kNotLinearizable);
+}
+
+TEST(LinearizabilityTest, TwoCompareAndSetsOnOneValueCannotBothSucceed) {
+  std::vector<RegisterOperation> history = {write(1, 0, 10, 5),
+                                            compare_and_set(2, 20, 40, 6, 5, Outcome::kOk),
+                                            compare_and_set(3, 25, 45, 7, 5, Outcome::kOk)};
+  EXPECT_EQ(verdict(history), LinearizabilityVerdict::kNotLinearizable);
+  history[2].outcome = Outcome::kConditionFailed;
+  EXPECT_EQ(verdict(history), LinearizabilityVerdict::kLinearizable);
+  // A timed-out one may have applied: then a later read of its value is explained.
+  history[2].outcome = Outcome::kUnknown;
+  history[2].complete_ns = INT64_MAX;
+  history.push_back(read(4, 100, 110, 6));
+  EXPECT_EQ(verdict(history), LinearizabilityVerdict::kLinearizable);
+}
+
 TEST(LinearizabilityTest, ATimedOutWriteMayHaveHappenedOrNot) {
   RegisterOperation lost = write(1, 0, INT64_MAX, 9);
   lost.outcome = Outcome::kUnknown;
@@ -163,6 +216,91 @@ TEST(LinearizabilityTest, ReportCountsKeysAndNamesTheFirstViolation) {
   EXPECT_EQ(report.keys_violated, 1u);
   EXPECT_FALSE(report.passed());
   EXPECT_NE(report.first_violation.find("key b"), std::string::npos) << report.first_violation;
+}
+
+}  // namespace
+}  // namespace dynasim::gameday
+
+namespace dynasim::gameday {
+namespace {
+
+RegisterOperation unknown_write(uint64_t id, int64_t invoke, uint64_t value) {
+  RegisterOperation op = write(id, invoke, INT64_MAX, value);
+  op.outcome = Outcome::kUnknown;
+  return op;
+}
+
+// Many timed-out writes that nobody observed would make the search try every place for each;
+// they are taken out first, and the verdict is found with a handful of states.
+TEST(LinearizabilityPruning, UnobservedTimeoutsDoNotExplodeTheSearch) {
+  std::vector<RegisterOperation> history;
+  uint64_t id = 1;
+  for (int64_t t = 0; t < 60; ++t) {
+    history.push_back(write(id++, t * 100, t * 100 + 10, 1000 + t));
+    history.push_back(unknown_write(id++, t * 100 + 20, 5000 + t));
+    history.push_back(read(id++, t * 100 + 30, t * 100 + 40, 1000 + t));
+  }
+  LinearizabilityOptions options;
+  options.max_states_per_key = 10'000;
+  const KeyCheckResult result = check_register_history(history, options);
+  EXPECT_EQ(result.verdict, LinearizabilityVerdict::kLinearizable);
+  EXPECT_EQ(result.operations_pruned, 60u);
+  EXPECT_LE(result.states_explored, 200u);
+}
+
+// A timed-out write that a later read observed stays, and explains that read.
+TEST(LinearizabilityPruning, AnObservedTimeoutIsKept) {
+  const KeyCheckResult result = check_register_history(
+      {write(1, 0, 10, 7), unknown_write(2, 20, 9), read(3, 100, 110, 9), read(4, 120, 130, 9)});
+  EXPECT_EQ(result.verdict, LinearizabilityVerdict::kLinearizable);
+  EXPECT_EQ(result.operations_pruned, 0u);
+}
+
+// A failed put-if-absent after a timed-out write needs that write to have happened: the write is
+// kept because a conditional operation completes after it was invoked.
+TEST(LinearizabilityPruning, ATimeoutAConditionMayDependOnIsKept) {
+  RegisterOperation if_absent;
+  if_absent.kind = Kind::kConditionalWrite;
+  if_absent.id = 3;
+  if_absent.invoke_ns = 100;
+  if_absent.complete_ns = 110;
+  if_absent.value = 11;
+  if_absent.expected_exists = false;
+  if_absent.outcome = Outcome::kConditionFailed;
+  const KeyCheckResult result = check_register_history({unknown_write(2, 20, 9), if_absent});
+  EXPECT_EQ(result.verdict, LinearizabilityVerdict::kLinearizable);
+  EXPECT_EQ(result.operations_pruned, 0u);
+}
+
+// Pruning never hides a violation: a stale read after a completed write is still caught with
+// unobserved timeouts around it.
+TEST(LinearizabilityPruning, AViolationAmongPrunedTimeoutsIsStillCaught) {
+  const KeyCheckResult result =
+      check_register_history({write(1, 0, 10, 7), unknown_write(2, 5, 8), write(3, 20, 30, 9),
+                              unknown_write(4, 35, 10), read(5, 40, 50, 7)});
+  EXPECT_EQ(result.verdict, LinearizabilityVerdict::kNotLinearizable);
+  EXPECT_EQ(result.operations_pruned, 2u);
+}
+
+}  // namespace
+}  // namespace dynasim::gameday
+
+namespace dynasim::gameday {
+namespace {
+
+// Unknown conditional writes are not observers: a timed-out blind write before a timed-out
+// put-if-version still goes, and so does the put-if-version itself when nobody read its value.
+TEST(LinearizabilityPruning, UnknownConditionalWritesDoNotPinEarlierTimeouts) {
+  RegisterOperation cas = write(3, 40, INT64_MAX, 12);
+  cas.kind = Kind::kConditionalWrite;
+  cas.expected_value = 7;
+  cas.outcome = Outcome::kUnknown;
+  RegisterOperation blind = write(2, 20, INT64_MAX, 9);
+  blind.outcome = Outcome::kUnknown;
+  const KeyCheckResult result =
+      check_register_history({write(1, 0, 10, 7), blind, cas, read(4, 100, 110, 7)});
+  EXPECT_EQ(result.verdict, LinearizabilityVerdict::kLinearizable);
+  EXPECT_EQ(result.operations_pruned, 2u);
 }
 
 }  // namespace

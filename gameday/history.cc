@@ -1,0 +1,368 @@
+#include "gameday/history.h"
+
+#include <charconv>
+#include <cinttypes>
+#include <cstdio>
+
+#include "sim/check.h"
+
+namespace dynasim::gameday {
+
+namespace {
+
+using model::Condition;
+using model::StorageOp;
+using model::StorageStatus;
+using Kind = RegisterOperation::Kind;
+using Outcome = RegisterOperation::Outcome;
+
+constexpr int64_t kNanosecondsPerSecond = 1'000'000'000;
+
+std::string key_value_string(const model::KeyValue& value) {
+  switch (value.type) {
+    case model::ScalarType::kString:
+      return value.bytes;
+    case model::ScalarType::kNumber:
+      return value.number.to_string();
+    case model::ScalarType::kBinary: {
+      static constexpr char kHex[] = "0123456789abcdef";
+      std::string text = "0x";
+      for (char c : value.bytes) {
+        const auto byte = static_cast<uint8_t>(c);
+        text += kHex[byte >> 4];
+        text += kHex[byte & 15];
+      }
+      return text;
+    }
+  }
+  return "?";
+}
+
+// A write the service surely did not apply: the replica answered without proposing it.
+bool surely_not_applied(StorageStatus status) {
+  switch (status) {
+    case StorageStatus::kNotLeader:
+    case StorageStatus::kNotServing:
+    case StorageStatus::kBusy:
+    case StorageStatus::kRecovering:
+    case StorageStatus::kUnhealthy:
+    case StorageStatus::kValidation:
+    case StorageStatus::kNoSuchGroup:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_strong_read(const model::ClientRequest& request) {
+  return request.op == StorageOp::kGet && request.consistency == model::ReadConsistency::kStrong;
+}
+
+const char* function_name(const model::ClientRequest& request) {
+  if (request.op == StorageOp::kGet) return "read";
+  if (request.op == StorageOp::kPut && request.condition.kind != Condition::Kind::kNone) {
+    return "cas";
+  }
+  return "write";  // puts, and deletes as a write of null
+}
+
+}  // namespace
+
+nlohmann::json HistoryRecorder::written_value_json(const Pending& pending) {
+  const model::ClientRequest& request = pending.request;
+  if (request.op != StorageOp::kPut) return nullptr;  // reads, and deletes (a write of null)
+  if (request.condition.kind == Condition::Kind::kNone) return pending.value;
+  nlohmann::json expected = nullptr;
+  if (request.condition.kind == Condition::Kind::kAttributeEquals) {
+    expected = *integer_value(request.condition.value);
+  } else if (request.condition.kind == Condition::Kind::kAttributeExists) {
+    expected = "*";
+  }
+  return nlohmann::json::array({expected, pending.value});
+}
+
+std::string key_string(const model::PrimaryKey& key) {
+  std::string text = key_value_string(key.partition);
+  if (key.sort.has_value()) text += "|" + key_value_string(*key.sort);
+  return text;
+}
+
+std::optional<uint64_t> integer_value(const model::AttributeValue& value) {
+  const auto* number = std::get_if<model::Decimal>(&value);
+  if (number == nullptr || number->negative()) return std::nullopt;
+  const std::string text = number->to_string();
+  uint64_t parsed = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return parsed;
+}
+
+HistoryRecorder::HistoryRecorder(const sim::Simulation* simulation) : simulation_(simulation) {
+  DYN_ASSERT(simulation_ != nullptr);
+}
+
+void HistoryRecorder::on_attempt_start(uint64_t client_id, uint64_t operation_id,
+                                       uint64_t request_id, const model::ClientRequest& request,
+                                       sim::Address replica) {
+  (void)replica;
+  ++counts_.attempts_started;
+  Pending pending;
+  pending.operation_id = operation_id;
+  pending.key = key_string(request.key);
+  pending.request.op = request.op;
+  pending.request.consistency = request.consistency;
+  pending.request.key = request.key;
+  pending.request.condition = request.condition;
+  pending.invoke_ns = now_ns();
+  if (request.op == StorageOp::kPut) {
+    const model::AttributeValue* version = request.item.find(kVersionAttribute);
+    const std::optional<uint64_t> value =
+        version == nullptr ? std::nullopt : integer_value(*version);
+    DYN_ASSERT_MSG(value.has_value() && *value != kForeignValue,
+                   "a put without a usable \"ver\" attribute: the history cannot name its value");
+    pending.value = *value;
+  }
+  if (request.condition.kind != Condition::Kind::kNone) {
+    // The register models conditions on "ver" only, and on puts only (the workload's shapes).
+    DYN_ASSERT_MSG(request.op == StorageOp::kPut, "a conditional delete is not modelled");
+    DYN_ASSERT_MSG(request.condition.attribute == kVersionAttribute,
+                   "a condition on an attribute other than \"ver\" is not modelled");
+    if (request.condition.kind == Condition::Kind::kAttributeEquals) {
+      DYN_ASSERT_MSG(integer_value(request.condition.value).has_value(),
+                     "a \"ver\" condition on a value that is not an integer");
+    }
+  }
+  const auto [it, inserted] = pending_.emplace(std::make_pair(client_id, request_id), pending);
+  if (!inserted) {
+    impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
+               " started twice");
+    return;
+  }
+  dump_invoke(client_id, request_id, it->second);
+}
+
+RegisterOperation HistoryRecorder::make_operation(uint64_t client_id, uint64_t request_id,
+                                                  const Pending& pending) const {
+  RegisterOperation operation;
+  operation.invoke_ns = pending.invoke_ns;
+  operation.complete_ns = now_ns();
+  operation.client = client_id;
+  operation.id = request_id;
+  const model::ClientRequest& request = pending.request;
+  if (request.op == StorageOp::kGet) {
+    operation.kind = Kind::kRead;
+  } else if (request.op == StorageOp::kDelete) {
+    operation.kind = Kind::kDelete;
+  } else if (request.condition.kind == Condition::Kind::kNone) {
+    operation.kind = Kind::kWrite;
+    operation.value = pending.value;
+  } else {
+    operation.kind = Kind::kConditionalWrite;
+    operation.value = pending.value;
+    switch (request.condition.kind) {
+      case Condition::Kind::kAttributeEquals:
+        operation.expected_value = integer_value(request.condition.value);
+        break;
+      case Condition::Kind::kAttributeNotExists:
+        // Every item the workload writes has "ver": no "ver" means no item.
+        operation.expected_exists = false;
+        break;
+      case Condition::Kind::kAttributeExists:
+        operation.expected_exists = true;
+        break;
+      case Condition::Kind::kNone:
+        break;
+    }
+  }
+  return operation;
+}
+
+void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
+                                     bool timed_out, const std::optional<model::Item>& item) {
+  auto it = pending_.find(std::make_pair(client_id, request_id));
+  if (it == pending_.end()) {
+    impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
+               " ended without a start, or twice");
+    return;
+  }
+  ++counts_.attempts_ended;
+  if (timed_out) ++counts_.attempts_timed_out;
+  const Pending pending = std::move(it->second);
+  pending_.erase(it);
+  if (pending.request.op == StorageOp::kGet) {
+    record_read(client_id, request_id, pending, status, timed_out, item);
+  } else {
+    record_write(client_id, request_id, pending, status, timed_out);
+  }
+}
+
+void HistoryRecorder::record_read(uint64_t client_id, uint64_t request_id, const Pending& pending,
+                                  StorageStatus status, bool timed_out,
+                                  const std::optional<model::Item>& item) {
+  const bool answered =
+      !timed_out && (status == StorageStatus::kOk || status == StorageStatus::kNotFound);
+  std::optional<uint64_t> read_value;
+  if (answered && status == StorageStatus::kOk) {
+    read_value = kForeignValue;
+    if (item.has_value()) {
+      const model::AttributeValue* version = item->find(kVersionAttribute);
+      if (version != nullptr) read_value = integer_value(*version).value_or(kForeignValue);
+    }
+  }
+  dump_completion(client_id, request_id, pending, status, timed_out, read_value);
+  if (!answered) {
+    ++counts_.reads_dropped;
+    return;
+  }
+  if (!is_strong_read(pending.request)) {
+    ++counts_.eventual_reads;
+    return;
+  }
+  RegisterOperation operation = make_operation(client_id, request_id, pending);
+  operation.read_value = read_value;
+  by_key_[pending.key].push_back(operation);
+  ++counts_.reads_recorded;
+}
+
+void HistoryRecorder::record_write(uint64_t client_id, uint64_t request_id, const Pending& pending,
+                                   StorageStatus status, bool timed_out) {
+  dump_completion(client_id, request_id, pending, status, timed_out, std::nullopt);
+  if (!timed_out && surely_not_applied(status)) {
+    ++counts_.writes_dropped;
+    return;
+  }
+  RegisterOperation operation = make_operation(client_id, request_id, pending);
+  if (timed_out) {
+    operation.outcome = Outcome::kUnknown;
+    operation.complete_ns = INT64_MAX;
+    ++counts_.unknown_outcomes;
+  } else if (status == StorageStatus::kOk) {
+    operation.outcome = Outcome::kOk;
+    acknowledged_.push_back(AcknowledgedWrite{pending.key, operation.kind, operation.value,
+                                              operation.invoke_ns, operation.complete_ns, client_id,
+                                              request_id});
+  } else if (status == StorageStatus::kConditionFailed &&
+             operation.kind == Kind::kConditionalWrite) {
+    operation.outcome = Outcome::kConditionFailed;
+  } else {
+    impossible(std::string("a ") + function_name(pending.request) + " on key " + pending.key +
+               " answered " + model::to_string(status));
+    return;
+  }
+  by_key_[pending.key].push_back(operation);
+  ++counts_.writes_recorded;
+}
+
+void HistoryRecorder::impossible(std::string what) {
+  ++counts_.impossible_answers;
+  if (first_impossible_.empty()) first_impossible_ = std::move(what);
+}
+
+void HistoryRecorder::record_operation_end(sim::SimTime true_time, OperationEnd end) {
+  DYN_ASSERT(true_time.ns >= 0);
+  auto& bucket = availability_by_second_[true_time.ns / kNanosecondsPerSecond];
+  ++bucket.first;
+  if (end == OperationEnd::kSucceeded) {
+    ++bucket.second;
+    ++counts_.operations_succeeded;
+  } else {
+    ++counts_.operations_failed;
+  }
+}
+
+nlohmann::json HistoryRecorder::availability(sim::Duration window) const {
+  DYN_ASSERT_MSG(window.ns > 0 && window.ns % kNanosecondsPerSecond == 0,
+                 "availability windows are whole seconds");
+  const int64_t seconds_per_window = window.ns / kNanosecondsPerSecond;
+  nlohmann::json windows = nlohmann::json::array();
+  if (availability_by_second_.empty()) return windows;
+  const int64_t first = availability_by_second_.begin()->first / seconds_per_window;
+  const int64_t last = availability_by_second_.rbegin()->first / seconds_per_window;
+  auto bucket = availability_by_second_.begin();
+  for (int64_t w = first; w <= last; ++w) {
+    uint64_t operations = 0;
+    uint64_t succeeded = 0;
+    const int64_t end_second = (w + 1) * seconds_per_window;
+    for (; bucket != availability_by_second_.end() && bucket->first < end_second; ++bucket) {
+      operations += bucket->second.first;
+      succeeded += bucket->second.second;
+    }
+    nlohmann::json entry = {{"start_ns", w * window.ns},
+                            {"end_ns", (w + 1) * window.ns},
+                            {"operations", operations},
+                            {"succeeded", succeeded}};
+    entry["fraction"] =
+        operations == 0
+            ? nlohmann::json(nullptr)
+            : nlohmann::json(static_cast<double>(succeeded) / static_cast<double>(operations));
+    windows.push_back(std::move(entry));
+  }
+  return windows;
+}
+
+nlohmann::json HistoryRecorder::counts_json() const {
+  return {{"attempts_started", counts_.attempts_started},
+          {"attempts_ended", counts_.attempts_ended},
+          {"attempts_timed_out", counts_.attempts_timed_out},
+          {"attempts_pending", pending_.size()},
+          {"reads_recorded", counts_.reads_recorded},
+          {"writes_recorded", counts_.writes_recorded},
+          {"unknown_outcomes", counts_.unknown_outcomes},
+          {"eventual_reads", counts_.eventual_reads},
+          {"writes_dropped", counts_.writes_dropped},
+          {"reads_dropped", counts_.reads_dropped},
+          {"acknowledged_writes", acknowledged_.size()},
+          {"impossible_answers", counts_.impossible_answers},
+          {"first_impossible_answer", first_impossible_},
+          {"operations_succeeded", counts_.operations_succeeded},
+          {"operations_failed", counts_.operations_failed},
+          {"keys", by_key_.size()}};
+}
+
+void HistoryRecorder::dump_invoke(uint64_t client_id, uint64_t request_id,
+                                  const Pending& pending) const {
+  if (dump_ == nullptr) return;
+  const model::ClientRequest& request = pending.request;
+  nlohmann::json line = {{"client", client_id},
+                         {"op", request_id},
+                         {"operation", pending.operation_id},
+                         {"type", "invoke"},
+                         {"f", function_name(request)},
+                         {"key", pending.key},
+                         {"time_ns", pending.invoke_ns}};
+  line["value"] = written_value_json(pending);
+  if (request.op == StorageOp::kGet) {
+    line["consistency"] = is_strong_read(request) ? "strong" : "eventual";
+  }
+  *dump_ << line.dump() << '\n';
+}
+
+void HistoryRecorder::dump_completion(uint64_t client_id, uint64_t request_id,
+                                      const Pending& pending, StorageStatus status, bool timed_out,
+                                      std::optional<uint64_t> read_value) const {
+  if (dump_ == nullptr) return;
+  const model::ClientRequest& request = pending.request;
+  const char* type = "fail";
+  if (timed_out) {
+    type = "info";
+  } else if (status == StorageStatus::kOk || status == StorageStatus::kNotFound) {
+    type = "ok";
+  }
+  nlohmann::json line = {{"client", client_id},
+                         {"op", request_id},
+                         {"operation", pending.operation_id},
+                         {"type", type},
+                         {"f", function_name(request)},
+                         {"key", pending.key},
+                         {"time_ns", now_ns()},
+                         {"status", timed_out ? "timeout" : model::to_string(status)}};
+  if (request.op == StorageOp::kGet) {
+    line["value"] = read_value.has_value() ? nlohmann::json(*read_value) : nlohmann::json(nullptr);
+    line["consistency"] = is_strong_read(request) ? "strong" : "eventual";
+  } else {
+    line["value"] = written_value_json(pending);
+  }
+  *dump_ << line.dump() << '\n';
+}
+
+}  // namespace dynasim::gameday

@@ -1,0 +1,160 @@
+// The client history of a game day: every attempt the direct clients made, stamped with true
+// simulated time, turned into per-key register operations for the linearizability and durability
+// checkers, plus per-window availability as the clients saw it.
+//
+// It stands outside the system (CONVENTIONS.md rule 10): it watches through
+// model::ClientObserver and never changes the run. It reads true time from the simulation, which
+// no model code may see, because a history is judged on one timeline.
+//
+// The register of a key is the workload's number attribute "ver" (gameday/workload.h): every
+// write puts a value unique in the run, so a read's "ver" names the write it saw. Mapping:
+// - a put writes its item's "ver"; a delete is kDelete; a strong read reads "ver" (nullopt when
+//   no item; an item without "ver" reads as kForeignValue, which no write ever puts);
+// - a put conditioned on "ver" = X is a conditional write expecting the value X (optimistic
+//   locking); on attribute_not_exists("ver") one expecting no item; on attribute_exists("ver")
+//   one expecting an item;
+// - outcomes: kOk (and kNotFound for reads) -> kOk; kConditionFailed -> kConditionFailed; no
+//   answer (the attempt timed out) -> kUnknown with complete_ns = INT64_MAX, since the write may
+//   still take effect at any later moment (P22 section 2: the client cannot tell);
+// - a write answered kNotLeader, kNotServing, kBusy, kRecovering, kUnhealthy, kValidation or
+//   kNoSuchGroup was surely not applied (the replica did not propose it), so it is no operation
+//   on the register and is dropped; a read that failed or timed out observed nothing and is
+//   dropped too. This relies on a replica answering those statuses only for requests it never
+//   proposed: a leader that proposed a write and lost leadership must stay silent.
+// - eventually consistent reads are counted and dumped but kept out of the register histories:
+//   they are allowed to be stale (P22 section 3), so they are not linearizable by design.
+//
+// Each attempt is its own register operation: a retried write is a second request that may also
+// apply, exactly as the service sees it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gameday/linearizability.h"
+#include "model/client.h"
+#include "sim/simulation.h"
+
+namespace dynasim::gameday {
+
+inline constexpr const char* kVersionAttribute = "ver";
+// What a read of an item without a usable "ver" reads: no write puts it (the workload's values
+// are client_id << 40 | sequence with client ids far below 2^23).
+inline constexpr uint64_t kForeignValue = UINT64_MAX;
+
+// A printable, unambiguous form of a key: the partition key, then "|" and the sort key if any.
+// Strings as they are, numbers in canonical decimal, binaries as "0x" and hex.
+std::string key_string(const model::PrimaryKey& key);
+// The non-negative integer an attribute holds, if it is a number that fits in 64 bits.
+std::optional<uint64_t> integer_value(const model::AttributeValue& value);
+
+enum class OperationEnd { kSucceeded, kFailed };
+
+// A write the service acknowledged (kOk): a put, a conditional put that succeeded, or a delete.
+struct AcknowledgedWrite {
+  std::string key;
+  RegisterOperation::Kind kind = RegisterOperation::Kind::kWrite;
+  uint64_t value = 0;  // puts
+  int64_t invoke_ns = 0;
+  int64_t complete_ns = 0;
+  uint64_t client = 0;
+  uint64_t request_id = 0;
+};
+
+struct HistoryCounts {
+  uint64_t attempts_started = 0;
+  uint64_t attempts_ended = 0;
+  uint64_t attempts_timed_out = 0;
+  uint64_t reads_recorded = 0;    // strong reads in the register histories
+  uint64_t writes_recorded = 0;   // puts, conditional puts and deletes, any outcome kept
+  uint64_t unknown_outcomes = 0;  // writes recorded as kUnknown
+  uint64_t eventual_reads = 0;    // ended with an answer; not in the register histories
+  uint64_t writes_dropped = 0;    // answered with a status that proves they did not apply
+  uint64_t reads_dropped = 0;     // failed or timed out
+  // Answers the protocol cannot give (an unconditional write "condition failed", an end for an
+  // attempt that never started or already ended). Counted, and they fail the history.
+  uint64_t impossible_answers = 0;
+  uint64_t operations_succeeded = 0;  // from record_operation_end
+  uint64_t operations_failed = 0;
+};
+
+class HistoryRecorder final : public model::ClientObserver {
+ public:
+  // REQUIRES: the simulation outlives the recorder.
+  explicit HistoryRecorder(const sim::Simulation* simulation);
+
+  // model::ClientObserver
+  void on_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                        const model::ClientRequest& request, sim::Address replica) override;
+  void on_attempt_end(uint64_t client_id, uint64_t request_id, model::StorageStatus status,
+                      bool timed_out, const std::optional<model::Item>& item) override;
+
+  // A whole operation (all its attempts) ended, for availability from the client's side.
+  // Availability is kept in one-second buckets of true time.
+  void record_operation_end(sim::SimTime true_time, OperationEnd end);
+  void record_operation_end(OperationEnd end) { record_operation_end(simulation_->now(), end); }
+
+  // Register histories by key_string(), for check_history() and the durability checker.
+  // Attempts still in flight are not in them (see pending_attempts()).
+  const std::map<std::string, std::vector<RegisterOperation>>& by_key() const { return by_key_; }
+  const std::vector<AcknowledgedWrite>& acknowledged_writes() const { return acknowledged_; }
+  const HistoryCounts& counts() const { return counts_; }
+  size_t pending_attempts() const { return pending_.size(); }
+  const std::string& first_impossible_answer() const { return first_impossible_; }
+
+  // [{start_ns, end_ns, operations, succeeded, fraction}] for each window [start, end) of true
+  // time from the first to the last with an operation end; fraction is null when a window saw
+  // no operation end. REQUIRES: window is a positive whole number of seconds.
+  nlohmann::json availability(sim::Duration window) const;
+  nlohmann::json counts_json() const;
+
+  // Writes one JSON line per invocation and per completion to `out` from now on, shaped like
+  // Porcupine's and Jepsen's histories: {"client", "op" (request id), "operation", "type":
+  // "invoke"|"ok"|"fail"|"info", "f": "read"|"write"|"cas", "key", "value", "time_ns"}, plus
+  // "status" on completions and "consistency" on reads. A delete is a write of null; a cas's
+  // value is [expected, new] (expected null: no item; "*": any item). Null stops the dump.
+  void set_dump(std::ostream* out) { dump_ = out; }
+
+  int64_t now_ns() const { return simulation_->now().ns; }
+
+ private:
+  struct Pending {
+    uint64_t operation_id = 0;
+    std::string key;
+    model::ClientRequest request;  // the item's attributes are dropped: only "ver" matters
+    uint64_t value = 0;            // puts: the "ver" written
+    int64_t invoke_ns = 0;
+  };
+
+  RegisterOperation make_operation(uint64_t client_id, uint64_t request_id,
+                                   const Pending& pending) const;
+  void record_write(uint64_t client_id, uint64_t request_id, const Pending& pending,
+                    model::StorageStatus status, bool timed_out);
+  void record_read(uint64_t client_id, uint64_t request_id, const Pending& pending,
+                   model::StorageStatus status, bool timed_out,
+                   const std::optional<model::Item>& item);
+  void impossible(std::string what);
+  static nlohmann::json written_value_json(const Pending& pending);
+  void dump_invoke(uint64_t client_id, uint64_t request_id, const Pending& pending) const;
+  void dump_completion(uint64_t client_id, uint64_t request_id, const Pending& pending,
+                       model::StorageStatus status, bool timed_out,
+                       std::optional<uint64_t> read_value) const;
+
+  const sim::Simulation* simulation_;
+  std::map<std::pair<uint64_t, uint64_t>, Pending> pending_;  // by (client, request id)
+  std::map<std::string, std::vector<RegisterOperation>> by_key_;
+  std::vector<AcknowledgedWrite> acknowledged_;
+  HistoryCounts counts_;
+  std::string first_impossible_;
+  // Availability: by whole second of true time, (operations, succeeded).
+  std::map<int64_t, std::pair<uint64_t, uint64_t>> availability_by_second_;
+  std::ostream* dump_ = nullptr;
+};
+
+}  // namespace dynasim::gameday

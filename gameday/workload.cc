@@ -1,0 +1,228 @@
+#include "gameday/workload.h"
+
+#include <cmath>
+#include <string>
+
+#include "sim/check.h"
+#include "sim/random.h"
+
+namespace dynasim::gameday {
+
+namespace {
+
+constexpr uint64_t kMaxClientId = uint64_t{1} << 23;
+constexpr uint64_t kMaxSequence = uint64_t{1} << 40;
+constexpr double kNanosecondsPerSecond = 1e9;
+
+}  // namespace
+
+model::PrimaryKey workload_key(uint64_t key_index) {
+  return model::PrimaryKey{model::KeyValue::string("key-" + std::to_string(key_index)),
+                           std::nullopt};
+}
+
+WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement* placement,
+                                 uint64_t client_id, HistoryRecorder* recorder)
+    : options_(options),
+      client_id_(client_id),
+      recorder_(recorder),
+      client_(
+          [&] {
+            model::ClientOptions client = options.client;
+            client.max_outstanding = options.max_outstanding;
+            return client;
+          }(),
+          placement, client_id, recorder) {
+  DYN_ASSERT_MSG(client_id < kMaxClientId, "workload client ids must stay below 2^23");
+  DYN_ASSERT(options_.key_count > 0);
+  DYN_ASSERT(options_.mix.total() > 0);
+  DYN_ASSERT(options_.operations_per_second >= 0);
+  DYN_ASSERT(options_.verify_parallelism > 0 && options_.verify_rounds > 0);
+}
+
+void WorkloadProcess::on_start(sim::Env& env) {
+  env_ = &env;
+  schedule_arrival(env);
+}
+
+void WorkloadProcess::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
+  client_.on_message(env, from, message);  // anything else is not for a workload: ignored
+}
+
+void WorkloadProcess::on_timer(sim::Env& env, uint64_t cookie) {
+  if (client_.on_timer(env, cookie)) return;
+  DYN_ASSERT(cookie == kArrivalCookie);
+  arrive(env);
+}
+
+void WorkloadProcess::schedule_arrival(sim::Env& env) {
+  if (options_.operations_per_second <= 0) return;
+  const auto mean_ns =
+      static_cast<int64_t>(std::llround(kNanosecondsPerSecond / options_.operations_per_second));
+  env.set_timer(env.random().exponential_duration(sim::Duration(std::max<int64_t>(1, mean_ns))),
+                kArrivalCookie);
+}
+
+WorkloadProcess::OperationKind WorkloadProcess::draw_kind(sim::Env& env) const {
+  const OperationMix& mix = options_.mix;
+  uint64_t draw = env.random().uniform_u64(mix.total());
+  const uint32_t weights[] = {mix.put,           mix.get_strong,
+                              mix.get_eventual,  mix.put_if_version,
+                              mix.put_if_absent, mix.delete_item};
+  for (int kind = 0; kind < 6; ++kind) {
+    if (draw < weights[kind]) return static_cast<OperationKind>(kind);
+    draw -= weights[kind];
+  }
+  DYN_ASSERT_MSG(false, "a draw beyond the mix's total weight");
+  return OperationKind::kPut;
+}
+
+model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {
+  DYN_ASSERT(next_sequence_ < kMaxSequence);
+  const uint64_t sequence = next_sequence_++;
+  const uint64_t version = client_id_ << 40 | sequence;
+  model::Item item(key);
+  // The payload's checksum stands for its bytes, derived from the key and the write, so two
+  // writes of one key never carry the same bytes.
+  const uint64_t checksum = sim::splitmix64(sim::stable_hash(key.partition.bytes) ^ version);
+  item.set("data", model::Payload{options_.item_size_bytes, sequence, checksum});
+  item.set(kVersionAttribute, model::Decimal::from_int(static_cast<int64_t>(version)));
+  return item;
+}
+
+model::ClientRequest WorkloadProcess::build_request(OperationKind kind, uint64_t key_index) {
+  model::ClientRequest request;
+  request.key = workload_key(key_index);
+  switch (kind) {
+    case OperationKind::kGetStrong:
+    case OperationKind::kGetEventual:
+      request.op = model::StorageOp::kGet;
+      request.consistency = kind == OperationKind::kGetStrong ? model::ReadConsistency::kStrong
+                                                              : model::ReadConsistency::kEventual;
+      return request;
+    case OperationKind::kDelete:
+      request.op = model::StorageOp::kDelete;
+      return request;
+    case OperationKind::kPut:
+    case OperationKind::kPutIfVersion:
+    case OperationKind::kPutIfAbsent:
+      break;
+  }
+  request.op = model::StorageOp::kPut;
+  request.item = make_item(request.key);
+  auto known = last_version_.find(key_index);
+  if (kind == OperationKind::kPutIfVersion && known != last_version_.end()) {
+    // Optimistic locking: write only over the version this client last saw.
+    request.condition.kind = model::Condition::Kind::kAttributeEquals;
+    request.condition.attribute = kVersionAttribute;
+    request.condition.value = model::Decimal::from_int(static_cast<int64_t>(known->second));
+  } else if (kind != OperationKind::kPut) {
+    // put_if_absent, and put_if_version with nothing read yet.
+    request.condition.kind = model::Condition::Kind::kAttributeNotExists;
+    request.condition.attribute = kVersionAttribute;
+  }
+  return request;
+}
+
+void WorkloadProcess::arrive(sim::Env& env) {
+  schedule_arrival(env);
+  if (stopped_) return;
+  ++stats_.arrivals;
+  const OperationKind kind = draw_kind(env);
+  const uint64_t key_index = env.random().uniform_u64(options_.key_count);
+  if (client_.outstanding() >= options_.max_outstanding) {
+    ++stats_.refused;
+    return;
+  }
+  model::ClientRequest request = build_request(kind, key_index);
+  if (request.op != model::StorageOp::kGet) {
+    if (written_keys_.insert(key_index).second) ++stats_.keys_written;
+  }
+  // The done callback keeps only what it needs of the request: kind, and the "ver" written.
+  model::ClientRequest summary;
+  summary.op = request.op;
+  summary.consistency = request.consistency;
+  if (request.op == model::StorageOp::kPut) {
+    summary.item.set(kVersionAttribute, *request.item.find(kVersionAttribute));
+  }
+  const sim::SimTime started_local = env.local_now();
+  const uint64_t id = client_.submit(env, std::move(request),
+                                     [this, key_index, summary = std::move(summary),
+                                      started_local](const model::ClientResult& result) {
+                                       on_done(key_index, summary, result, started_local);
+                                     });
+  DYN_ASSERT(id != 0);  // outstanding was checked above
+  ++stats_.submitted;
+  ++stats_.by_kind[static_cast<int>(kind)];
+}
+
+void WorkloadProcess::on_done(uint64_t key_index, const model::ClientRequest& request,
+                              const model::ClientResult& result, sim::SimTime started_local) {
+  const bool success = result.succeeded();
+  if (success) {
+    ++stats_.succeeded;
+  } else {
+    ++stats_.failed;
+  }
+  if (recorder_ != nullptr) {
+    recorder_->record_operation_end(success ? OperationEnd::kSucceeded : OperationEnd::kFailed);
+  }
+  env_->metrics().observe("workload.latency_ms",
+                          static_cast<double>((env_->local_now() - started_local).ns) / 1e6);
+  // What this client now knows of the key's "ver", for its next put_if_version.
+  if (success && result.status != model::StorageStatus::kConditionFailed) {
+    if (request.op == model::StorageOp::kDelete ||
+        result.status == model::StorageStatus::kNotFound) {
+      last_version_.erase(key_index);
+    } else {
+      const model::Item* item = request.op == model::StorageOp::kPut
+                                    ? &request.item
+                                    : (result.item ? &*result.item : nullptr);
+      const model::AttributeValue* version =
+          item == nullptr ? nullptr : item->find(kVersionAttribute);
+      const std::optional<uint64_t> value =
+          version == nullptr ? std::nullopt : integer_value(*version);
+      if (value.has_value()) last_version_[key_index] = *value;
+    }
+  }
+  pump_verification();
+}
+
+void WorkloadProcess::verify_all() {
+  DYN_ASSERT_MSG(env_ != nullptr, "verify_all() before the workload process started");
+  stopped_ = true;
+  if (verifying_) return;
+  verifying_ = true;
+  for (uint64_t key_index : written_keys_) verify_queue_.emplace_back(key_index, 0);
+  pump_verification();
+}
+
+void WorkloadProcess::pump_verification() {
+  if (!verifying_) return;
+  while (verify_in_flight_ < options_.verify_parallelism && !verify_queue_.empty()) {
+    const auto [key_index, tries] = verify_queue_.front();
+    model::ClientRequest request;
+    request.op = model::StorageOp::kGet;
+    request.consistency = model::ReadConsistency::kStrong;
+    request.key = workload_key(key_index);
+    const uint64_t id = client_.submit(
+        *env_, std::move(request),
+        [this, key_index = key_index, tries = tries](const model::ClientResult& result) {
+          --verify_in_flight_;
+          if (result.succeeded()) {
+            ++stats_.keys_verified;
+          } else if (tries + 1 < options_.verify_rounds) {
+            verify_queue_.emplace_back(key_index, tries + 1);
+          } else {
+            ++stats_.keys_unverified;
+          }
+          pump_verification();
+        });
+    if (id == 0) return;  // the client is full; the next completion pumps again
+    verify_queue_.pop_front();
+    ++verify_in_flight_;
+    ++stats_.verify_reads;
+  }
+}
+
+}  // namespace dynasim::gameday

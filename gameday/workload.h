@@ -1,0 +1,130 @@
+// A game-day workload: a client process that sends a mix of reads and writes to the storage layer
+// through a model::DirectClient, with open-loop Poisson arrivals, and reports every attempt to the
+// history recorder (gameday/history.h) for the linearizability, durability and availability
+// checks.
+//
+// Open loop, because real DynamoDB traffic does not slow down when the service does: requests
+// keep arriving at their rate whatever the latency, which is what makes an outage visible as
+// failed or late operations (P22 section 1: predictable performance at any load). Arrivals are a
+// Poisson process (exponential gaps drawn from the process's own random stream). Items have the
+// shape the history needs: a number attribute "ver" unique per write (client_id << 40 |
+// sequence) and a Payload attribute "data" standing for item_size_bytes of bytes.
+//
+// After stop(), verify_all() strong-reads every key this process ever wrote, a few at a time,
+// through the same client and so into the same history: the durability checker takes the final
+// state of each key from those reads.
+//
+// REQUIRES: the host of a workload process is never powered off or crashed (a rebuilt process
+// would restart its sequence and repeat "ver" values); scenarios place workloads on client hosts
+// outside the fault timeline.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "gameday/history.h"
+#include "model/client.h"
+#include "sim/env.h"
+
+namespace dynasim::gameday {
+
+// Relative weights of each kind of operation; only their ratios matter. The defaults are our
+// assumption: a read-heavy mix with some of every kind the checkers care about.
+struct OperationMix {
+  uint32_t put = 25;
+  uint32_t get_strong = 30;
+  uint32_t get_eventual = 20;
+  uint32_t put_if_version = 10;  // read-modify-write on the last "ver" read for the key
+  uint32_t put_if_absent = 5;
+  uint32_t delete_item = 10;
+  uint32_t total() const {
+    return put + get_strong + get_eventual + put_if_version + put_if_absent + delete_item;
+  }
+};
+
+struct WorkloadOptions {
+  double operations_per_second = 100;  // per process; mean of the Poisson arrivals
+  uint64_t key_count = 1000;           // keys "key-0" .. "key-<key_count - 1>", drawn uniformly
+  uint64_t item_size_bytes = 1024;     // the "data" payload of each item
+  OperationMix mix;
+  model::ClientOptions client;
+  // Operations in flight at once; an arrival beyond is refused and counted (the client's own
+  // limit, not the service's failure, so it is kept out of availability).
+  uint32_t max_outstanding = 256;
+  uint32_t verify_parallelism = 8;  // verification reads in flight at once
+  uint32_t verify_rounds = 3;       // tries per key before it is left unverified
+};
+
+class WorkloadProcess final : public sim::Process {
+ public:
+  // Timer cookie of the next arrival; the client's cookies are at DirectClient::kTimerCookieBase
+  // and above.
+  static constexpr uint64_t kArrivalCookie = 1;
+
+  // REQUIRES: placement outlives the process; client_id < 2^23 (so "ver" fits a signed 64-bit
+  // number). `recorder` may be null (nothing is recorded then).
+  WorkloadProcess(WorkloadOptions options, const model::Placement* placement, uint64_t client_id,
+                  HistoryRecorder* recorder);
+
+  void on_start(sim::Env& env) override;
+  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override;
+  void on_timer(sim::Env& env, uint64_t cookie) override;
+
+  // Stops issuing new operations; those in flight finish. Callable from outside the run.
+  void stop() { stopped_ = true; }
+  // Starts the verification pass (stops the workload first). REQUIRES: the process started.
+  void verify_all();
+  // True once every written key was read back successfully or ran out of tries.
+  bool verification_done() const {
+    return verifying_ && verify_queue_.empty() && verify_in_flight_ == 0;
+  }
+
+  struct Stats {
+    uint64_t arrivals = 0;
+    uint64_t submitted = 0;
+    uint64_t refused = 0;  // arrivals beyond max_outstanding
+    uint64_t succeeded = 0;
+    uint64_t failed = 0;
+    uint64_t by_kind[6] = {};  // submitted, in the order of OperationMix's fields
+    uint64_t keys_written = 0;
+    uint64_t verify_reads = 0;
+    uint64_t keys_verified = 0;
+    uint64_t keys_unverified = 0;  // ran out of verify_rounds
+  };
+  const Stats& stats() const { return stats_; }
+  const model::DirectClient& client() const { return client_; }
+
+ private:
+  enum class OperationKind { kPut, kGetStrong, kGetEventual, kPutIfVersion, kPutIfAbsent, kDelete };
+
+  void schedule_arrival(sim::Env& env);
+  void arrive(sim::Env& env);
+  OperationKind draw_kind(sim::Env& env) const;
+  model::ClientRequest build_request(OperationKind kind, uint64_t key_index);
+  model::Item make_item(const model::PrimaryKey& key);
+  void on_done(uint64_t key_index, const model::ClientRequest& request,
+               const model::ClientResult& result, sim::SimTime started_local);
+  void pump_verification();
+
+  WorkloadOptions options_;
+  uint64_t client_id_;
+  HistoryRecorder* recorder_;
+  model::DirectClient client_;
+  sim::Env* env_ = nullptr;  // the slot's Env, stable for this process's life
+  bool stopped_ = false;
+  uint64_t next_sequence_ = 1;
+  // The last "ver" this process saw on each key (read or written), for put_if_version.
+  std::map<uint64_t, uint64_t> last_version_;
+  std::set<uint64_t> written_keys_;
+  bool verifying_ = false;
+  std::deque<std::pair<uint64_t, uint32_t>> verify_queue_;  // (key index, tries so far)
+  uint32_t verify_in_flight_ = 0;
+  Stats stats_;
+};
+
+model::PrimaryKey workload_key(uint64_t key_index);
+
+}  // namespace dynasim::gameday

@@ -1,0 +1,337 @@
+#include "model/client.h"
+
+#include <algorithm>
+
+#include "sim/check.h"
+#include "sim/random.h"
+
+namespace dynasim::model {
+
+namespace {
+
+// Timer cookies: kTimerCookieBase | kind | id, where id is a request id (attempt timeout) or an
+// operation id (backoff). Ids stay far below 2^61.
+constexpr uint64_t kBackoffCookieBit = uint64_t{1} << 61;
+constexpr uint64_t kCookieIdMask = kBackoffCookieBit - 1;
+
+// Our assumption: a request's fixed part on the wire (framing, ids, signed headers compressed).
+constexpr uint32_t kRequestHeaderBytes = 64;
+
+// The status a timed-out attempt carries: no answer came, so nothing was said; kBusy is the
+// retryable, service-side status closest to that.
+constexpr StorageStatus kNoAnswerStatus = StorageStatus::kBusy;
+
+uint64_t attribute_bytes(const std::string& name, const AttributeValue& value) {
+  return name.size() + value_size_bytes(value);
+}
+
+uint64_t key_bytes(const PrimaryKey& key) {
+  return key.partition.size_bytes() + (key.sort.has_value() ? key.sort->size_bytes() : 0);
+}
+
+bool is_final(StorageStatus status) {
+  switch (status) {
+    case StorageStatus::kOk:
+    case StorageStatus::kConditionFailed:
+    case StorageStatus::kNotFound:
+    case StorageStatus::kValidation:
+    case StorageStatus::kNoSuchGroup:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct DirectClient::Operation {
+  uint64_t id = 0;
+  ClientRequest request;
+  Done done;
+  GroupId group;
+  uint32_t attempts = 0;
+  uint32_t backoffs = 0;  // retries after a backoff so far: the exponent of the next ceiling
+  // The attempt in flight (0: none, the operation is waiting out a backoff).
+  uint64_t request_id = 0;
+  sim::Address replica;
+  sim::TimerHandle timer;
+  // Set when the previous attempt decided where the next goes; used once.
+  std::optional<sim::Address> preferred;
+};
+
+DirectClient::DirectClient(ClientOptions options, const Placement* placement, uint64_t client_id,
+                           ClientObserver* observer)
+    : options_(options), placement_(placement), client_id_(client_id), observer_(observer) {
+  DYN_ASSERT(placement_ != nullptr);
+  DYN_ASSERT(options_.max_attempts >= 1);
+  DYN_ASSERT(options_.attempt_timeout.ns > 0);
+  DYN_ASSERT(options_.backoff_base.ns >= 0 && options_.backoff_cap >= options_.backoff_base);
+}
+
+DirectClient::~DirectClient() = default;
+
+uint32_t DirectClient::request_size_bytes(const StorageRequest& request) {
+  uint64_t bytes = kRequestHeaderBytes + key_bytes(request.key);
+  if (request.op == StorageOp::kPut) {
+    bytes += key_bytes(request.item.key());
+    for (const auto& [name, value] : request.item.attributes()) {
+      bytes += attribute_bytes(name, value);
+    }
+  }
+  if (request.condition.kind != Condition::Kind::kNone) {
+    bytes += attribute_bytes(request.condition.attribute, request.condition.value);
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+}
+
+uint64_t DirectClient::request_digest(const StorageRequest& request) {
+  uint64_t digest = sim::splitmix64(request.client_id);
+  digest = sim::splitmix64(digest ^ request.request_id);
+  digest = sim::splitmix64(digest ^ request.group.value);
+  digest = sim::splitmix64(digest ^ (static_cast<uint64_t>(request.op) << 8 |
+                                     static_cast<uint64_t>(request.consistency)));
+  digest = sim::splitmix64(digest ^ Item(request.key).checksum());
+  if (request.op == StorageOp::kPut) digest = sim::splitmix64(digest ^ request.item.checksum());
+  if (request.condition.kind != Condition::Kind::kNone) {
+    Item holder(request.key);
+    holder.set(request.condition.attribute, request.condition.value);
+    digest =
+        sim::splitmix64(digest ^ holder.checksum() ^ static_cast<uint64_t>(request.condition.kind));
+  }
+  return digest;
+}
+
+uint64_t DirectClient::submit(sim::Env& env, ClientRequest request, Done done) {
+  if (operations_.size() >= options_.max_outstanding) {
+    ++stats_.refused_outstanding;
+    return 0;
+  }
+  DYN_ASSERT(next_operation_id_ < kBackoffCookieBit);
+  auto operation = std::make_unique<Operation>();
+  operation->id = next_operation_id_++;
+  operation->group = placement_->group_for(request.key).group;
+  operation->request = std::move(request);
+  operation->done = std::move(done);
+  const uint64_t id = operation->id;
+  operations_.emplace(id, std::move(operation));
+  ++stats_.operations;
+  send_attempt(env, id);
+  return id;
+}
+
+sim::Address DirectClient::pick_replica(sim::Env& env, Operation& operation) {
+  const GroupPlacement& group = placement_->group(operation.group);
+  if (operation.request.op == StorageOp::kGet &&
+      operation.request.consistency == ReadConsistency::kEventual) {
+    // Any replica may serve an eventual read; spreading them is what the SDK's endpoint does.
+    return group.replicas[env.random().uniform_u64(kReplicasPerGroup)];
+  }
+  if (operation.preferred.has_value()) {
+    const sim::Address chosen = *operation.preferred;
+    operation.preferred.reset();
+    return chosen;
+  }
+  auto hint = leader_hints_.find(operation.group.value);
+  if (hint != leader_hints_.end()) return hint->second;
+  uint32_t& next = round_robin_[operation.group.value];
+  const sim::Address chosen = group.replicas[next % kReplicasPerGroup];
+  next = (next + 1) % kReplicasPerGroup;
+  return chosen;
+}
+
+// The replica stopped looking like the leader: forget it as a hint and send the next attempt of
+// this operation to the replica after it in the group.
+void DirectClient::move_off(Operation& operation, sim::Address replica) {
+  auto hint = leader_hints_.find(operation.group.value);
+  if (hint != leader_hints_.end() && hint->second == replica) leader_hints_.erase(hint);
+  const GroupPlacement& group = placement_->group(operation.group);
+  for (uint32_t r = 0; r < kReplicasPerGroup; ++r) {
+    if (group.replicas[r] == replica) {
+      operation.preferred = group.replicas[(r + 1) % kReplicasPerGroup];
+      return;
+    }
+  }
+  operation.preferred.reset();  // a hinted address outside the group: start over
+}
+
+void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
+  Operation& operation = *operations_.at(operation_id);
+  DYN_ASSERT(operation.request_id == 0);
+  DYN_ASSERT(operation.attempts < options_.max_attempts);
+  DYN_ASSERT(next_request_id_ < kBackoffCookieBit);
+  ++operation.attempts;
+  ++stats_.attempts;
+  operation.request_id = next_request_id_++;
+  operation.replica = pick_replica(env, operation);
+
+  auto body = std::make_shared<StorageRequest>();
+  body->group = operation.group;
+  body->client_id = client_id_;
+  body->request_id = operation.request_id;
+  body->op = operation.request.op;
+  body->consistency = operation.request.consistency;
+  body->key = operation.request.key;
+  body->item = operation.request.item;
+  body->condition = operation.request.condition;
+  sim::Message message;
+  message.type = static_cast<uint32_t>(StorageMessageType::kRequest);
+  message.size_bytes = request_size_bytes(*body);
+  message.digest = request_digest(*body);
+  message.body = std::move(body);
+
+  attempts_in_flight_.emplace(operation.request_id, operation.id);
+  if (observer_ != nullptr) {
+    observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
+                                operation.replica);
+  }
+  operation.timer =
+      env.set_timer(options_.attempt_timeout, kTimerCookieBase | operation.request_id);
+  env.send(operation.replica, std::move(message));
+}
+
+void DirectClient::end_attempt(Operation& operation, StorageStatus status, bool timed_out,
+                               const std::optional<Item>& item) {
+  DYN_ASSERT(operation.request_id != 0);
+  attempts_in_flight_.erase(operation.request_id);
+  const uint64_t request_id = operation.request_id;
+  operation.request_id = 0;
+  if (observer_ != nullptr) {
+    observer_->on_attempt_end(client_id_, request_id, status, timed_out, item);
+  }
+}
+
+sim::Duration DirectClient::backoff_delay(sim::Env& env, uint32_t retry_number) const {
+  // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015): uniform in
+  // [0, min(cap, base * 2^n)]. Doubling stops at the cap, so no shift overflows.
+  sim::Duration ceiling = options_.backoff_base;
+  for (uint32_t i = 0; i < retry_number && ceiling < options_.backoff_cap; ++i) {
+    ceiling = ceiling * 2;
+  }
+  ceiling = std::min(ceiling, options_.backoff_cap);
+  return sim::Duration(env.random().uniform_int(0, ceiling.ns));
+}
+
+void DirectClient::retry_or_finish(sim::Env& env, Operation& operation, ClientResult last,
+                                   NextReplica next, bool immediately) {
+  if (next == NextReplica::kOther) {
+    move_off(operation, operation.replica);
+  } else {
+    operation.preferred = operation.replica;
+  }
+  if (operation.attempts >= options_.max_attempts) {
+    finish(operation.id, std::move(last));
+    return;
+  }
+  if (immediately) {
+    send_attempt(env, operation.id);
+    return;
+  }
+  ++stats_.retries_after_backoff;
+  const sim::Duration delay = backoff_delay(env, operation.backoffs++);
+  env.set_timer(delay, kTimerCookieBase | kBackoffCookieBit | operation.id);
+}
+
+bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
+  (void)from;
+  if (message.type != static_cast<uint32_t>(StorageMessageType::kResponse)) return false;
+  const auto* response = dynamic_cast<const StorageResponse*>(message.body.get());
+  DYN_ASSERT_MSG(response != nullptr, "a kResponse message without a StorageResponse body");
+  auto in_flight = attempts_in_flight_.find(response->request_id);
+  if (in_flight == attempts_in_flight_.end()) {
+    // A late answer (its attempt timed out) or a duplicate: its attempt already ended.
+    ++stats_.late_answers_dropped;
+    if (!options_.plant_accept_late_answers || observer_ == nullptr) return true;
+    // The planted bug: report a second end for an attempt that already ended.
+    observer_->on_attempt_end(client_id_, response->request_id, response->status, false,
+                              response->item);
+    return true;
+  }
+  Operation& operation = *operations_.at(in_flight->second);
+  env.cancel_timer(operation.timer);
+  const StorageStatus status = response->status;
+  const bool strong = !(operation.request.op == StorageOp::kGet &&
+                        operation.request.consistency == ReadConsistency::kEventual);
+  end_attempt(operation, status, /*timed_out=*/false, response->item);
+
+  ClientResult result;
+  result.status = status;
+  result.item = response->item;
+  result.attempts = operation.attempts;
+  if (is_final(status)) {
+    if (strong && (status == StorageStatus::kOk || status == StorageStatus::kConditionFailed ||
+                   status == StorageStatus::kNotFound)) {
+      // Only a leader inside its lease answers these to a strong request: remember it.
+      leader_hints_[operation.group.value] = operation.replica;
+    }
+    finish(operation.id, std::move(result));
+    return true;
+  }
+  switch (status) {
+    case StorageStatus::kNotLeader:
+      if (response->leader_hint.has_value()) {
+        // Follow the hint at once: the replica named the leader it knows.
+        ++stats_.hints_followed;
+        leader_hints_[operation.group.value] = *response->leader_hint;
+        const sim::Address hinted = *response->leader_hint;
+        operation.replica = hinted;  // so retry_or_finish keeps it as the preferred replica
+        retry_or_finish(env, operation, std::move(result), NextReplica::kSame,
+                        /*immediately=*/true);
+      } else {
+        retry_or_finish(env, operation, std::move(result), NextReplica::kOther,
+                        /*immediately=*/false);
+      }
+      break;
+    case StorageStatus::kNotServing:
+    case StorageStatus::kBusy:
+      // The replica believes it leads (it is waiting out an old lease, or its queue is full);
+      // the others would only send us back to it. Eventual reads draw afresh anyway.
+      retry_or_finish(env, operation, std::move(result), NextReplica::kSame,
+                      /*immediately=*/false);
+      break;
+    case StorageStatus::kRecovering:
+    case StorageStatus::kUnhealthy:
+      // This replica cannot serve the key for a while: another one may.
+      retry_or_finish(env, operation, std::move(result), NextReplica::kOther,
+                      /*immediately=*/false);
+      break;
+    default:
+      DYN_ASSERT_MSG(false, "a status that is neither final nor retryable");
+  }
+  return true;
+}
+
+bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
+  if (cookie < kTimerCookieBase) return false;
+  const uint64_t id = cookie & kCookieIdMask;
+  if ((cookie & kBackoffCookieBit) != 0) {
+    // A backoff ended: the operation exists (only finish() removes it, and it is waiting).
+    auto operation = operations_.find(id);
+    DYN_ASSERT(operation != operations_.end() && operation->second->request_id == 0);
+    send_attempt(env, id);
+    return true;
+  }
+  auto in_flight = attempts_in_flight_.find(id);
+  if (in_flight == attempts_in_flight_.end()) return true;  // answered; cancel raced the fire
+  Operation& operation = *operations_.at(in_flight->second);
+  ++stats_.attempt_timeouts;
+  end_attempt(operation, kNoAnswerStatus, /*timed_out=*/true, std::nullopt);
+  ClientResult result;
+  result.status = kNoAnswerStatus;
+  result.timed_out = true;
+  result.attempts = operation.attempts;
+  // No answer: the replica may be down or cut off; try the next one.
+  retry_or_finish(env, operation, std::move(result), NextReplica::kOther, /*immediately=*/false);
+  return true;
+}
+
+void DirectClient::finish(uint64_t operation_id, ClientResult result) {
+  auto it = operations_.find(operation_id);
+  DYN_ASSERT(it != operations_.end());
+  DYN_ASSERT(it->second->request_id == 0);
+  // Out of the table before `done` runs: it may submit the next operation.
+  Done done = std::move(it->second->done);
+  operations_.erase(it);
+  if (done) done(result);
+}
+
+}  // namespace dynasim::model

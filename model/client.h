@@ -1,0 +1,169 @@
+// The direct client: sends PutItem, GetItem (strong or eventual), DeleteItem and conditional puts
+// straight to a partition's replication group, with retries and timeouts the way an AWS SDK does
+// them (a bounded number of attempts, exponential backoff with full jitter, a timeout per attempt).
+//
+// It is a component, not a process: a process that owns one forwards its messages and timers.
+// Strong reads and writes go to the replica last known to lead the group (a kNotLeader answer
+// with a hint moves there at once); eventual reads to any replica. The routers of a later layer
+// replace how the group and its leader are found, not these semantics.
+//
+// What each answer does (an attempt is one request with a fresh request id and its own timeout):
+// - kOk, kConditionFailed, kNotFound, kValidation, kNoSuchGroup: the operation ends. A strong
+//   success also records the replica as the group's leader.
+// - kNotLeader with a hint: the hint becomes the group's leader and the next attempt goes there
+//   at once. Without a hint: the next replica in the group, after a backoff.
+// - kNotServing, kBusy: the same replica after a backoff (it believes it leads; the others
+//   would only send us back). kRecovering, kUnhealthy: the next replica after a backoff.
+// - no answer within attempt_timeout: the next replica after a backoff, and the replica is no
+//   longer taken for the leader.
+// Backoff is full jitter: uniform in [0, min(backoff_cap, backoff_base * 2^n)] before the n-th
+// backed-off retry (n from 0), drawn from the Env's random stream. After max_attempts the
+// operation ends with the last attempt's status. Eventual reads draw a replica at random for
+// every attempt.
+//
+// Every attempt is reported to the observer (invocation, then its outcome or its timeout), so a
+// history checker sees exactly what a real client could see: an attempt that timed out has an
+// unknown outcome and may still take effect later.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include "model/storage_protocol.h"
+#include "sim/env.h"
+
+namespace dynasim::model {
+
+struct ClientOptions {
+  // AWS SDK standard retry mode: 3 attempts by default; DynamoDB clients commonly raise it (the
+  // SDK for Java 1.x used 10 for DynamoDB). Base delay and cap are our assumptions close to the
+  // SDKs' (25 ms base for DynamoDB in SDK 1.x; 20 s cap in the standard mode).
+  uint32_t max_attempts = 5;
+  sim::Duration attempt_timeout = sim::milliseconds(500);
+  sim::Duration backoff_base = sim::milliseconds(25);
+  sim::Duration backoff_cap = sim::seconds(2);
+  uint32_t max_outstanding = 4096;  // operations in flight; beyond, submit() refuses
+
+  // Planted bug for the client's tests: accept an answer that arrives after its attempt timed
+  // out (a second end of one attempt, which would corrupt any history). Never set outside tests.
+  bool plant_accept_late_answers = false;
+};
+
+struct ClientRequest {
+  StorageOp op = StorageOp::kGet;
+  ReadConsistency consistency = ReadConsistency::kStrong;  // kGet only
+  PrimaryKey key;
+  Item item;            // kPut
+  Condition condition;  // kPut, kDelete
+};
+
+struct ClientResult {
+  // The last attempt's answer. kOk, kConditionFailed and kNotFound are successes; anything else
+  // is an error the caller sees. `timed_out` means the last attempt got no answer at all.
+  StorageStatus status = StorageStatus::kOk;
+  bool timed_out = false;
+  std::optional<Item> item;
+  uint32_t attempts = 0;
+
+  // When `timed_out`, `status` carries no answer: it is kBusy (retryable, the service's fault),
+  // the nearest status to "no answer" the protocol has.
+  bool succeeded() const {
+    return !timed_out &&
+           (status == StorageStatus::kOk || status == StorageStatus::kConditionFailed ||
+            status == StorageStatus::kNotFound);
+  }
+};
+
+// Hooks for history checkers; times are the observer's to take (it can see true time).
+class ClientObserver {
+ public:
+  // An attempt was sent. `operation_id` is the same for every attempt of one operation.
+  virtual void on_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                                const ClientRequest& request, sim::Address replica) = 0;
+  // The attempt got an answer (`timed_out` false) or gave up waiting (`timed_out` true: its
+  // outcome is unknown; `status` is then kBusy and means nothing). `item` is the item a
+  // successful get returned. Every started attempt ends exactly once; an answer that arrives
+  // after its attempt timed out is dropped without a call.
+  virtual void on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
+                              bool timed_out, const std::optional<Item>& item) = 0;
+
+ protected:
+  ~ClientObserver() = default;
+};
+
+class DirectClient {
+ public:
+  using Done = std::function<void(const ClientResult&)>;
+  // Timer cookies at or above this value belong to the client; the owner forwards them.
+  static constexpr uint64_t kTimerCookieBase = uint64_t{1} << 62;
+
+  // REQUIRES: placement outlives the client. `observer` may be null.
+  DirectClient(ClientOptions options, const Placement* placement, uint64_t client_id,
+               ClientObserver* observer);
+  ~DirectClient();
+  DirectClient(const DirectClient&) = delete;
+  DirectClient& operator=(const DirectClient&) = delete;
+
+  // Starts an operation; `done` runs once, when it ends. Returns the operation id, or 0 when
+  // max_outstanding operations are in flight (nothing was sent).
+  uint64_t submit(sim::Env& env, ClientRequest request, Done done);
+  // True if the message was a StorageResponse (consumed), including a late or duplicated one
+  // that is dropped. Request ids are unique only per client, so a process owns one client.
+  bool on_message(sim::Env& env, sim::Address from, const sim::Message& message);
+  // True if the cookie was the client's (consumed).
+  bool on_timer(sim::Env& env, uint64_t cookie);
+
+  size_t outstanding() const { return operations_.size(); }
+  uint64_t client_id() const { return client_id_; }
+
+  struct Stats {
+    uint64_t operations = 0;
+    uint64_t attempts = 0;
+    uint64_t attempt_timeouts = 0;
+    uint64_t retries_after_backoff = 0;
+    uint64_t hints_followed = 0;
+    uint64_t late_answers_dropped = 0;
+    uint64_t refused_outstanding = 0;  // submit() calls refused at max_outstanding
+  };
+  const Stats& stats() const { return stats_; }
+
+  // The on-the-wire size of a request (our assumption: a 64-byte header, like an HTTP/2 frame
+  // with the SDK's signed headers compressed, plus the key, the item and the condition).
+  static uint32_t request_size_bytes(const StorageRequest& request);
+  // A digest of a request's content for the trace fingerprint.
+  static uint64_t request_digest(const StorageRequest& request);
+
+ private:
+  struct Operation;
+  // Where the next attempt of an operation goes after the previous one ended at `replica`.
+  enum class NextReplica { kSame, kOther };
+
+  void send_attempt(sim::Env& env, uint64_t operation_id);
+  // The attempt in flight ended (answer or timeout): reports it and forgets its request id.
+  void end_attempt(Operation& operation, StorageStatus status, bool timed_out,
+                   const std::optional<Item>& item);
+  // After a retryable end: retry (at once or after backoff) or give up.
+  void retry_or_finish(sim::Env& env, Operation& operation, ClientResult last, NextReplica next,
+                       bool immediately);
+  sim::Address pick_replica(sim::Env& env, Operation& operation);
+  void move_off(Operation& operation, sim::Address replica);
+  sim::Duration backoff_delay(sim::Env& env, uint32_t retry_number) const;
+  void finish(uint64_t operation_id, ClientResult result);
+
+  ClientOptions options_;
+  const Placement* placement_;
+  uint64_t client_id_;
+  ClientObserver* observer_;
+  uint64_t next_operation_id_ = 1;
+  uint64_t next_request_id_ = 1;
+  std::map<uint64_t, std::unique_ptr<Operation>> operations_;  // by operation id
+  std::map<uint32_t, sim::Address> leader_hints_;              // by group id
+  std::map<uint32_t, uint32_t> round_robin_;                   // by group id: next replica index
+  std::map<uint64_t, uint64_t> attempts_in_flight_;            // request id -> operation id
+  Stats stats_;
+};
+
+}  // namespace dynasim::model
