@@ -9,6 +9,7 @@ namespace dynasim::gameday {
 
 namespace {
 constexpr sim::EventKind kHealPhase = sim::event_kind("gameday.heal");
+constexpr sim::EventKind kVerifyPhase = sim::event_kind("gameday.verify");
 
 std::string hex64(uint64_t value) {
   char buffer[24];
@@ -84,6 +85,10 @@ ScenarioRun::ScenarioRun(const ScenarioSpec& spec, uint64_t seed) : spec_(spec),
   heal_start_ = sim::SimTime::zero() + spec_.duration;
   end_time_ = heal_start_ + spec_.heal;
   simulation_->call_at(heal_start_, kHealPhase, 0, [this] { begin_heal(); });
+  if (service_) {
+    simulation_->call_at(heal_start_ + spec_.workload.verify_after, kVerifyPhase, 0,
+                         [this] { service_->on_verify_start(); });
+  }
   world_->start();
 }
 
@@ -96,7 +101,9 @@ void ScenarioRun::build_world() {
   const TopologySpec& topology = spec_.topology;
   sim::Random drift_random = simulation_->random_stream("world/clock-drift");
   std::vector<sim::HostId> hosts;
+  std::vector<std::vector<sim::HostId>> hosts_by_az;
   for (const std::string& az_name : topology.az_names) {
+    hosts_by_az.emplace_back();
     const sim::AzId az = world_->add_az(az_name);
     for (uint32_t r = 0; r < topology.racks_per_az; ++r) {
       const std::string rack_name = az_name + "/r" + std::to_string(r);
@@ -109,8 +116,13 @@ void ScenarioRun::build_world() {
                                                                    topology.clock_drift_ppm_bound);
         }
         hosts.push_back(world_->add_host(rack, rack_name + "/h" + std::to_string(h), host_options));
+        hosts_by_az.back().push_back(hosts.back());
       }
     }
+  }
+  if (service_scenario()) {
+    service_ = std::make_unique<ServiceHarness>(spec_, *simulation_, *world_, hosts_by_az);
+    return;
   }
   for (sim::HostId host : hosts) {
     ProbeOptions probe = spec_.probe;
@@ -149,7 +161,9 @@ sim::FaultTarget ScenarioRun::resolve_target(const std::string& name,
 }
 
 void ScenarioRun::schedule_faults() {
-  faults_ = std::make_unique<sim::FaultInjector>(*world_, spec_.survivability);
+  sim::SurvivabilityPolicy policy = spec_.survivability;
+  if (service_) policy.spared_hosts = service_->client_hosts();
+  faults_ = std::make_unique<sim::FaultInjector>(*world_, policy);
   for (const NamedTimelineFault& named : spec_.timeline) {
     sim::TimelineFault fault;
     fault.at = named.at;
@@ -179,6 +193,7 @@ void ScenarioRun::begin_heal() {
   for (uint32_t i = 0; i < world_->host_count(); ++i) world_->restart(sim::HostId(i));
   world_->network().heal_all();
   world_->object_store().set_available(true);
+  if (service_) service_->on_heal_start();
 }
 
 bool ScenarioRun::step() {
@@ -198,15 +213,26 @@ void ScenarioRun::finish() {
   if (finished_) return;
   finished_ = true;
   sim::ScopedCheckContext context(simulation_->check_context());
-  durability_.verify_final(*world_, kProbePort);
+  if (service_) {
+    service_->finish();
+  } else {
+    durability_.verify_final(*world_, kProbePort);
+  }
 }
 
 bool ScenarioRun::passed() const {
-  return durability_.passed();
+  return service_ ? service_->passed() : durability_.passed();
 }
 
 std::string ScenarioRun::reproduce_command() const {
-  return "dynasim run " + spec_.source + " --seed " + std::to_string(seed_);
+  std::string command = "dynasim run " + spec_.source + " --seed " + std::to_string(seed_);
+  for (const std::string& assignment : spec_.overrides) {
+    // Single quotes keep JSON values (brackets, quotes) intact in a POSIX shell.
+    std::string quoted = "'";
+    for (char c : assignment) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    command += " --set " + quoted + "'";
+  }
+  return command;
 }
 
 nlohmann::json ScenarioRun::summary(double wall_seconds) const {
@@ -223,7 +249,11 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
   summary["events_per_second"] =
       wall_seconds > 0 ? static_cast<double>(events) / wall_seconds : 0.0;
   summary["sim_seconds_per_wall_second"] = wall_seconds > 0 ? sim_seconds / wall_seconds : 0.0;
-  summary["checks"]["acknowledged_records_durable"] = durability_.report();
+  if (service_) {
+    service_->add_to_summary(summary);
+  } else {
+    summary["checks"]["acknowledged_records_durable"] = durability_.report();
+  }
   summary["passed"] = passed();
   if (!passed()) summary["reproduce"] = reproduce_command();
 

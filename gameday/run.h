@@ -13,6 +13,7 @@
 
 #include "gameday/probe.h"
 #include "gameday/scenario.h"
+#include "gameday/service.h"
 #include "sim/faults.h"
 #include "sim/simulation.h"
 #include "sim/world.h"
@@ -75,13 +76,15 @@ class ScenarioRun {
   void schedule_faults();
   sim::FaultTarget resolve_target(const std::string& name, const std::string& path) const;
   void begin_heal();
+  bool service_scenario() const { return spec_.storage.has_value(); }
 
   const ScenarioSpec& spec_;
   uint64_t seed_;
   std::unique_ptr<sim::Simulation> simulation_;
   std::unique_ptr<sim::World> world_;
   std::unique_ptr<sim::FaultInjector> faults_;
-  DurabilityChecker durability_;
+  DurabilityChecker durability_;             // world-level scenarios (probes)
+  std::unique_ptr<ServiceHarness> service_;  // service scenarios
   sim::SimTime heal_start_;
   sim::SimTime end_time_;
   bool heal_started_ = false;

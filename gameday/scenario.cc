@@ -1,6 +1,7 @@
 #include "gameday/scenario.h"
 
 #include "gameday/json_reader.h"
+#include "model/storage_protocol.h"
 
 namespace dynasim::gameday {
 
@@ -58,6 +59,12 @@ void read_topology(ObjectReader reader, TopologySpec* topology) {
         disk->optional_number("bit_rot_per_tb_hour", options.bit_rot_per_tb_hour, 0, 1e9);
     options.latent_error_probability_per_read = disk->optional_number(
         "latent_error_probability", options.latent_error_probability_per_read, 0, 1);
+    if (disk->has("fsync_latency")) {
+      const sim::Duration median =
+          disk->required_duration("fsync_latency", sim::Duration(1), sim::seconds(10));
+      options.fsync_latency_ns =
+          sim::DiskOptions::make_latency(static_cast<double>(median.ns), 0.5);
+    }
     options.misdirected_write_probability = disk->optional_number(
         "misdirected_write_probability", options.misdirected_write_probability, 0, 1);
     disk->finish();
@@ -117,6 +124,85 @@ void read_faults(ObjectReader reader, ScenarioSpec* spec) {
   reader.finish();
 }
 
+void read_storage(ObjectReader reader, StorageSpec* storage) {
+  storage->partitions =
+      static_cast<uint32_t>(reader.optional_uint("partitions", storage->partitions, 1, 100'000));
+  storage->cpu_cores =
+      static_cast<uint32_t>(reader.optional_uint("cpu_cores", storage->cpu_cores, 1, 1024));
+  storage->checkpoint_every_entries = reader.optional_uint(
+      "checkpoint_every_entries", storage->checkpoint_every_entries, 1, 100'000'000);
+  storage->checkpoint_interval = reader.optional_duration(
+      "checkpoint_interval", storage->checkpoint_interval, sim::milliseconds(10), sim::hours(24));
+  storage->log_tail_entries =
+      reader.optional_uint("log_tail_entries", storage->log_tail_entries, 0, 100'000'000);
+  storage->btree_cache_pages =
+      reader.optional_uint("btree_cache_pages", storage->btree_cache_pages, 4, 100'000'000);
+  storage->heartbeat_interval = reader.optional_duration(
+      "heartbeat_interval", storage->heartbeat_interval, sim::milliseconds(1), sim::minutes(1));
+  storage->election_timeout = reader.optional_duration(
+      "election_timeout", storage->election_timeout, sim::milliseconds(10), sim::minutes(10));
+  storage->lease =
+      reader.optional_duration("lease", storage->lease, sim::milliseconds(10), sim::minutes(10));
+  storage->max_clock_drift_ppm =
+      reader.optional_number("max_clock_drift_ppm", storage->max_clock_drift_ppm, 0, 100'000);
+  if (storage->election_timeout <= storage->heartbeat_interval) {
+    throw ScenarioError(reader.child_path("election_timeout"),
+                        "a duration longer than heartbeat_interval (" +
+                            sim::format_duration(storage->heartbeat_interval) + ")",
+                        sim::format_duration(storage->election_timeout),
+                        "followers would suspect a healthy leader between two heartbeats");
+  }
+  if (auto plant = reader.optional_object("plant")) {
+    storage->plant_quorum_of_one = plant->optional_bool("quorum_of_one", false);
+    storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);
+    storage->plant_follower_strong_reads = plant->optional_bool("follower_strong_reads", false);
+    storage->plant_send_before_fsync = plant->optional_bool("send_before_fsync", false);
+    plant->finish();
+  }
+  reader.finish();
+}
+
+void read_workload(ObjectReader reader, WorkloadSpec* workload) {
+  workload->client_hosts_per_az = static_cast<uint32_t>(
+      reader.optional_uint("client_hosts_per_az", workload->client_hosts_per_az, 1, 64));
+  workload->operations_per_second = reader.optional_number(
+      "operations_per_second", workload->operations_per_second, 0.001, 10'000'000);
+  workload->keys = reader.optional_uint("keys", workload->keys, 1, 100'000'000);
+  workload->item_size_bytes =
+      reader.optional_bytes("item_size", workload->item_size_bytes, 1, 400 * 1024);
+  if (auto mix = reader.optional_object("mix")) {
+    workload->put = mix->optional_number("put", 0, 0, 1e9);
+    workload->get_strong = mix->optional_number("get_strong", 0, 0, 1e9);
+    workload->get_eventual = mix->optional_number("get_eventual", 0, 0, 1e9);
+    workload->put_if_version = mix->optional_number("put_if_version", 0, 0, 1e9);
+    workload->put_if_absent = mix->optional_number("put_if_absent", 0, 0, 1e9);
+    workload->delete_item = mix->optional_number("delete", 0, 0, 1e9);
+    const double total = workload->put + workload->get_strong + workload->get_eventual +
+                         workload->put_if_version + workload->put_if_absent + workload->delete_item;
+    if (total <= 0) {
+      throw ScenarioError(mix->path(), "at least one positive weight", "all weights zero",
+                          "give weights such as {\"put\": 50, \"get_strong\": 50}");
+    }
+    mix->finish();
+  }
+  workload->max_attempts =
+      static_cast<uint32_t>(reader.optional_uint("max_attempts", workload->max_attempts, 1, 100));
+  workload->attempt_timeout = reader.optional_duration("attempt_timeout", workload->attempt_timeout,
+                                                       sim::milliseconds(1), sim::minutes(10));
+  workload->verify_after = reader.optional_duration("verify_after", workload->verify_after,
+                                                    sim::Duration(0), sim::hours(24));
+  reader.finish();
+}
+
+void read_checks(ObjectReader reader, ChecksSpec* checks) {
+  checks->availability_window = reader.optional_duration(
+      "availability_window", checks->availability_window, sim::seconds(1), sim::hours(24));
+  checks->linearizability_max_states_per_key =
+      reader.optional_uint("linearizability_max_states_per_key",
+                           checks->linearizability_max_states_per_key, 1, 1'000'000'000);
+  reader.finish();
+}
+
 }  // namespace
 
 ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& source) {
@@ -131,6 +217,43 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
   if (auto network = root.optional_object("network")) read_network(*network, &spec.network);
   if (auto probe = root.optional_object("probe")) read_probe(*probe, &spec.probe);
   if (auto faults = root.optional_object("faults")) read_faults(*faults, &spec);
+  if (auto storage = root.optional_object("storage")) {
+    spec.storage.emplace();
+    read_storage(*storage, &*spec.storage);
+  }
+  if (auto workload = root.optional_object("workload")) {
+    if (!spec.storage) {
+      throw ScenarioError(workload->path(), "a \"storage\" section next to \"workload\"",
+                          "a workload without storage",
+                          "a workload needs the storage service to run against");
+    }
+    read_workload(*workload, &spec.workload);
+  }
+  if (auto checks = root.optional_object("checks")) read_checks(*checks, &spec.checks);
+  if (spec.storage) {
+    if (root.has("probe")) {
+      throw ScenarioError(root.child_path("probe"), "no \"probe\" section in a service scenario",
+                          "a probe section", "probes run only in world-level scenarios");
+    }
+    if (spec.topology.az_names.size() != model::kReplicasPerGroup) {
+      throw ScenarioError("$.topology.azs", "exactly 3 AZs (one replica of each group per AZ)",
+                          std::to_string(spec.topology.az_names.size()) + " AZs");
+    }
+    if (spec.topology.clock_drift_ppm_bound > spec.storage->max_clock_drift_ppm) {
+      throw ScenarioError("$.topology.clock_drift_ppm",
+                          "at most storage.max_clock_drift_ppm (" +
+                              std::to_string(spec.storage->max_clock_drift_ppm) + ")",
+                          std::to_string(spec.topology.clock_drift_ppm_bound),
+                          "the leader lease's safety margin is derived from that bound; raise it "
+                          "or lower the drift");
+    }
+    if (spec.workload.verify_after >= spec.heal) {
+      throw ScenarioError("$.workload.verify_after",
+                          "a duration shorter than heal (" + sim::format_duration(spec.heal) + ")",
+                          sim::format_duration(spec.workload.verify_after),
+                          "the read-back pass must finish inside the heal phase");
+    }
+  }
   root.finish();
   return spec;
 }
@@ -138,7 +261,9 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
 ScenarioSpec load_scenario(const std::string& path, const std::vector<std::string>& overrides) {
   nlohmann::json document = parse_json_file(path);
   for (const std::string& assignment : overrides) apply_override(document, assignment);
-  return parse_scenario(document, path);
+  ScenarioSpec spec = parse_scenario(document, path);
+  spec.overrides = overrides;
+  return spec;
 }
 
 }  // namespace dynasim::gameday

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,10 +47,57 @@ struct NamedRandomFault {
   std::string path;
 };
 
+// The storage service: storage nodes on every topology host, partitions as Multi-Paxos groups.
+// Present only in service scenarios; a world-level scenario runs probes instead.
+struct StorageSpec {
+  uint32_t partitions = 12;
+  uint32_t cpu_cores = 16;
+  uint64_t checkpoint_every_entries = 2'000;
+  sim::Duration checkpoint_interval = sim::seconds(30);
+  uint64_t log_tail_entries = 10'000;
+  uint64_t btree_cache_pages = 256;
+  sim::Duration heartbeat_interval = sim::milliseconds(100);
+  sim::Duration election_timeout = sim::seconds(1);
+  sim::Duration lease = sim::seconds(2);
+  double max_clock_drift_ppm = 200;  // the bound the lease margin is derived from
+  // Planted bugs, for the tests that prove the checkers catch them. Never set in real scenarios.
+  bool plant_quorum_of_one = false;
+  bool plant_no_lease_wait = false;
+  bool plant_follower_strong_reads = false;
+  bool plant_send_before_fsync = false;
+};
+
+// The clients: one workload process per client host; client hosts sit in their own rack in each
+// AZ ("<az>/clients") so that faults aimed at storage racks do not hit them.
+struct WorkloadSpec {
+  uint32_t client_hosts_per_az = 1;
+  double operations_per_second = 100;  // per client host
+  uint64_t keys = 1'000;
+  uint64_t item_size_bytes = 1'024;
+  // Operation mix, as relative weights.
+  double put = 30;
+  double get_strong = 25;
+  double get_eventual = 20;
+  double put_if_version = 15;
+  double put_if_absent = 5;
+  double delete_item = 5;
+  uint32_t max_attempts = 5;
+  sim::Duration attempt_timeout = sim::milliseconds(500);
+  // After the heal phase starts: the workload stops at once; after `verify_after` it reads back
+  // every key it wrote (strongly), which the durability check judges.
+  sim::Duration verify_after = sim::seconds(30);
+};
+
+struct ChecksSpec {
+  sim::Duration availability_window = sim::minutes(5);
+  uint64_t linearizability_max_states_per_key = 200'000;
+};
+
 struct ScenarioSpec {
   std::string name;
   std::string description;
-  std::string source;  // the file it came from, for the reproduce line
+  std::string source;                  // the file it came from, for the reproduce line
+  std::vector<std::string> overrides;  // the --set assignments applied, for the reproduce line
   sim::Duration duration = sim::minutes(10);
   sim::Duration heal = sim::minutes(1);
   TopologySpec topology;
@@ -58,6 +106,10 @@ struct ScenarioSpec {
   sim::SurvivabilityPolicy survivability;
   std::vector<NamedTimelineFault> timeline;
   std::vector<NamedRandomFault> random_faults;
+  // Service scenarios only.
+  std::optional<StorageSpec> storage;
+  WorkloadSpec workload;
+  ChecksSpec checks;
 };
 
 // Reads and validates a scenario. Throws ScenarioError (gameday/json_reader.h) on bad input.

@@ -90,6 +90,19 @@ void FaultInjector::schedule_next_random(uint32_t index) {
 }
 
 std::vector<HostId> FaultInjector::hosts_of(const FaultTarget& target) const {
+  std::vector<HostId> hosts = hosts_in_scope(target);
+  if (policy_.spared_hosts.empty()) return hosts;
+  std::vector<HostId> kept;
+  for (HostId host : hosts) {
+    if (std::find(policy_.spared_hosts.begin(), policy_.spared_hosts.end(), host) ==
+        policy_.spared_hosts.end()) {
+      kept.push_back(host);
+    }
+  }
+  return kept;
+}
+
+std::vector<HostId> FaultInjector::hosts_in_scope(const FaultTarget& target) const {
   switch (target.scope) {
     case FaultTarget::Scope::kHost:
       return {HostId(target.id)};
@@ -191,7 +204,8 @@ bool FaultInjector::inject(const FaultSpec& fault) {
       }
       break;
     case FaultKind::kIsolate:
-      if (fault.target.scope == FaultTarget::Scope::kAz) {
+      // A spared host inside the AZ keeps every link, so the AZ is cut as a set of hosts then.
+      if (fault.target.scope == FaultTarget::Scope::kAz && policy_.spared_hosts.empty()) {
         undo.partition = network.isolate_az(AzId(fault.target.id));
       } else {
         std::vector<HostId> others;

@@ -73,6 +73,10 @@ struct SurvivabilityPolicy {
   bool unrestricted = false;
   uint32_t max_impaired_azs = 1;
   uint32_t max_impaired_hosts = UINT32_MAX;
+  // Hosts no fault ever touches, whatever its scope: a game day's clients, which stand outside
+  // the system under test the way a Jepsen control node does. They also do not count toward a
+  // random process's rate.
+  std::vector<HostId> spared_hosts;
 };
 
 struct FaultLogEntry {
@@ -114,6 +118,7 @@ class FaultInjector final : public EventSink {
     PartitionId partition;
   };
   std::vector<HostId> hosts_of(const FaultTarget& target) const;
+  std::vector<HostId> hosts_in_scope(const FaultTarget& target) const;
   bool guard_allows(const std::vector<HostId>& newly_impaired) const;
   bool host_impaired(HostId host) const;
   void undo(const Undo& undo);

@@ -1,0 +1,82 @@
+// The storage service inside a scenario run: storage nodes on the topology's hosts, one
+// replication group per partition with a replica in each AZ, workload clients in their own racks,
+// and the checkers that judge the run.
+//
+// Phases (docs/scenarios.md): during the fault phase the clients run the workload; when the heal
+// phase starts they stop; `verify_after` later each client strongly reads back every key it wrote;
+// at the end the checks run:
+// - durability: every acknowledged write is still there (judged on the read-back pass);
+// - linearizability: per key, over every attempt the clients saw (gameday/linearizability.h);
+// - replica_convergence: the replicas of each group hold equal content at equal applied index;
+// - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
+//   strong reads only inside the holder's window.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "gameday/history.h"
+#include "gameday/scenario.h"
+#include "gameday/storage_checkers.h"
+#include "model/storage_node.h"
+#include "model/storage_protocol.h"
+#include "sim/simulation.h"
+#include "sim/world.h"
+
+namespace dynasim::gameday {
+
+class WorkloadProcess;
+
+class ServiceHarness {
+ public:
+  // REQUIRES: the world's storage hosts are built (storage_hosts_by_az[a] lists AZ a's hosts)
+  // and the world has not started. Adds the client racks and hosts and every process.
+  ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simulation, sim::World& world,
+                 const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
+  ~ServiceHarness();
+
+  // The heal phase began: the clients stop issuing new operations.
+  void on_heal_start();
+  // The clients read back every key they wrote.
+  void on_verify_start();
+  // After the run's last event: runs the checks.
+  void finish();
+
+  bool passed() const;
+  // Adds "checks", "availability", "workload" and "storage" to the run's summary.
+  void add_to_summary(nlohmann::json& summary) const;
+  // The first failed check's violation, for the CLI's one-line verdict.
+  std::string first_failure() const;
+
+  const model::Placement& placement() const { return placement_; }
+  // The client hosts: faults spare them (sim::SurvivabilityPolicy::spared_hosts).
+  const std::vector<sim::HostId>& client_hosts() const { return client_hosts_; }
+
+ private:
+  void build_placement(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
+  void add_storage_nodes(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
+  void add_clients();
+  std::vector<WorkloadProcess*> live_workloads();
+
+  const ScenarioSpec& spec_;
+  sim::Simulation& simulation_;
+  sim::World& world_;
+  model::Placement placement_;
+  std::vector<sim::HostId> client_hosts_;
+  uint64_t next_client_id_ = 1;
+
+  std::unique_ptr<HistoryRecorder> history_;
+  std::unique_ptr<PaxosSafetyChecker> paxos_safety_;
+  nlohmann::json durability_report_;
+  nlohmann::json linearizability_report_;
+  nlohmann::json convergence_report_;
+  bool durability_passed_ = false;
+  bool linearizability_passed_ = false;
+  bool convergence_passed_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace dynasim::gameday
