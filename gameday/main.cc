@@ -85,6 +85,10 @@ double run_with_progress(gameday::ScenarioRun& run, bool show_progress) {
       }
     }
   }
+  if (show_progress) {
+    std::fprintf(stderr,
+                 "\r%78s\r  running the final checks (linearizability search, convergence)...", "");
+  }
   run.finish();
   if (show_progress) std::fprintf(stderr, "\r%78s\r", "");
   return std::chrono::duration<double>(Clock::now() - start).count();
