@@ -143,6 +143,10 @@ void BM_PaxosGroupWrites(benchmark::State& state) {
     bytes += group.world.disk(host, 0).stats().bytes_written;
   }
   const double total = static_cast<double>(client->acknowledged);
+  state.counters["events_per_write"] =
+      static_cast<double>(group.simulation.events_executed()) / total;
+  state.counters["messages_per_write"] =
+      static_cast<double>(group.world.network().stats().sent) / total;
   state.counters["fsyncs_per_write"] = static_cast<double>(fsyncs) / total;
   state.counters["disk_writes_per_write"] = static_cast<double>(writes) / total;
   state.counters["disk_bytes_per_write"] = static_cast<double>(bytes) / total;

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <utility>
 
+#include "sim/buffer_pool.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -1631,7 +1632,7 @@ struct BTree::Impl {
 
   std::vector<uint8_t> serialize(const Node* n, uint64_t slot, uint64_t generation,
                                  uint64_t* checksum) const {
-    std::vector<uint8_t> page(kPageBytes, 0);
+    std::vector<uint8_t> page = sim::take_buffer(kPageBytes);
     uint8_t* body = page.data() + kHeaderBytes;
     if (n->leaf) {
       DYN_ASSERT(n->leaf_bytes() <= kBodyBytes);
@@ -1757,7 +1758,7 @@ struct BTree::Impl {
       const size_t from = size_t{k} * kBodyBytes;
       const size_t used = std::min<size_t>(kBodyBytes, bytes.size() - from);
       chain[k].slot = c.first + k;
-      chain[k].bytes.assign(kPageBytes, 0);
+      chain[k].bytes = sim::take_buffer(kPageBytes);
       std::memcpy(chain[k].bytes.data() + kHeaderBytes, bytes.data() + from, used);
       next_checksum = seal_page(chain[k].bytes.data(), kOverflowPage, 0, 0, c.first + k, generation,
                                 static_cast<uint32_t>(used), next_checksum);
@@ -1820,30 +1821,36 @@ struct BTree::Impl {
               [](const PageImage& a, const PageImage& b) { return a.slot < b.slot; });
     const uint64_t max_pages = std::min<uint64_t>(options.max_pages_per_checkpoint_write,
                                                   sim::Disk::kMaxIoBytes / kPageBytes);
-    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> writes;
+    // Runs of consecutive slots go out as one write each. When a page is one sector, the page
+    // buffers move into the disk as they are; otherwise they are joined into one buffer.
+    const bool page_is_sector = disk.options().sector_size_bytes == kPageBytes;
+    std::vector<std::pair<uint64_t, std::vector<std::vector<uint8_t>>>> writes;
     for (size_t i = 0; i < images.size();) {
       size_t j = i + 1;
       while (j < images.size() && images[j].slot == images[j - 1].slot + 1 && j - i < max_pages) {
         ++j;
       }
-      std::vector<uint8_t> buffer;
-      if (j == i + 1) {
-        buffer = std::move(images[i].bytes);
-      } else {
-        buffer.reserve((j - i) * kPageBytes);
-        for (size_t k = i; k < j; ++k) {
-          buffer.insert(buffer.end(), images[k].bytes.begin(), images[k].bytes.end());
-          std::vector<uint8_t>().swap(images[k].bytes);
-        }
-      }
-      writes.emplace_back(images[i].slot, std::move(buffer));
+      std::vector<std::vector<uint8_t>> pages;
+      pages.reserve(j - i);
+      for (size_t k = i; k < j; ++k) pages.push_back(std::move(images[k].bytes));
+      writes.emplace_back(images[i].slot, std::move(pages));
       i = j;
     }
     run.writes_outstanding = static_cast<uint32_t>(writes.size());
-    for (auto& [slot, buffer] : writes) {
-      disk.write(disk_offset(slot), std::move(buffer), [t = token](sim::IoStatus status) {
+    for (auto& [slot, pages] : writes) {
+      auto done = [t = token](sim::IoStatus status) {
         if (Impl* self = *t) self->on_page_write_done(status);
-      });
+      };
+      if (page_is_sector) {
+        disk.write_sectors(disk_offset(slot), std::move(pages), std::move(done));
+        continue;
+      }
+      std::vector<uint8_t> buffer;
+      buffer.reserve(pages.size() * kPageBytes);
+      for (const std::vector<uint8_t>& page : pages) {
+        buffer.insert(buffer.end(), page.begin(), page.end());
+      }
+      disk.write(disk_offset(slot), std::move(buffer), std::move(done));
     }
   }
 

@@ -227,6 +227,66 @@ Ready PaxosReplica::take_ready() {
   return ready;
 }
 
+namespace {
+
+bool can_join(const PaxosMessage& earlier, const PaxosMessage& later, uint32_t max_entries) {
+  if (earlier.type != later.type || earlier.ballot != later.ballot || earlier.to != later.to ||
+      earlier.from != later.from) {
+    return false;
+  }
+  switch (later.type) {
+    case PaxosMessage::Type::kAccept:
+    case PaxosMessage::Type::kCatchUp:
+      return !earlier.entries.empty() && !later.entries.empty() &&
+             later.prev_index == earlier.prev_index + earlier.entries.size() &&
+             earlier.entries.size() + later.entries.size() <= max_entries &&
+             later.commit >= earlier.commit;
+    case PaxosMessage::Type::kAccepted:
+      return !earlier.rejected && !later.rejected && !earlier.behind && !later.behind &&
+             earlier.prev_index <= later.prev_index &&
+             later.prev_index <= earlier.accepted_through && later.commit >= earlier.commit &&
+             later.last_index >= earlier.last_index;
+    default:
+      return false;
+  }
+}
+
+void join(PaxosMessage& earlier, PaxosMessage&& later) {
+  if (later.type == PaxosMessage::Type::kAccepted) {
+    earlier.accepted_through = std::max(earlier.accepted_through, later.accepted_through);
+  } else {
+    earlier.entries.insert(earlier.entries.end(), std::make_move_iterator(later.entries.begin()),
+                           std::make_move_iterator(later.entries.end()));
+  }
+  earlier.commit = later.commit;
+  earlier.last_index = later.last_index;
+}
+
+}  // namespace
+
+void coalesce_messages(std::vector<PaxosMessage>& messages, uint32_t max_entries) {
+  if (messages.size() < 2) return;
+  std::vector<PaxosMessage> out;
+  out.reserve(messages.size());
+  // The position in `out` of the latest message to each peer (replica numbers are small).
+  std::vector<std::pair<uint32_t, size_t>> latest;
+  for (PaxosMessage& message : messages) {
+    auto found = std::find_if(latest.begin(), latest.end(),
+                              [&](const auto& p) { return p.first == message.to; });
+    if (found != latest.end() && can_join(out[found->second], message, max_entries)) {
+      join(out[found->second], std::move(message));
+      continue;
+    }
+    out.push_back(std::move(message));
+    if (found != latest.end()) {
+      found->second = out.size() - 1;
+    } else {
+      latest.emplace_back(out.back().to, out.size() - 1);
+    }
+  }
+  messages = std::move(out);
+}
+
 CompactStatus PaxosReplica::compact(LogIndex through) {
   if (through <= compacted_through_) return CompactStatus::kAlreadyCompacted;
   if (through > applied_) return CompactStatus::kNotApplied;

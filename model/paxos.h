@@ -199,6 +199,18 @@ struct Ready {
   }
 };
 
+// Merges messages that a sender releases together (a storage node sends every Ready its WAL
+// flush made durable at once) without changing what any receiver concludes:
+// - an Accept (or CatchUp) whose entries continue the previous message to the same peer, of the
+//   same type and ballot, joins it (up to max_entries entries), carrying the later commit;
+// - an Accepted that continues the previous Accepted to the same peer (same ballot, neither
+//   rejected nor behind, its run starting inside the earlier run) joins it: the leader's match
+//   moves exactly as it would after both.
+// Messages to one peer keep their order; messages to different peers may move relative to each
+// other, as the network may reorder them anyway. Receivers handle a merged message as the
+// sequence it replaces (tests/model/paxos_test.cc checks both sides).
+void coalesce_messages(std::vector<PaxosMessage>& messages, uint32_t max_entries);
+
 enum class ProposeStatus : uint8_t {
   kOk,
   kNotLeader,

@@ -686,12 +686,18 @@ struct StorageNode::Impl {
       r.healthy = false;
       return;
     }
+    // Every Ready this flush made durable leaves together, so consecutive Accepts (and
+    // Accepteds) to a peer travel as one message: Multi-Paxos batching at the flush boundary.
+    PendingReady durable{durable_through, {}};
     while (!r.awaiting_durable.empty() &&
            r.awaiting_durable.front().needed_sequence <= durable_through) {
-      PendingReady pending = std::move(r.awaiting_durable.front());
+      std::vector<PaxosMessage>& messages = r.awaiting_durable.front().messages;
+      durable.messages.insert(durable.messages.end(), std::make_move_iterator(messages.begin()),
+                              std::make_move_iterator(messages.end()));
       r.awaiting_durable.pop_front();
-      release(r, pending);
     }
+    coalesce_messages(durable.messages, options.paxos.max_entries_per_message);
+    release(r, durable);
     report_lease(r);
     serve_deferred_reads(r);
   }

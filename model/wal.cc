@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "sim/buffer_pool.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -92,7 +93,7 @@ uint64_t Wal::disk_offset(uint64_t position) const {
 
 std::vector<uint8_t> Wal::seal_sector(uint64_t position, const uint8_t* body,
                                       size_t body_bytes) const {
-  std::vector<uint8_t> sector(sector_bytes_, 0);
+  std::vector<uint8_t> sector = sim::take_buffer(sector_bytes_);
   put_u64(sector.data(), kSectorMagic);
   put_u64(sector.data() + 8, position);
   put_u32(sector.data() + 16, static_cast<uint32_t>(body_bytes));
@@ -164,14 +165,12 @@ void Wal::start_flush() {
   }
 
   // Cut the stream into sealed sectors, remembering where each record starts.
-  std::vector<uint8_t> image;
-  image.reserve(sectors * sector_bytes_);
+  std::vector<std::vector<uint8_t>> image;
+  image.reserve(sectors);
   for (uint64_t i = 0; i < sectors; ++i) {
     const size_t begin = i * body_bytes;
     const size_t length = std::min(body_bytes, stream.size() - begin);
-    const std::vector<uint8_t> sector =
-        seal_sector(next_position_ + i, stream.data() + begin, length);
-    image.insert(image.end(), sector.begin(), sector.end());
+    image.push_back(seal_sector(next_position_ + i, stream.data() + begin, length));
   }
   for (size_t offset = 0; offset < stream.size();) {
     const LogSequence sequence = get_u64(stream.data() + offset);
@@ -196,18 +195,27 @@ void Wal::start_flush() {
       finish_flush(state, synced == sim::IoStatus::kOk ? WalStatus::kOk : WalStatus::kIoError);
     });
   };
-  disk_.write(disk_offset(first),
-              std::vector<uint8_t>(image.begin(), image.begin() + first_part * sector_bytes_),
-              after_write);
-  if (first_part < sectors) {
-    disk_.write(disk_offset(first + first_part),
-                std::vector<uint8_t>(image.begin() + first_part * sector_bytes_, image.end()),
-                after_write);
+  std::vector<std::vector<uint8_t>> after_wrap(
+      std::make_move_iterator(image.begin() + static_cast<std::ptrdiff_t>(first_part)),
+      std::make_move_iterator(image.end()));
+  image.resize(first_part);
+  disk_.write_sectors(disk_offset(first), std::move(image), after_write);
+  if (!after_wrap.empty()) {
+    disk_.write_sectors(disk_offset(first + first_part), std::move(after_wrap), after_write);
   }
 }
 
 void Wal::release_before(uint64_t position) {
   DYN_ASSERT(position <= next_position_);
+  // The released sectors will never be read again (recovery starts at a durable checkpoint's
+  // replay position, which is at or past `position`): trim them. The region is circular, so the
+  // released run is at most two pieces.
+  for (uint64_t from = oldest_position_; from < position;) {
+    const uint64_t until_wrap = options_.region_sectors - from % options_.region_sectors;
+    const uint64_t count = std::min<uint64_t>(position - from, until_wrap);
+    disk_.discard(disk_offset(from), count * sector_bytes_);
+    from += count;
+  }
   oldest_position_ = std::max(oldest_position_, position);
   auto keep = std::find_if(record_positions_.begin(), record_positions_.end(),
                            [position](const auto& entry) { return entry.second >= position; });

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "sim/buffer_pool.h"
 #include "sim/check.h"
 
 namespace dynasim::sim {
@@ -22,15 +23,24 @@ constexpr uint64_t kReadTag = 0x72656164ULL;
 constexpr uint64_t kFsyncTag = 0x6673796e63ULL;
 constexpr uint64_t kRejectTag = 0x72656a656374ULL;
 constexpr uint64_t kBitRotTag = 0x726f74ULL;
+constexpr uint64_t kDiscardTag = 0x7472696dULL;
 
 uint64_t mix(uint64_t hash, uint64_t word) {
   return splitmix64(hash ^ word);
 }
 
-// A content hash for the trace digest. Bytes are assembled explicitly (not loaded through a cast)
-// so the value is the same on every machine, whatever its byte order.
+// A content hash for the trace digest, the same on every machine (hash_bytes reads little-endian).
 uint64_t content_hash(const std::vector<uint8_t>& bytes) {
   return hash_bytes(0, bytes.data(), bytes.size());
+}
+
+// The same over a write's sectors, chained in order.
+uint64_t content_hash(const std::vector<std::vector<uint8_t>>& sectors) {
+  uint64_t hash = 0;
+  for (const std::vector<uint8_t>& sector : sectors) {
+    hash = hash_bytes(hash, sector.data(), sector.size());
+  }
+  return hash;
 }
 
 // Rounds a non-negative span in nanoseconds, clamped to what a run can hold.
@@ -126,12 +136,37 @@ void Disk::check_range(uint64_t offset_bytes, uint64_t length_bytes) const {
 void Disk::write(uint64_t offset_bytes, std::vector<uint8_t> data,
                  InplaceFunction<void(IoStatus)> done) {
   check_range(offset_bytes, data.size());
-  DYN_ASSERT(done);
+  const uint64_t sector_size = options_.sector_size_bytes;
   PendingOp op;
-  op.type = OpType::kWrite;
   op.offset_bytes = offset_bytes;
   op.length_bytes = data.size();
-  op.data = std::move(data);
+  if (data.size() == sector_size) {
+    op.sectors.push_back(std::move(data));
+  } else {
+    op.sectors.reserve(data.size() / sector_size);
+    for (uint64_t at = 0; at < data.size(); at += sector_size) {
+      const auto begin = data.begin() + static_cast<std::ptrdiff_t>(at);
+      op.sectors.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(sector_size));
+    }
+  }
+  submit_write(std::move(op), std::move(done));
+}
+
+void Disk::write_sectors(uint64_t offset_bytes, std::vector<std::vector<uint8_t>> sectors,
+                         InplaceFunction<void(IoStatus)> done) {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  for (const std::vector<uint8_t>& sector : sectors) DYN_ASSERT(sector.size() == sector_size);
+  PendingOp op;
+  op.offset_bytes = offset_bytes;
+  op.length_bytes = sectors.size() * sector_size;
+  check_range(offset_bytes, op.length_bytes);
+  op.sectors = std::move(sectors);
+  submit_write(std::move(op), std::move(done));
+}
+
+void Disk::submit_write(PendingOp op, InplaceFunction<void(IoStatus)> done) {
+  DYN_ASSERT(done);
+  op.type = OpType::kWrite;
   op.status_done = std::move(done);
   if (!powered_) return reject_powered_off(std::move(op));
   const SimTime completion = service_completion_time(op.length_bytes, options_.write_latency_ns);
@@ -181,7 +216,7 @@ void Disk::reject_powered_off(PendingOp op) {
   // Answered through the event queue, never from inside write()/read()/fsync(): callers must not
   // see their callback run before the call returns.
   op.rejected_powered_off = true;
-  op.data.clear();
+  op.sectors.clear();
   submit(std::move(op), simulation_.now(), kDiskPoweredOffReply);
 }
 
@@ -254,10 +289,12 @@ void Disk::on_event(const Event& event) {
   DYN_ASSERT(powered_);  // power_off cancels every pending completion
   switch (op.type) {
     case OpType::kWrite: {
-      const IoStatus status = complete_write(op);
       // What was written (and how it ended) reaches the fingerprint, not just that a write ran.
+      // Hashed first: complete_write moves the sectors into the cache.
+      const uint64_t content = content_hash(op.sectors);
+      const IoStatus status = complete_write(op);
       simulation_.fold_digest(
-          mix(mix(mix(mix(kWriteTag, op.offset_bytes), op.length_bytes), content_hash(op.data)),
+          mix(mix(mix(mix(kWriteTag, op.offset_bytes), op.length_bytes), content),
               static_cast<uint64_t>(status)));
       op.status_done(status);
       return;
@@ -298,9 +335,9 @@ IoStatus Disk::complete_write(PendingOp& op) {
   DYN_ASSERT(used_sectors_ + new_sectors <= capacity_sectors_);
 
   for (uint64_t i = 0; i < sector_count; ++i) {
-    const auto begin = op.data.begin() + static_cast<std::ptrdiff_t>(i * sector_size);
-    cached_sectors_[landed_sector + i].assign(begin,
-                                              begin + static_cast<std::ptrdiff_t>(sector_size));
+    SectorBytes& cached = cached_sectors_[landed_sector + i];
+    recycle_buffer(cached);
+    cached = std::move(op.sectors[i]);
   }
   used_sectors_ += new_sectors;
   last_written_sector_ = landed_sector + sector_count - 1;
@@ -379,13 +416,44 @@ ReadResult Disk::complete_read(const PendingOp& op) {
   return result;
 }
 
+void Disk::discard(uint64_t offset_bytes, uint64_t length_bytes) {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  DYN_ASSERT(offset_bytes % sector_size == 0 && length_bytes % sector_size == 0);
+  DYN_ASSERT(offset_bytes / sector_size + length_bytes / sector_size <= capacity_sectors_);
+  if (!powered_ || length_bytes == 0) return;
+  const uint64_t first = offset_bytes / sector_size;
+  const uint64_t end = first + length_bytes / sector_size;
+  uint64_t dropped = 0;
+  for (auto it = durable_sectors_.lower_bound(first); it != durable_sectors_.end() && it->first < end;) {
+    recycle_buffer(it->second);
+    if (!cached_sectors_.contains(it->first)) ++dropped;
+    it = durable_sectors_.erase(it);
+  }
+  for (auto it = cached_sectors_.lower_bound(first); it != cached_sectors_.end() && it->first < end;) {
+    recycle_buffer(it->second);
+    ++dropped;
+    it = cached_sectors_.erase(it);
+  }
+  for (auto it = bad_sectors_.lower_bound(first); it != bad_sectors_.end() && *it < end;) {
+    it = bad_sectors_.erase(it);
+  }
+  if (last_written_sector_ && *last_written_sector_ >= first && *last_written_sector_ < end) {
+    last_written_sector_.reset();
+  }
+  used_sectors_ -= dropped;
+  stats_.discarded_sectors += dropped;
+  simulation_.fold_digest(mix(mix(kDiscardTag, first), end));
+}
+
 void Disk::complete_fsync() {
   // The whole cache is flushed, including writes that completed after this fsync was issued. That
   // is allowed: a drive may destage its cache at any moment, and fsync only promises durability
   // for what completed before it. The adversary is slightly gentler than it could be (such a
   // write can no longer be lost), never wrong.
   for (auto& [sector, bytes] : cached_sectors_) {
-    durable_sectors_[sector] = std::move(bytes);
+    SectorBytes& durable = durable_sectors_[sector];
+    recycle_buffer(durable);
+    durable = std::move(bytes);
     bad_sectors_.erase(sector);  // rewriting a sector remaps it: a latent error is gone
   }
   cached_sectors_.clear();

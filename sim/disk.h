@@ -156,6 +156,7 @@ class Disk final : public EventSink {
     uint64_t misdirected_writes = 0;
     uint64_t latent_errors = 0;
     uint64_t lost_unsynced_sectors = 0;
+    uint64_t discarded_sectors = 0;  // sectors that held data when discard() dropped them
   };
 
   // REQUIRES: `simulation` outlives the disk; `stable_name` is unique in the run.
@@ -172,10 +173,21 @@ class Disk final : public EventSink {
   // A write is all-or-nothing with respect to kNoSpace.
   void write(uint64_t offset_bytes, std::vector<uint8_t> data,
              InplaceFunction<void(IoStatus)> done);
+  // The same write, handed over as one buffer per sector (each exactly sector_size_bytes, at
+  // consecutive sectors from offset_bytes): the buffers move into the device's cache without a
+  // copy. Same completion, digest and fault behaviour as write() of their concatenation.
+  void write_sectors(uint64_t offset_bytes, std::vector<std::vector<uint8_t>> sectors,
+                     InplaceFunction<void(IoStatus)> done);
   void read(uint64_t offset_bytes, uint64_t length_bytes, InplaceFunction<void(ReadResult)> done);
   // Completes after every earlier operation has completed, plus the fsync latency; then every
   // write completed before it is durable.
   void fsync(InplaceFunction<void(IoStatus)> done);
+  // TRIM: the range no longer holds data, at once, cached or durable (reads return zeros, as
+  // from a sector never written, and bit rot there is absorbed unseen). For space the caller
+  // knows it will never read again, such as WAL sectors a durable checkpoint released; it keeps
+  // the simulator's memory proportional to live data. Ignored while powered off. Same range rule
+  // as write and read, except that the length may exceed kMaxIoBytes.
+  void discard(uint64_t offset_bytes, uint64_t length_bytes);
 
   // The host lost power: the write cache is lost, the last written unsynced sector may be torn,
   // and pending callbacks never run (nor do pending writes land). No-op if already off.
@@ -228,7 +240,7 @@ class Disk final : public EventSink {
     bool rejected_powered_off = false;
     uint64_t offset_bytes = 0;
     uint64_t length_bytes = 0;
-    std::vector<uint8_t> data;                    // kWrite
+    std::vector<std::vector<uint8_t>> sectors;    // kWrite: one buffer per sector
     InplaceFunction<void(IoStatus)> status_done;  // kWrite, kFsync
     InplaceFunction<void(ReadResult)> read_done;  // kRead
     EventHandle event;
@@ -237,6 +249,7 @@ class Disk final : public EventSink {
   using SectorBytes = std::vector<uint8_t>;
 
   void check_range(uint64_t offset_bytes, uint64_t length_bytes) const;
+  void submit_write(PendingOp op, InplaceFunction<void(IoStatus)> done);
   // Files the operation and schedules its completion. The handler folds a digest of what the
   // operation did (offset, length, a hash of the bytes, the status) into the fingerprint.
   void submit(PendingOp op, SimTime completion_time, const EventKind& kind);

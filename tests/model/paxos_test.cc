@@ -267,6 +267,93 @@ TEST(PaxosTranscript, WriteCommitsOnTwoOfThree) {
   EXPECT_EQ(group[3].last_index(), LogIndex(1));
 }
 
+TEST(PaxosTranscript, MessagesReleasedTogetherCoalesceAndMeanTheSame) {
+  // Three proposals whose Readys leave together (one WAL flush made them durable): their Accepts
+  // to each peer travel as one, and the followers' Accepteds coalesce the same way.
+  Group batched;
+  const SimTime now = elect_replica_1(batched);
+  std::vector<PaxosMessage> released;
+  for (uint64_t id = 7; id <= 9; ++id) {
+    ASSERT_EQ(batched[1].propose(command(id), now).status, ProposeStatus::kOk);
+    for (PaxosMessage& m : batched.take(1).messages) released.push_back(std::move(m));
+  }
+  ASSERT_EQ(released.size(), 6u);
+  coalesce_messages(released, 64);
+  EXPECT_EQ(lines(released),
+            (Strings{"1->2 Accept b=1.1 commit=1 prev=1 [2@1.1:#7 3@1.1:#8 4@1.1:#9]",
+                     "1->3 Accept b=1.1 commit=1 prev=1 [2@1.1:#7 3@1.1:#8 4@1.1:#9]"}));
+  // The size bound holds: with two entries per message the third stays apart.
+  {
+    Group bounded;
+    const SimTime t = elect_replica_1(bounded);
+    std::vector<PaxosMessage> to_peers;
+    for (uint64_t id = 7; id <= 9; ++id) {
+      ASSERT_EQ(bounded[1].propose(command(id), t).status, ProposeStatus::kOk);
+      for (PaxosMessage& m : bounded.take(1).messages) to_peers.push_back(std::move(m));
+    }
+    coalesce_messages(to_peers, 2);
+    EXPECT_EQ(lines(to_peers),
+              (Strings{"1->2 Accept b=1.1 commit=1 prev=1 [2@1.1:#7 3@1.1:#8]",
+                       "1->3 Accept b=1.1 commit=1 prev=1 [2@1.1:#7 3@1.1:#8]",
+                       "1->2 Accept b=1.1 commit=1 prev=3 [4@1.1:#9]",
+                       "1->3 Accept b=1.1 commit=1 prev=3 [4@1.1:#9]"}));
+  }
+
+  // The merged Accept leaves follower 2 where the three separate ones leave follower 3.
+  batched.deliver(released[0], now);
+  Ready from_merged = batched.take(2);
+  std::vector<PaxosMessage> replies;
+  for (const PaxosMessage& single : [&] {
+         std::vector<PaxosMessage> singles;
+         for (uint64_t k = 0; k < 3; ++k) {
+           PaxosMessage m = released[1];
+           m.prev_index = LogIndex(1 + k);
+           m.entries = {released[1].entries[k]};
+           singles.push_back(m);
+         }
+         return singles;
+       }()) {
+    batched.deliver(single, now);
+    for (PaxosMessage& m : batched.take(3).messages) replies.push_back(std::move(m));
+  }
+  EXPECT_EQ(batched[2].last_index(), batched[3].last_index());
+  EXPECT_EQ(batched[2].commit_index(), batched[3].commit_index());
+  EXPECT_EQ(lines(from_merged.messages),
+            (Strings{"2->1 Accepted b=1.1 prev=1 through=4 commit=1 last=4"}));
+  EXPECT_EQ(lines(replies), (Strings{"3->1 Accepted b=1.1 prev=1 through=2 commit=1 last=2",
+                                     "3->1 Accepted b=1.1 prev=2 through=3 commit=1 last=3",
+                                     "3->1 Accepted b=1.1 prev=3 through=4 commit=1 last=4"}));
+  coalesce_messages(replies, 64);
+  EXPECT_EQ(lines(replies), (Strings{"3->1 Accepted b=1.1 prev=1 through=4 commit=1 last=4"}));
+  // The leader commits all three on the merged reply, as it would on the last of the three.
+  batched.deliver(replies[0], now);
+  EXPECT_EQ(lines(batched.take(1).committed), (Strings{"2@1.1:#7", "3@1.1:#8", "4@1.1:#9"}));
+  EXPECT_EQ(batched[1].commit_index(), LogIndex(4));
+
+  // What may not merge: a gap in the stream, a message to the peer in between, a rejection.
+  PaxosMessage first = released[0];
+  PaxosMessage gap = first;
+  gap.prev_index = LogIndex(9);
+  PaxosMessage heartbeat;
+  heartbeat.type = PaxosMessage::Type::kHeartbeat;
+  heartbeat.from = 1;
+  heartbeat.to = 2;
+  heartbeat.ballot = first.ballot;
+  PaxosMessage after_heartbeat = first;
+  after_heartbeat.prev_index = LogIndex(4);
+  std::vector<PaxosMessage> kept = {first, gap, heartbeat, after_heartbeat};
+  coalesce_messages(kept, 64);
+  EXPECT_EQ(kept.size(), 4u);
+  PaxosMessage rejected = replies[0];
+  rejected.rejected = true;
+  PaxosMessage later = replies[0];
+  later.prev_index = LogIndex(4);
+  later.accepted_through = LogIndex(5);
+  std::vector<PaxosMessage> acks = {rejected, later};
+  coalesce_messages(acks, 64);
+  EXPECT_EQ(acks.size(), 2u);
+}
+
 TEST(PaxosTranscript, CommitSpreadsByHeartbeatAndCatchUp) {
   Group group;
   SimTime now = elect_replica_1(group);

@@ -154,16 +154,37 @@ TEST(WalTest, CircularRegionWrapsRejectsStaleLapsAndRefusesToOverrunLiveRecords)
   EXPECT_EQ(flush_one(100).first, WalStatus::kFull);
   // A checkpoint releases the first five sectors; the buffered record and a new one now fit.
   f.wal.release_before(5);
+  // The released sectors are trimmed on the disk: the simulator keeps only live log sectors.
+  EXPECT_EQ(f.disk.stats().discarded_sectors, 5u);
+  EXPECT_EQ(f.disk.used_bytes(), 3 * f.disk.options().sector_size_bytes);
   EXPECT_EQ(flush_one(100).first, WalStatus::kOk);
   // Records 9 (held back by the refused flush) and 10 share one sector at position 8, which
   // reuses physical sector 0.
   EXPECT_EQ(f.wal.next_position(), 9u);
   const WalRecovery recovery = f.recover(5);
-  EXPECT_TRUE(recovery.clean_end);  // physical sector 1 holds position 1: a stale lap, a clean end
+  EXPECT_TRUE(recovery.clean_end);  // physical sector 1 was trimmed: zeros, a clean end
   ASSERT_EQ(recovery.records.size(), 5u);
   EXPECT_EQ(recovery.records.front().sequence, 6u);
   EXPECT_EQ(recovery.records.back().sequence, 10u);
   EXPECT_EQ(recovery.next_position, 9u);
+}
+
+TEST(WalTest, ASectorFromAnEarlierLapEndsRecoveryCleanly) {
+  WalOptions options;
+  options.region_sectors = 8;
+  Fixture f(options);
+  for (int i = 0; i < 3; ++i) {
+    f.append(100);
+    WalStatus status = WalStatus::kIoError;
+    f.wal.flush([&](WalStatus s, LogSequence) { status = s; });
+    f.simulation.run_until(f.simulation.now() + sim::seconds(1));
+    ASSERT_EQ(status, WalStatus::kOk);
+  }
+  // Position 8 maps to physical sector 0, which holds position 0's valid sector: not ours.
+  const WalRecovery from_next_lap = f.recover(8);
+  EXPECT_TRUE(from_next_lap.clean_end);
+  EXPECT_TRUE(from_next_lap.records.empty());
+  EXPECT_EQ(f.recover(0).records.size(), 3u);
 }
 
 TEST(WalTest, GroupCommitAnswersEveryWaiterAfterOneFsync) {

@@ -202,6 +202,44 @@ TEST(DiskTest, NeverWrittenSectorsReadAsZeros) {
   EXPECT_EQ(disk.used_bytes(), 0u);
 }
 
+TEST(DiskTest, WriteSectorsEqualsOneWriteOfTheConcatenation) {
+  Simulation first_simulation(4);
+  Disk first(first_simulation, DiskId(0), "d0", quiet_options(64));
+  Simulation second_simulation(4);
+  Disk second(second_simulation, DiskId(0), "d0", quiet_options(64));
+  ASSERT_EQ(write_now(first_simulation, first, 5, make_pages(3, 2)), IoStatus::kOk);
+  std::optional<IoStatus> status;
+  const std::vector<uint8_t> joined = make_pages(3, 2);
+  second.write_sectors(5 * kSectorBytes, {slice(joined, 0), slice(joined, 1), slice(joined, 2)},
+                       [&status](IoStatus s) { status = s; });
+  step_until(second_simulation, [&] { return status.has_value(); });
+  ASSERT_EQ(status, std::optional<IoStatus>(IoStatus::kOk));
+  EXPECT_EQ(first_simulation.trace_hash(), second_simulation.trace_hash());
+  EXPECT_EQ(read_now(second_simulation, second, 5, 3).data, joined);
+}
+
+TEST(DiskTest, DiscardDropsCachedAndDurableDataAndReadsZeros) {
+  Simulation simulation(3);
+  Disk disk(simulation, DiskId(0), "d0", quiet_options(64));
+  ASSERT_EQ(write_now(simulation, disk, 8, make_pages(4, 1)), IoStatus::kOk);
+  ASSERT_EQ(fsync_now(simulation, disk), IoStatus::kOk);
+  ASSERT_EQ(write_now(simulation, disk, 10, make_pages(4, 2)), IoStatus::kOk);  // 10..13 cached
+  ASSERT_EQ(disk.used_bytes(), 6 * kSectorBytes);
+  disk.discard(9 * kSectorBytes, 3 * kSectorBytes);  // 9 durable, 10 and 11 cached over durable
+  EXPECT_EQ(disk.stats().discarded_sectors, 3u);
+  EXPECT_EQ(disk.used_bytes(), 3 * kSectorBytes);
+  EXPECT_FALSE(disk.sector_cached(10));
+  EXPECT_EQ(disk.durable_sector(9), filled(0));
+  EXPECT_EQ(read_now(simulation, disk, 9, 3).data, filled(0, 3));
+  EXPECT_EQ(read_now(simulation, disk, 8, 1).data, make_page(0, 1));    // outside: untouched
+  EXPECT_EQ(read_now(simulation, disk, 12, 1).data, slice(make_pages(4, 2), 2));
+  // Nothing left there to lose or tear: a power-off keeps the range empty.
+  disk.power_off();
+  disk.power_on();
+  EXPECT_EQ(read_now(simulation, disk, 9, 3).data, filled(0, 3));
+  EXPECT_EQ(read_now(simulation, disk, 8, 1).data, make_page(0, 1));
+}
+
 TEST(DiskTest, FsyncWaitsForEarlierOperations) {
   Simulation simulation(4);
   DiskOptions options = quiet_options(64);
