@@ -1776,13 +1776,18 @@ struct BTree::Impl {
 
   void write_space_map(uint64_t generation, std::vector<PageImage>& images) {
     for (uint64_t k = 0; k < space_map_pages; ++k) {
-      PageImage image{space_map_slots[k], std::vector<uint8_t>(kPageBytes, 0)};
+      PageImage image{space_map_slots[k], sim::take_buffer(kPageBytes)};
       uint8_t* body = image.bytes.data() + kHeaderBytes;
       const uint64_t first = k * kSpaceMapBitsPerPage;
       const uint64_t last =
           std::min<uint64_t>(first + kSpaceMapBitsPerPage, options.region_sectors);
-      for (uint64_t s = first; s < last; ++s) {
-        if (is_allocated(s) && !is_releasing(s)) body[(s - first) / 8] |= 1 << ((s - first) % 8);
+      // Slot s is bit (s - first) % 8 of body byte (s - first) / 8: a word of the bitmaps stored
+      // little-endian is exactly that layout (pages start on a word: 32,384 bits = 506 words).
+      static_assert(kSpaceMapBitsPerPage % 64 == 0);
+      for (uint64_t s = first; s < last; s += 64) {
+        uint64_t word = allocated[s / 64] & ~releasing[s / 64];
+        if (last - s < 64) word &= (uint64_t{1} << (last - s)) - 1;
+        store_u64(body + (s - first) / 8, word);
       }
       space_map_checksums.push_back(seal_page(image.bytes.data(), kSpaceMapPage, 0, 0, image.slot,
                                               generation, static_cast<uint32_t>(last - first), 0));

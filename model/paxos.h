@@ -26,6 +26,8 @@
 #include <compare>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,11 +60,42 @@ struct Ballot {
   constexpr bool is_none() const { return round == 0; }
 };
 
+// Immutable bytes shared by every copy: a command is copied into the log, the Ready to persist,
+// each peer's Accept, the message envelope, the committed list and the apply queue, and each of
+// those copies is a reference count, not a byte copy. Reads like a const std::vector<uint8_t>;
+// equality compares contents.
+class SharedBytes {
+ public:
+  SharedBytes() = default;
+  SharedBytes(std::vector<uint8_t> bytes)  // NOLINT(google-explicit-constructor): a value type
+      : bytes_(bytes.empty() ? nullptr
+                             : std::make_shared<const std::vector<uint8_t>>(std::move(bytes))) {}
+  SharedBytes(std::initializer_list<uint8_t> bytes) : SharedBytes(std::vector<uint8_t>(bytes)) {}
+  const std::vector<uint8_t>& vector() const { return bytes_ ? *bytes_ : empty_vector(); }
+  operator const std::vector<uint8_t>&() const { return vector(); }  // NOLINT: read as a vector
+  size_t size() const { return bytes_ ? bytes_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  const uint8_t* data() const { return vector().data(); }
+  std::vector<uint8_t>::const_iterator begin() const { return vector().begin(); }
+  std::vector<uint8_t>::const_iterator end() const { return vector().end(); }
+  uint8_t operator[](size_t i) const { return vector()[i]; }
+  bool operator==(const SharedBytes& other) const {
+    return bytes_ == other.bytes_ || vector() == other.vector();
+  }
+
+ private:
+  static const std::vector<uint8_t>& empty_vector() {
+    static const std::vector<uint8_t> empty;
+    return empty;
+  }
+  std::shared_ptr<const std::vector<uint8_t>> bytes_;
+};
+
 // What the log carries. Opaque to Paxos except for the no-op, which a new leader uses to fill gaps
 // and to commit an entry of its own ballot; id 0 with no bytes is reserved for it.
 struct Command {
   uint64_t id = 0;
-  std::vector<uint8_t> bytes;
+  SharedBytes bytes;
 
   static Command noop() { return Command{}; }
   bool is_noop() const { return id == 0 && bytes.empty(); }

@@ -8,6 +8,7 @@
 #include "model/storage_node.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <set>
@@ -57,31 +58,19 @@ constexpr size_t kMaxApplyQueue = size_t{1} << 21;
 
 // Bytes an attribute value stands for beyond its encoding: a Payload encodes as three u64s but
 // stands for size_bytes of data, which is what travels on a real wire.
-uint64_t payload_extra_bytes(const Item& item) {
-  uint64_t extra = 0;
-  for (const auto& [name, value] : item.attributes()) {
-    if (const Payload* payload = std::get_if<Payload>(&value)) {
-      extra += payload->size_bytes > 24 ? payload->size_bytes - 24 : 0;
-    }
-  }
-  return extra;
-}
-
 uint64_t item_wire_bytes(const Item& item) {
-  return item.encode().size() + payload_extra_bytes(item);
+  return item.encode().size() + WriteCommand::stand_in_bytes(item);
 }
 
 uint64_t key_bytes(const PrimaryKey& key) {
   return key.partition.size_bytes() + (key.sort ? key.sort->size_bytes() : 0);
 }
 
-// The command bytes of a write plus what its payloads stand for. Commands are our own encoding,
-// so a failed decode is a broken invariant.
+// The command bytes of a write plus what its payloads stand for (read from the encoding's fixed
+// field, without decoding the command).
 uint64_t command_wire_bytes(const Command& command) {
   if (command.is_noop()) return 0;
-  WriteCommand write;
-  if (!WriteCommand::decode(command.bytes, &write)) return command.bytes.size();
-  return command.bytes.size() + payload_extra_bytes(write.item);
+  return command.bytes.size() + WriteCommand::peek_stand_in_bytes(command.bytes).value_or(0);
 }
 
 uint64_t mix(uint64_t hash, uint64_t value) {
@@ -215,7 +204,9 @@ bool decode_wal_record(const std::vector<uint8_t>& bytes, WalBatch* out) {
     e.command.id = in.u64();
     const uint32_t length = in.u32();
     if (!in.ok || bytes.size() - in.at < length) return false;
-    e.command.bytes.assign(bytes.begin() + in.at, bytes.begin() + in.at + length);
+    std::vector<uint8_t> command_bytes(length);
+    if (length > 0) std::memcpy(command_bytes.data(), bytes.data() + in.at, length);
+    e.command.bytes = std::move(command_bytes);
     in.at += length;
     out->entries.push_back(std::move(e));
   }
@@ -703,7 +694,8 @@ struct StorageNode::Impl {
   }
 
   void release(Replica& r, PendingReady& pending) {
-    for (const PaxosMessage& m : pending.messages) send_paxos(r, m);
+    for (PaxosMessage& m : pending.messages) send_paxos(r, std::move(m));
+    pending.messages.clear();
   }
 
   void queue_snapshots(Replica& r, const std::vector<SnapshotNeeded>& needs) {
@@ -718,10 +710,11 @@ struct StorageNode::Impl {
     }
   }
 
-  void send_paxos(Replica& r, const PaxosMessage& m) {
+  void send_paxos(Replica& r, PaxosMessage&& outgoing) {
     auto body = std::make_shared<PaxosEnvelope>();
     body->group = r.assignment.group;
-    body->message = m;
+    body->message = std::move(outgoing);
+    const PaxosMessage& m = body->message;
     uint64_t bytes = kMessageHeaderBytes;
     for (const LogEntry& entry : m.entries) {
       bytes += kEntryHeaderBytes + command_wire_bytes(entry.command);
@@ -730,9 +723,10 @@ struct StorageNode::Impl {
     message.type = static_cast<uint32_t>(StorageMessageType::kPaxos);
     message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
     message.digest = paxos_digest(r.assignment.group, m);
+    const uint32_t to = m.to;
+    DYN_ASSERT(to >= 1 && to <= kReplicasPerGroup);
     message.body = std::move(body);
-    DYN_ASSERT(m.to >= 1 && m.to <= kReplicasPerGroup);
-    env->send(r.assignment.members[m.to - 1], std::move(message));
+    env->send(r.assignment.members[to - 1], std::move(message));
   }
 
   // ------------------------------------------------------------------------------------------

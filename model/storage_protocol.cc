@@ -36,7 +36,9 @@ bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, 
   return true;
 }
 
-constexpr uint8_t kCommandFormat = 1;
+// Format 2: client id, request id, op, condition kind, stand-in bytes (u64), then the blobs.
+constexpr uint8_t kCommandFormat = 2;
+constexpr size_t kStandInOffset = 1 + 8 + 8 + 1 + 1;
 
 }  // namespace
 
@@ -122,6 +124,7 @@ std::vector<uint8_t> WriteCommand::encode() const {
   put_u64(out, request_id);
   out.push_back(static_cast<uint8_t>(op));
   out.push_back(static_cast<uint8_t>(condition.kind));
+  put_u64(out, op == StorageOp::kPut ? stand_in_bytes(item) : 0);
   // The key travels as an item with no attributes; the condition's attribute and value as an
   // item with that one attribute, so both reuse the item's canonical encoding.
   put_blob(out, Item(key).encode());
@@ -151,6 +154,8 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
   if (kind > static_cast<uint8_t>(Condition::Kind::kAttributeEquals)) return false;
   command.op = static_cast<StorageOp>(op);
   command.condition.kind = static_cast<Condition::Kind>(kind);
+  uint64_t stand_in = 0;
+  if (!get_u64(bytes, &at, &stand_in)) return false;
   const uint8_t* data = nullptr;
   size_t length = 0;
   Item key_holder;
@@ -162,7 +167,8 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
   if (command.op == StorageOp::kPut) {
     if (!Item::decode(data, length, &command.item)) return false;
     if (!(command.item.key() == command.key)) return false;
-  } else if (length != 0) {
+    if (stand_in != stand_in_bytes(command.item)) return false;
+  } else if (length != 0 || stand_in != 0) {
     return false;
   }
   if (command.condition.kind != Condition::Kind::kNone) {
@@ -177,6 +183,24 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
   if (at != bytes.size()) return false;
   *out = std::move(command);
   return true;
+}
+
+uint64_t WriteCommand::stand_in_bytes(const Item& item) {
+  uint64_t extra = 0;
+  for (const auto& [name, value] : item.attributes()) {
+    if (const Payload* payload = std::get_if<Payload>(&value)) {
+      extra += payload->size_bytes > 24 ? payload->size_bytes - 24 : 0;
+    }
+  }
+  return extra;
+}
+
+std::optional<uint64_t> WriteCommand::peek_stand_in_bytes(const std::vector<uint8_t>& bytes) {
+  if (bytes.empty() || bytes[0] != kCommandFormat) return std::nullopt;
+  size_t at = kStandInOffset;
+  uint64_t stand_in = 0;
+  if (!get_u64(bytes, &at, &stand_in)) return std::nullopt;
+  return stand_in;
 }
 
 }  // namespace dynasim::model

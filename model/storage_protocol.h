@@ -162,6 +162,11 @@ struct WriteCommand {
 
   std::vector<uint8_t> encode() const;
   static bool decode(const std::vector<uint8_t>& bytes, WriteCommand* out);
+  // The bytes the item's payload stand-ins represent beyond their encoding (a Payload of size S
+  // is encoded in 24 bytes). The encoding carries this figure at a fixed place, so message sizes
+  // are known without decoding the command; decode() checks it against the item.
+  static uint64_t stand_in_bytes(const Item& item);
+  static std::optional<uint64_t> peek_stand_in_bytes(const std::vector<uint8_t>& bytes);
 };
 
 }  // namespace dynasim::model
