@@ -26,7 +26,10 @@ class BenchClient final : public sim::Process {
     if (response == nullptr) return;
     if (response->status == StorageStatus::kOk) {
       ++acknowledged;
-    } else if (response->status == StorageStatus::kNotLeader && response->leader_hint) {
+    } else {
+      ++refused;
+    }
+    if (response->status == StorageStatus::kNotLeader && response->leader_hint) {
       leader = *response->leader_hint;
     }
     send_one();
@@ -39,6 +42,7 @@ class BenchClient final : public sim::Process {
   }
 
   uint64_t acknowledged = 0;
+  uint64_t refused = 0;  // answered, but not kOk (kBusy when the pipeline is full, kNotLeader)
   sim::Address leader;
 
  private:
@@ -143,6 +147,7 @@ void BM_PaxosGroupWrites(benchmark::State& state) {
     bytes += group.world.disk(host, 0).stats().bytes_written;
   }
   const double total = static_cast<double>(client->acknowledged);
+  state.counters["refused_per_write"] = static_cast<double>(client->refused) / total;
   state.counters["events_per_write"] =
       static_cast<double>(group.simulation.events_executed()) / total;
   state.counters["messages_per_write"] =

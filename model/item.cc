@@ -316,7 +316,17 @@ ItemStatus Item::validate(const KeySchema& schema) const {
 }
 
 std::vector<uint8_t> Item::encode() const {
+  // One allocation in the common case: a bound on the encoding's size (numbers, whose decimal
+  // text length is not known here, are counted at 48 bytes and may grow the buffer).
+  size_t hint = 16 + key_.partition.bytes.size() + (key_.sort ? key_.sort->bytes.size() + 16 : 0);
+  for (const auto& [name, value] : attributes_) {
+    hint += name.size() + 12;
+    if (const auto* text = std::get_if<std::string>(&value)) hint += text->size();
+    if (const auto* raw = std::get_if<std::vector<uint8_t>>(&value)) hint += raw->size();
+    if (value.index() == kTagNumber || value.index() == kTagPayload) hint += 48;
+  }
   std::vector<uint8_t> out;
+  out.reserve(hint);
   encode_key(out, key_.partition);
   out.push_back(key_.sort.has_value() ? 1 : 0);
   if (key_.sort.has_value()) encode_key(out, *key_.sort);
@@ -368,6 +378,7 @@ bool Item::decode(const uint8_t* bytes, size_t length, Item* out) {
   }
   uint64_t count;
   if (!reader.varint(&count) || count > length) return false;
+  item.attributes_.reserve(count);  // bounded: each attribute takes at least two bytes
   for (uint64_t i = 0; i < count; ++i) {
     std::string name;
     uint8_t tag;

@@ -713,6 +713,7 @@ void PaxosReplica::send_entries(PeerProgress& peer, LogIndex from, PaxosMessage:
   message.ballot = own_ballot_;
   message.commit = commit_;
   message.prev_index = LogIndex(from.value - 1);
+  message.entries.reserve(through - from + 1);
   for (LogIndex index = from; index <= through; index = index.next()) {
     message.entries.push_back(entry(index));
   }

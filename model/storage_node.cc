@@ -171,7 +171,10 @@ struct WalBatch {
 
 std::vector<uint8_t> encode_wal_record(const std::optional<HardState>& hard_state,
                                        const LogEntry* entries, size_t count) {
+  size_t size = 2 + 4 + (hard_state ? 32 : 0);
+  for (size_t i = 0; i < count; ++i) size += 32 + entries[i].command.bytes.size();
   std::vector<uint8_t> out;
+  out.reserve(size);
   put_u8(out, kWalRecordFormat);
   put_u8(out, hard_state ? 1 : 0);
   if (hard_state) put_hard_state(out, *hard_state);
@@ -1189,17 +1192,11 @@ struct StorageNode::Impl {
       respond(r, from, request.request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
       return;
     }
-    WriteCommand command;
-    command.client_id = request.client_id;
-    command.request_id = request.request_id;
-    command.op = request.op;
-    command.key = request.key;
-    if (request.op == StorageOp::kPut) command.item = request.item;
-    command.condition = request.condition;
     Command paxos_command;
     // Unique per (client, request); never 0 (the no-op's id).
     paxos_command.id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
-    paxos_command.bytes = command.encode();
+    paxos_command.bytes = WriteCommand::encode(request.client_id, request.request_id, request.op,
+                                               request.key, request.item, request.condition);
     const uint64_t command_id = paxos_command.id;
     const ProposeResult result = r.paxos->propose(std::move(paxos_command), env->local_now());
     switch (result.status) {

@@ -118,22 +118,35 @@ Placement Placement::uniform(
 }
 
 std::vector<uint8_t> WriteCommand::encode() const {
+  return encode(client_id, request_id, op, key, item, condition);
+}
+
+std::vector<uint8_t> WriteCommand::encode(uint64_t client_id, uint64_t request_id, StorageOp op,
+                                          const PrimaryKey& key, const Item& item,
+                                          const Condition& condition) {
+  // The key travels as an item with no attributes; the condition's attribute and value as an
+  // item with that one attribute, so both reuse the item's canonical encoding.
+  const std::vector<uint8_t> key_blob = Item(key).encode();
+  const std::vector<uint8_t> item_blob =
+      op == StorageOp::kPut ? item.encode() : std::vector<uint8_t>{};
+  std::vector<uint8_t> condition_blob;
+  if (condition.kind != Condition::Kind::kNone) {
+    Item holder(key);
+    holder.set(condition.attribute, condition.value);
+    condition_blob = holder.encode();
+  }
   std::vector<uint8_t> out;
+  out.reserve(kStandInOffset + 8 + 3 * 8 + key_blob.size() + item_blob.size() +
+              condition_blob.size());
   out.push_back(kCommandFormat);
   put_u64(out, client_id);
   put_u64(out, request_id);
   out.push_back(static_cast<uint8_t>(op));
   out.push_back(static_cast<uint8_t>(condition.kind));
   put_u64(out, op == StorageOp::kPut ? stand_in_bytes(item) : 0);
-  // The key travels as an item with no attributes; the condition's attribute and value as an
-  // item with that one attribute, so both reuse the item's canonical encoding.
-  put_blob(out, Item(key).encode());
-  put_blob(out, op == StorageOp::kPut ? item.encode() : std::vector<uint8_t>{});
-  if (condition.kind != Condition::Kind::kNone) {
-    Item holder(key);
-    holder.set(condition.attribute, condition.value);
-    put_blob(out, holder.encode());
-  }
+  put_blob(out, key_blob);
+  put_blob(out, item_blob);
+  if (condition.kind != Condition::Kind::kNone) put_blob(out, condition_blob);
   return out;
 }
 

@@ -161,6 +161,10 @@ struct WriteCommand {
   Condition condition;
 
   std::vector<uint8_t> encode() const;
+  // The same encoding from the parts, without building a WriteCommand (no copy of the item).
+  static std::vector<uint8_t> encode(uint64_t client_id, uint64_t request_id, StorageOp op,
+                                     const PrimaryKey& key, const Item& item,
+                                     const Condition& condition);
   static bool decode(const std::vector<uint8_t>& bytes, WriteCommand* out);
   // The bytes the item's payload stand-ins represent beyond their encoding (a Payload of size S
   // is encoded in 24 bytes). The encoding carries this figure at a fixed place, so message sizes
