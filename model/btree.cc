@@ -518,6 +518,98 @@ bool record_to_canonical(const uint8_t* record, size_t length, std::vector<uint8
   return reader.position == length;
 }
 
+// Appends a key value read from a canonical encoding (type byte, length, bytes; numbers as
+// decimal text) in the tree's key form (numbers in their order-preserving bytes).
+bool append_key_value_from_canonical(Reader& reader, uint8_t* type, std::vector<uint8_t>& out) {
+  uint64_t size;
+  const uint8_t* bytes;
+  if (!reader.byte(type) || *type > 2 || !reader.varint(&size) || !reader.span(size, &bytes)) {
+    return false;
+  }
+  if (*type != static_cast<uint8_t>(ScalarType::kNumber)) {
+    put_varint(out, size);
+    out.insert(out.end(), bytes, bytes + size);
+    return true;
+  }
+  Decimal number;
+  if (!Decimal::parse(std::string_view(reinterpret_cast<const char*>(bytes), size), &number)) {
+    return false;
+  }
+  uint8_t buffer[64];
+  const size_t n = number_sort_bytes(number, buffer);
+  put_varint(out, n);
+  out.insert(out.end(), buffer, buffer + n);
+  return true;
+}
+
+// The inverse of record_to_canonical: an item's key encoding and inline record built from its
+// canonical encoding. False if the bytes are malformed.
+bool canonical_to_record(const uint8_t* canonical, size_t length, std::vector<uint8_t>& key,
+                         std::vector<uint8_t>& record) {
+  key.clear();
+  record.clear();
+  Reader reader{canonical, length};
+  key.push_back(0);  // the flags, once the key's shape is known
+  uint8_t partition_type;
+  uint8_t has_sort;
+  if (!append_key_value_from_canonical(reader, &partition_type, key) || !reader.byte(&has_sort) ||
+      has_sort > 1) {
+    return false;
+  }
+  uint8_t flags = partition_type;
+  if (has_sort == 1) {
+    uint8_t sort_type;
+    if (!append_key_value_from_canonical(reader, &sort_type, key)) return false;
+    flags |= static_cast<uint8_t>(4 | (sort_type << 3));
+  }
+  key[0] = flags;
+  record.insert(record.end(), key.begin(), key.end());
+  uint64_t count;
+  if (!reader.varint(&count) || count > length) return false;
+  put_varint(record, count);
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t size;
+    const uint8_t* bytes;
+    uint8_t tag;
+    if (!reader.varint(&size) || !reader.span(size, &bytes) || !reader.byte(&tag)) return false;
+    put_varint(record, size);
+    record.insert(record.end(), bytes, bytes + size);
+    record.push_back(tag);
+    switch (tag) {
+      case kTagNull:
+        break;
+      case kTagBool: {
+        uint8_t flag;
+        if (!reader.byte(&flag) || flag > 1) return false;
+        record.push_back(flag);
+        break;
+      }
+      case kTagString:
+      case kTagNumber:
+      case kTagBinary:
+        if (!reader.varint(&size) || !reader.span(size, &bytes)) return false;
+        put_varint(record, size);
+        record.insert(record.end(), bytes, bytes + size);
+        break;
+      case kTagPayload: {
+        uint64_t payload_size;
+        uint64_t version;
+        uint64_t checksum;
+        if (!reader.u64(&payload_size) || !reader.u64(&version) || !reader.u64(&checksum)) {
+          return false;
+        }
+        put_varint(record, payload_size);
+        put_varint(record, version);
+        append_u64(record, checksum);
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return reader.position == length;
+}
+
 uint64_t content_hash(const std::vector<uint8_t>& canonical) {
   return sim::hash_bytes(0, canonical.data(), canonical.size());
 }
@@ -603,7 +695,16 @@ std::vector<size_t> plan_pieces(const std::vector<size_t>& sizes, size_t capacit
 struct BTree::Impl {
   enum class Step { kDone, kWait };
   enum class RouteKind { kLeaf, kWait, kCorrupt, kIoError };
-  enum class OpType : uint8_t { kGet, kPut, kErase, kScan, kClear, kCheckpoint, kDigest };
+  enum class OpType : uint8_t {
+    kGet,
+    kPut,
+    kPutEncoded,
+    kErase,
+    kScan,
+    kClear,
+    kCheckpoint,
+    kDigest
+  };
 
   struct Route {
     RouteKind kind = RouteKind::kLeaf;
@@ -615,7 +716,8 @@ struct BTree::Impl {
   struct Op {
     OpType type = OpType::kGet;
     Item item;
-    std::vector<uint8_t> key;  // get/erase: the key; scan/digest: the cursor (empty: the start)
+    std::vector<uint8_t> key;  // get/erase: the key; scan/digest: the cursor (empty: the start);
+                               // put_encoded: the item's canonical encoding
     uint32_t max_items = 0;
     std::vector<Item> items;
     uint64_t digest = 0;
@@ -1402,20 +1504,43 @@ struct BTree::Impl {
       done(route_status(route.kind));
       return Step::kDone;
     }
-    Node* leaf = route.leaf;
     record_scratch.clear();
     append_record(item, key_scratch, record_scratch);
-    uint64_t new_hash = 0;
-    uint32_t new_chain_pages = 0;
     if (record_scratch.size() <= kMaxInlineRecordBytes) {
       const bool ok =
           record_to_canonical(record_scratch.data(), record_scratch.size(), canonical_scratch);
       DYN_ASSERT(ok);
-      new_hash = content_hash(canonical_scratch);
-    } else {
-      std::vector<uint8_t> canonical = item.encode();
-      new_hash = content_hash(canonical);
-      new_chain_pages = static_cast<uint32_t>((canonical.size() + kBodyBytes - 1) / kBodyBytes);
+      return put_record(route.leaf, content_hash(canonical_scratch), nullptr, done);
+    }
+    std::vector<uint8_t> canonical = item.encode();
+    return put_record(route.leaf, content_hash(canonical), &canonical, done);
+  }
+
+  Step run_put_encoded(std::vector<uint8_t>& canonical, StatusDone& done) {
+    const bool ok =
+        canonical_to_record(canonical.data(), canonical.size(), key_scratch, record_scratch);
+    DYN_ASSERT_MSG(ok, "put_encoded: not an item encoding");
+    const Route route = descend(key_scratch.data());
+    if (route.kind == RouteKind::kWait) return Step::kWait;
+    if (route.kind != RouteKind::kLeaf) {
+      done(route_status(route.kind));
+      return Step::kDone;
+    }
+    const uint64_t hash = content_hash(canonical);
+    if (record_scratch.size() <= kMaxInlineRecordBytes) {
+      return put_record(route.leaf, hash, nullptr, done);
+    }
+    return put_record(route.leaf, hash, &canonical, done);
+  }
+
+  // The common tail of both puts, in `leaf` (where key_scratch belongs): record_scratch holds the
+  // inline record, or `overflow` holds the canonical encoding of an item stored in a chain.
+  // `new_hash` is the content hash of the item's canonical encoding.
+  Step put_record(Node* leaf, uint64_t new_hash, std::vector<uint8_t>* overflow,
+                  StatusDone& done) {
+    uint32_t new_chain_pages = 0;
+    if (overflow != nullptr) {
+      new_chain_pages = static_cast<uint32_t>((overflow->size() + kBodyBytes - 1) / kBodyBytes);
       if (pages_in_tree + new_chain_pages + root_level + 2 > usable_tree_pages()) {
         done(BTreeStatus::kNoSpace);
         return Step::kDone;
@@ -1423,14 +1548,14 @@ struct BTree::Impl {
       const uint64_t id = next_pending_id++;
       record_scratch.assign(key_scratch.begin(), key_scratch.end());
       record_scratch[0] |= kFlagOverflow;
-      put_varint(record_scratch, canonical.size());
+      put_varint(record_scratch, overflow->size());
       append_u64(record_scratch, kPendingBit | id);
       const size_t at = record_scratch.size();
       record_scratch.resize(at + 4);
       store_u32(record_scratch.data() + at, new_chain_pages);
       append_u64(record_scratch, 0);
       append_u64(record_scratch, new_hash);
-      pending_chains.emplace(id, std::move(canonical));
+      pending_chains.emplace(id, std::move(*overflow));
     }
     if (pages_in_tree + new_chain_pages + root_level + 2 > usable_tree_pages()) {
       done(BTreeStatus::kNoSpace);
@@ -2133,6 +2258,8 @@ struct BTree::Impl {
         return run_get(op.key.data(), op.get_done);
       case OpType::kPut:
         return run_put(op.item, op.status_done);
+      case OpType::kPutEncoded:
+        return run_put_encoded(op.key, op.status_done);
       case OpType::kErase:
         return run_erase(op.key.data(), op.status_done);
       case OpType::kScan:
@@ -2230,6 +2357,23 @@ void BTree::put(Item item, StatusDone done) {
   Impl::Op op;
   op.type = Impl::OpType::kPut;
   op.item = std::move(item);
+  op.status_done = std::move(done);
+  m.enqueue(std::move(op));
+}
+
+void BTree::put_encoded(std::vector<uint8_t> canonical, StatusDone done) {
+  Impl& m = *impl_;
+  if (m.idle() && m.run_put_encoded(canonical, done) == Impl::Step::kDone) {
+    m.maybe_evict();
+    return;
+  }
+  if (m.queue.size() >= m.options.max_queued_operations) {
+    done(BTreeStatus::kQueueFull);
+    return;
+  }
+  Impl::Op op;
+  op.type = Impl::OpType::kPutEncoded;
+  op.key = std::move(canonical);
   op.status_done = std::move(done);
   m.enqueue(std::move(op));
 }

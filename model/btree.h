@@ -123,6 +123,10 @@ class BTree {
   void get(const PrimaryKey& key, GetDone done);
   // Inserts or replaces the item with the same key.
   void put(Item item, StatusDone done);
+  // The same, from the item's canonical encoding (Item::encode()), as a replication log carries
+  // it: the tree builds its record and content hash from the bytes without building the Item.
+  // REQUIRES: `canonical` is a valid Item encoding (asserted).
+  void put_encoded(std::vector<uint8_t> canonical, StatusDone done);
   void erase(const PrimaryKey& key, StatusDone done);
   void scan(std::optional<PrimaryKey> from, uint32_t max_items, ScanDone done);
   // Replaces the whole content with nothing (before installing a snapshot from a peer).

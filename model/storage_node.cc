@@ -327,6 +327,7 @@ struct StorageNode::Impl {
     // Apply.
     std::deque<LogEntry> apply_queue;
     bool applying = false;
+    LogEntry applying_entry;  // the entry being applied, while `applying`
     bool in_pump = false;
     uint32_t apply_holds = 0;            // checkpoints and snapshot scans hold the pipeline
     std::map<uint64_t, Waiter> waiters;  // by log index, leader only
@@ -762,22 +763,36 @@ struct StorageNode::Impl {
       finish_apply(r, entry, StorageStatus::kOk);
       return;
     }
+    std::optional<std::vector<uint8_t>> put_item =
+        WriteCommand::unconditional_put_item(entry.command.bytes);
     WriteCommand command;
-    const bool decoded = WriteCommand::decode(entry.command.bytes, &command);
-    DYN_ASSERT_MSG(decoded, "a committed command does not decode");
+    if (!put_item) {
+      const bool decoded = WriteCommand::decode(entry.command.bytes, &command);
+      DYN_ASSERT_MSG(decoded, "a committed command does not decode");
+    }
     r.applying = true;
+    // One apply at a time per replica: the entry waits in the replica, and the callbacks carry
+    // only (this, slot), which std::function holds without allocating.
+    r.applying_entry = std::move(entry);
     const size_t slot = r.slot;
-    auto shared_entry = std::make_shared<LogEntry>(std::move(entry));
-    auto done = [this, slot, shared_entry](BTreeStatus status, StorageStatus outcome) {
+    auto done = [this, slot](BTreeStatus status, StorageStatus outcome) {
       Replica& rep = *replicas[slot];
       rep.applying = false;
+      const LogEntry applied_entry = std::move(rep.applying_entry);
+      rep.applying_entry = LogEntry{};
       if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
-        apply_failed(rep, *shared_entry, status);
+        apply_failed(rep, applied_entry, status);
         return;
       }
-      finish_apply(rep, *shared_entry, outcome);
+      finish_apply(rep, applied_entry, outcome);
       if (!rep.in_pump) pump_apply(rep);
     };
+    if (put_item) {
+      // The item's canonical encoding, straight from the log: the tree needs no Item for it.
+      r.tree->put_encoded(std::move(*put_item),
+                          [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+      return;
+    }
     if (command.condition.kind == Condition::Kind::kNone) {
       write_to_tree(r, std::move(command), done);
       return;

@@ -216,4 +216,19 @@ std::optional<uint64_t> WriteCommand::peek_stand_in_bytes(const std::vector<uint
   return stand_in;
 }
 
+std::optional<std::vector<uint8_t>> WriteCommand::unconditional_put_item(
+    const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < kStandInOffset + 8 || bytes[0] != kCommandFormat) return std::nullopt;
+  if (bytes[kStandInOffset - 2] != static_cast<uint8_t>(StorageOp::kPut) ||
+      bytes[kStandInOffset - 1] != static_cast<uint8_t>(Condition::Kind::kNone)) {
+    return std::nullopt;
+  }
+  size_t at = kStandInOffset + 8;
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+  if (!get_blob(bytes, &at, &data, &length)) return std::nullopt;  // the key
+  if (!get_blob(bytes, &at, &data, &length) || at != bytes.size()) return std::nullopt;
+  return std::vector<uint8_t>(data, data + length);
+}
+
 }  // namespace dynasim::model

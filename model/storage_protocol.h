@@ -171,6 +171,12 @@ struct WriteCommand {
   // are known without decoding the command; decode() checks it against the item.
   static uint64_t stand_in_bytes(const Item& item);
   static std::optional<uint64_t> peek_stand_in_bytes(const std::vector<uint8_t>& bytes);
+
+  // An unconditional put read without decoding its item: what a replica applies most often. The
+  // item's canonical encoding goes to BTree::put_encoded as it is. Nullopt for anything else
+  // (deletes, conditional writes, bytes that are not a command), which decode() handles.
+  static std::optional<std::vector<uint8_t>> unconditional_put_item(
+      const std::vector<uint8_t>& bytes);
 };
 
 }  // namespace dynasim::model
