@@ -223,8 +223,19 @@ bool PaxosReplica::can_serve_strong_read(sim::SimTime now) const {
 
 Ready PaxosReplica::take_ready() {
   Ready ready = std::move(ready_);
-  ready_ = Ready{};
+  ready_ = std::move(spare_ready_);
+  spare_ready_ = Ready{};
   return ready;
+}
+
+void PaxosReplica::recycle_ready(Ready&& used) {
+  used.hard_state.reset();
+  used.entries_to_persist.clear();
+  used.messages.clear();
+  used.committed.clear();
+  used.snapshots_needed.clear();
+  used.role_changes.clear();
+  spare_ready_ = std::move(used);
 }
 
 namespace {

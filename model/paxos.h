@@ -292,6 +292,10 @@ class PaxosReplica {
   // entry from earlier Readys before serving the read.
   bool can_serve_strong_read(sim::SimTime local_now) const;
   Ready take_ready();
+  // Optional: hands a consumed Ready back so the next one reuses its vectors' memory (a replica
+  // produces a Ready per input; allocating its vectors each time is most of the cost of small
+  // Readys). Its contents are discarded.
+  void recycle_ready(Ready&& used);
 
   // Drops entries <= through from memory. REQUIRES: the state machine's checkpoint covers them.
   CompactStatus compact(LogIndex through);
@@ -439,6 +443,7 @@ class PaxosReplica {
   std::optional<LeaderState> leader_;
 
   Ready ready_;
+  Ready spare_ready_;  // cleared, with capacity: becomes ready_ at the next take_ready()
   HardState last_queued_hard_state_;  // what the caller has been (or is being) told to persist
 };
 

@@ -610,6 +610,7 @@ struct StorageNode::Impl {
     }
     queue_snapshots(r, ready.snapshots_needed);
     PendingReady pending{r.last_appended_sequence, std::move(ready.messages)};
+    r.paxos->recycle_ready(std::move(ready));
     if (options.plant_send_before_fsync) {
       // Planted bug: acknowledge before fsync. Messages (acceptances, acks) leave now; the flush
       // still runs but nothing waits for it.

@@ -354,6 +354,21 @@ TEST(PaxosTranscript, MessagesReleasedTogetherCoalesceAndMeanTheSame) {
   EXPECT_EQ(acks.size(), 2u);
 }
 
+TEST(PaxosTranscript, ARecycledReadyCarriesNothingOver) {
+  Group group;
+  const SimTime now = elect_replica_1(group);
+  ASSERT_EQ(group[1].propose(command(7), now).status, ProposeStatus::kOk);
+  Ready first = group.take(1);
+  ASSERT_EQ(lines(first.entries_to_persist), (Strings{"2@1.1:#7"}));
+  group[1].recycle_ready(std::move(first));
+  EXPECT_TRUE(group.take(1).empty());  // nothing new: the recycled contents are gone
+  ASSERT_EQ(group[1].propose(command(8), now).status, ProposeStatus::kOk);
+  Ready second = group.take(1);
+  EXPECT_EQ(lines(second.entries_to_persist), (Strings{"3@1.1:#8"}));
+  EXPECT_EQ(lines(second.messages), (Strings{"1->2 Accept b=1.1 commit=1 prev=2 [3@1.1:#8]",
+                                             "1->3 Accept b=1.1 commit=1 prev=2 [3@1.1:#8]"}));
+}
+
 TEST(PaxosTranscript, CommitSpreadsByHeartbeatAndCatchUp) {
   Group group;
   SimTime now = elect_replica_1(group);
