@@ -190,6 +190,7 @@ void ScenarioRun::begin_heal() {
   // The heal phase: every host comes back, the network heals, the object store returns. Checks
   // then require that the service (here, the probes) recovers within the heal time.
   heal_started_ = true;
+  faults_->drop_waiting();
   for (uint32_t i = 0; i < world_->host_count(); ++i) world_->restart(sim::HostId(i));
   world_->network().heal_all();
   world_->object_store().set_available(true);
@@ -266,7 +267,9 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
   }
   summary["faults"] = {{"applied", faults.applied},
                        {"refused_by_guard", faults.refused},
+                       {"waited_for_guard", faults.waited},
                        {"power_offs", faults.power_offs},
+                       {"az_power_offs", faults.az_power_offs},
                        {"crashes", faults.crashes},
                        {"isolations", faults.isolations},
                        {"disk_faults", faults.disk_faults},

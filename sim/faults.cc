@@ -172,22 +172,26 @@ void FaultInjector::record(const FaultSpec& fault, bool applied) {
   }
 }
 
+bool FaultInjector::guard_allows_fault(const FaultSpec& fault) const {
+  if (!takes_hosts_down(fault.kind)) return true;
+  std::vector<HostId> newly;
+  for (HostId host : hosts_of(fault.target)) {
+    if (!host_impaired(host)) newly.push_back(host);
+  }
+  return guard_allows(newly);
+}
+
 bool FaultInjector::inject(const FaultSpec& fault) {
   std::vector<HostId> hosts = hosts_of(fault.target);
-  if (takes_hosts_down(fault.kind)) {
-    std::vector<HostId> newly;
-    for (HostId host : hosts) {
-      if (!host_impaired(host)) newly.push_back(host);
-    }
-    if (!guard_allows(newly)) {
-      record(fault, false);
-      return false;
-    }
+  if (!guard_allows_fault(fault)) {
+    record(fault, false);
+    return false;
   }
   Undo undo{fault, hosts, PartitionId()};
   Network& network = world_.network();
   switch (fault.kind) {
     case FaultKind::kPowerOff:
+      if (fault.target.scope == FaultTarget::Scope::kAz) ++stats_.az_power_offs;
       for (HostId host : hosts) {
         ++down_holds_[host.value];
         if (world_.host_state(host) == HostState::kPoweredOff) continue;
@@ -340,9 +344,20 @@ void FaultInjector::undo(const Undo& undo) {
 
 void FaultInjector::on_event(const Event& event) {
   if (event.kind == &kFaultTimeline) {
-    inject(timeline_.at(event.payload).fault);
+    const TimelineFault& planned = timeline_.at(event.payload);
+    // A fault planned while an earlier one waits keeps its place behind it.
+    if (takes_hosts_down(planned.fault.kind) &&
+        (!waiting_.empty() || !guard_allows_fault(planned.fault))) {
+      waiting_.push_back(planned);
+      ++stats_.waited;
+      log_.push_back(FaultLogEntry{world_.simulation().now(),
+                                   describe(planned.fault) + " (waits for the guard)", false});
+    } else {
+      inject(planned.fault);
+    }
   } else if (event.kind == &kFaultUndo) {
     undo(undos_.at(event.payload));
+    apply_waiting();
   } else {
     const auto index = static_cast<uint32_t>(event.payload);
     const RandomFaultProcess& process = random_processes_[index];
@@ -354,9 +369,28 @@ void FaultInjector::on_event(const Event& event) {
         FaultTarget{FaultTarget::Scope::kHost, hosts[random.uniform_u64(hosts.size())].value};
     fault.duration = process.duration_ns.sample_duration(random);
     fault.value = process.value;
-    inject(fault);
+    if (!waiting_.empty() && takes_hosts_down(fault.kind)) {
+      record(fault, false);  // a planned fault waits: nothing random may stand in its way
+    } else {
+      inject(fault);
+    }
     schedule_next_random(index);
   }
+}
+
+void FaultInjector::apply_waiting() {
+  while (!waiting_.empty()) {
+    const TimelineFault next = waiting_.front();
+    if (!guard_allows_fault(next.fault)) return;
+    waiting_.erase(waiting_.begin());
+    const bool applied = inject(next.fault);
+    DYN_ASSERT(applied);
+  }
+}
+
+void FaultInjector::drop_waiting() {
+  for (const TimelineFault& fault : waiting_) record(fault.fault, false);
+  waiting_.clear();
 }
 
 }  // namespace dynasim::sim

@@ -9,6 +9,12 @@
 // hold impaired hosts (down or cut off) at any moment, which keeps two of every three
 // AZ-spread replicas alive, so liveness can be checked. A fault that would break the policy is
 // refused and logged. A scenario can lift the guard for safety-only runs.
+//
+// A timeline fault is the plan of the game day ("power off az-b at 12m"), so the guard never
+// drops it for being in the way of a random fault: it waits, and is applied as soon as the
+// impairments in its way end (its duration counts from then). While one waits, random faults
+// that would take hosts down are refused, so they cannot keep it out. Whatever still waits when
+// the heal phase begins is dropped (drop_waiting()) and logged as refused.
 #pragma once
 
 #include <cstdint>
@@ -94,11 +100,15 @@ class FaultInjector final : public EventSink {
 
   // Applies a fault now. False if the survivability guard refused it.
   bool inject(const FaultSpec& fault);
+  // The heal phase began: timeline faults still waiting for the guard will not run.
+  void drop_waiting();
 
   struct Stats {
     uint64_t applied = 0;
     uint64_t refused = 0;
-    uint64_t power_offs = 0;
+    uint64_t waited = 0;  // timeline faults that waited for the guard (applied later, or dropped)
+    uint64_t power_offs = 0;      // hosts powered off
+    uint64_t az_power_offs = 0;   // power-off faults whose target was a whole AZ
     uint64_t crashes = 0;
     uint64_t isolations = 0;
     uint64_t disk_faults = 0;
@@ -120,9 +130,11 @@ class FaultInjector final : public EventSink {
   std::vector<HostId> hosts_of(const FaultTarget& target) const;
   std::vector<HostId> hosts_in_scope(const FaultTarget& target) const;
   bool guard_allows(const std::vector<HostId>& newly_impaired) const;
+  bool guard_allows_fault(const FaultSpec& fault) const;
   bool host_impaired(HostId host) const;
   void undo(const Undo& undo);
   void schedule_next_random(uint32_t process_index);
+  void apply_waiting();
   void record(const FaultSpec& fault, bool applied);
 
   World& world_;
@@ -131,6 +143,7 @@ class FaultInjector final : public EventSink {
   std::vector<RandomFaultProcess> random_processes_;
   std::vector<Random> random_streams_;
   std::vector<Undo> undos_;
+  std::vector<TimelineFault> waiting_;  // refused timeline faults, in their planned order
   std::vector<uint32_t> isolated_count_;  // per host: active isolations that cut it off
   // Per host: power-off and crash faults still holding it down (a permanent one never lets go).
   // A host comes back only when the last of them ends, so overlapping faults keep their lengths.

@@ -217,6 +217,51 @@ TEST(FaultInjectorTest, GuardRefusesASecondImpairedAzUnlessLifted) {
   }
 }
 
+TEST(FaultInjectorTest, APlannedAzPowerOffWaitsForTheGuardInsteadOfBeingDropped) {
+  SmallWorld w;
+  FaultInjector faults(w.world, SurvivabilityPolicy{});
+  // Host 0 (AZ 0) is down from 1 s to 11 s; az 1 is planned off at 5 s for 10 s.
+  ASSERT_TRUE(faults.inject(
+      FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kHost, 0}, seconds(10), 0}));
+  faults.schedule(TimelineFault{
+      seconds(5), FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kAz, 1}, seconds(10), 0}});
+  // A random power-off in AZ 0 while the plan waits would keep it out: refused.
+  RandomFaultProcess process;
+  process.kind = FaultKind::kPowerOff;
+  process.scope = FaultTarget{FaultTarget::Scope::kAz, 0};
+  process.rate_per_host_hour = 3600;  // about one a second per host
+  process.duration_ns = DistributionSpec::constant(30e9);
+  process.start = seconds(6);
+  process.end = seconds(10);
+  faults.add_random_process(process);
+  w.simulation.run_until(SimTime(0) + seconds(8));
+  EXPECT_EQ(w.world.host_state(w.hosts[2]), HostState::kUp);  // waiting
+  EXPECT_EQ(faults.stats().waited, 1u);
+  w.simulation.run_until(SimTime(0) + seconds(12));  // host 0 is back: the plan runs now
+  EXPECT_EQ(w.world.host_state(w.hosts[0]), HostState::kUp);
+  EXPECT_EQ(w.world.host_state(w.hosts[2]), HostState::kPoweredOff);
+  EXPECT_EQ(w.world.host_state(w.hosts[3]), HostState::kPoweredOff);
+  EXPECT_EQ(faults.stats().az_power_offs, 1u);
+  EXPECT_GT(faults.stats().refused, 0u);  // the random ones in its way
+  w.simulation.run_until(SimTime(0) + seconds(22));  // its 10 s count from when it ran
+  EXPECT_EQ(w.world.host_state(w.hosts[2]), HostState::kUp);
+
+  // What still waits when the heal phase begins is dropped and logged as refused.
+  SmallWorld late;
+  FaultInjector late_faults(late.world, SurvivabilityPolicy{});
+  ASSERT_TRUE(late_faults.inject(
+      FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kHost, 0}, seconds(100), 0}));
+  late_faults.schedule(TimelineFault{
+      seconds(5), FaultSpec{FaultKind::kPowerOff, {FaultTarget::Scope::kAz, 1}, seconds(10), 0}});
+  late.simulation.run_until(SimTime(0) + seconds(6));
+  const uint64_t refused_before = late_faults.stats().refused;
+  late_faults.drop_waiting();
+  EXPECT_EQ(late_faults.stats().refused, refused_before + 1);
+  late.simulation.run_until(SimTime(0) + seconds(120));
+  EXPECT_EQ(late.world.host_state(late.hosts[2]), HostState::kUp);  // never powered off
+  EXPECT_EQ(late_faults.stats().power_offs, 1u);
+}
+
 TEST(FaultInjectorTest, RandomPowerOffsFollowTheirRate) {
   SmallWorld w;
   SurvivabilityPolicy policy;
