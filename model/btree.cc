@@ -1516,7 +1516,7 @@ struct BTree::Impl {
     return put_record(route.leaf, content_hash(canonical), &canonical, done);
   }
 
-  Step run_put_encoded(std::vector<uint8_t>& canonical, StatusDone& done) {
+  Step run_put_encoded(std::span<const uint8_t> canonical, StatusDone& done) {
     const bool ok =
         canonical_to_record(canonical.data(), canonical.size(), key_scratch, record_scratch);
     DYN_ASSERT_MSG(ok, "put_encoded: not an item encoding");
@@ -1526,11 +1526,12 @@ struct BTree::Impl {
       done(route_status(route.kind));
       return Step::kDone;
     }
-    const uint64_t hash = content_hash(canonical);
+    const uint64_t hash = sim::hash_bytes(0, canonical.data(), canonical.size());
     if (record_scratch.size() <= kMaxInlineRecordBytes) {
       return put_record(route.leaf, hash, nullptr, done);
     }
-    return put_record(route.leaf, hash, &canonical, done);
+    std::vector<uint8_t> chain(canonical.begin(), canonical.end());
+    return put_record(route.leaf, hash, &chain, done);
   }
 
   // The common tail of both puts, in `leaf` (where key_scratch belongs): record_scratch holds the
@@ -2361,7 +2362,7 @@ void BTree::put(Item item, StatusDone done) {
   m.enqueue(std::move(op));
 }
 
-void BTree::put_encoded(std::vector<uint8_t> canonical, StatusDone done) {
+void BTree::put_encoded(std::span<const uint8_t> canonical, StatusDone done) {
   Impl& m = *impl_;
   if (m.idle() && m.run_put_encoded(canonical, done) == Impl::Step::kDone) {
     m.maybe_evict();
@@ -2373,7 +2374,7 @@ void BTree::put_encoded(std::vector<uint8_t> canonical, StatusDone done) {
   }
   Impl::Op op;
   op.type = Impl::OpType::kPutEncoded;
-  op.key = std::move(canonical);
+  op.key.assign(canonical.begin(), canonical.end());
   op.status_done = std::move(done);
   m.enqueue(std::move(op));
 }

@@ -34,6 +34,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "model/item.h"
@@ -125,8 +126,9 @@ class BTree {
   void put(Item item, StatusDone done);
   // The same, from the item's canonical encoding (Item::encode()), as a replication log carries
   // it: the tree builds its record and content hash from the bytes without building the Item.
-  // REQUIRES: `canonical` is a valid Item encoding (asserted).
-  void put_encoded(std::vector<uint8_t> canonical, StatusDone done);
+  // REQUIRES: `canonical` is a valid Item encoding (asserted). The bytes are copied only when the
+  // operation must wait in the queue or the item is stored in an overflow chain.
+  void put_encoded(std::span<const uint8_t> canonical, StatusDone done);
   void erase(const PrimaryKey& key, StatusDone done);
   void scan(std::optional<PrimaryKey> from, uint32_t max_items, ScanDone done);
   // Replaces the whole content with nothing (before installing a snapshot from a peer).

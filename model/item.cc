@@ -315,18 +315,28 @@ ItemStatus Item::validate(const KeySchema& schema) const {
   return ItemStatus::kOk;
 }
 
-std::vector<uint8_t> Item::encode() const {
-  // One allocation in the common case: a bound on the encoding's size (numbers, whose decimal
-  // text length is not known here, are counted at 48 bytes and may grow the buffer).
+size_t Item::encoded_size_hint() const {
+  // Numbers, whose decimal text length is not known here, are counted at 48 bytes.
   size_t hint = 16 + key_.partition.bytes.size() + (key_.sort ? key_.sort->bytes.size() + 16 : 0);
+  if (key_.partition.type == ScalarType::kNumber) hint += 48;
+  if (key_.sort && key_.sort->type == ScalarType::kNumber) hint += 48;
   for (const auto& [name, value] : attributes_) {
     hint += name.size() + 12;
     if (const auto* text = std::get_if<std::string>(&value)) hint += text->size();
     if (const auto* raw = std::get_if<std::vector<uint8_t>>(&value)) hint += raw->size();
     if (value.index() == kTagNumber || value.index() == kTagPayload) hint += 48;
   }
+  return hint;
+}
+
+std::vector<uint8_t> Item::encode() const {
   std::vector<uint8_t> out;
-  out.reserve(hint);
+  out.reserve(encoded_size_hint());  // one allocation in the common case
+  encode_to(out);
+  return out;
+}
+
+void Item::encode_to(std::vector<uint8_t>& out) const {
   encode_key(out, key_.partition);
   out.push_back(key_.sort.has_value() ? 1 : 0);
   if (key_.sort.has_value()) encode_key(out, *key_.sort);
@@ -361,7 +371,6 @@ std::vector<uint8_t> Item::encode() const {
       }
     }
   }
-  return out;
 }
 
 bool Item::decode(const uint8_t* bytes, size_t length, Item* out) {

@@ -131,6 +131,10 @@ class Item {
 
   // A canonical byte encoding (for the WAL and B-tree pages) and its inverse.
   std::vector<uint8_t> encode() const;
+  // The same bytes appended to `out`, and a bound on their count that is exact unless the item
+  // holds numbers (for reserving).
+  void encode_to(std::vector<uint8_t>& out) const;
+  size_t encoded_size_hint() const;
   static bool decode(const uint8_t* bytes, size_t length, Item* out);
   uint64_t checksum() const;  // over encode()
 

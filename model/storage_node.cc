@@ -587,7 +587,10 @@ struct StorageNode::Impl {
   void handle_ready(Replica& r) {
     if (r.failed) return;
     Ready ready = r.paxos->take_ready();
-    if (ready.empty()) return;
+    if (ready.empty()) {
+      r.paxos->recycle_ready(std::move(ready));
+      return;
+    }
     for (const RoleChange& change : ready.role_changes) {
       if (change.role != PaxosRole::kLeader) {
         // Not leader any more: the waiters' entries may still commit (and are answered then),
@@ -764,7 +767,8 @@ struct StorageNode::Impl {
       finish_apply(r, entry, StorageStatus::kOk);
       return;
     }
-    std::optional<std::vector<uint8_t>> put_item =
+    // Points into the command's bytes, which the entry keeps alive while it applies.
+    const std::optional<std::span<const uint8_t>> put_item =
         WriteCommand::unconditional_put_item(entry.command.bytes);
     WriteCommand command;
     if (!put_item) {
@@ -790,7 +794,7 @@ struct StorageNode::Impl {
     };
     if (put_item) {
       // The item's canonical encoding, straight from the log: the tree needs no Item for it.
-      r.tree->put_encoded(std::move(*put_item),
+      r.tree->put_encoded(*put_item,
                           [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
       return;
     }

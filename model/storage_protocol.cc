@@ -21,9 +21,15 @@ bool get_u64(const std::vector<uint8_t>& in, size_t* at, uint64_t* value) {
   return true;
 }
 
-void put_blob(std::vector<uint8_t>& out, const std::vector<uint8_t>& blob) {
-  put_u64(out, blob.size());
-  out.insert(out.end(), blob.begin(), blob.end());
+// A blob holding an item's encoding (none: an empty blob), written in place: the u64 length is
+// filled in once the item is appended.
+void put_item_blob(std::vector<uint8_t>& out, const Item* item) {
+  const size_t at = out.size();
+  put_u64(out, 0);
+  if (item == nullptr) return;
+  item->encode_to(out);
+  const uint64_t length = out.size() - at - 8;
+  for (size_t i = 0; i < 8; ++i) out[at + i] = static_cast<uint8_t>(length >> (8 * i));
 }
 
 bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, size_t* length) {
@@ -125,28 +131,27 @@ std::vector<uint8_t> WriteCommand::encode(uint64_t client_id, uint64_t request_i
                                           const PrimaryKey& key, const Item& item,
                                           const Condition& condition) {
   // The key travels as an item with no attributes; the condition's attribute and value as an
-  // item with that one attribute, so both reuse the item's canonical encoding.
-  const std::vector<uint8_t> key_blob = Item(key).encode();
-  const std::vector<uint8_t> item_blob =
-      op == StorageOp::kPut ? item.encode() : std::vector<uint8_t>{};
-  std::vector<uint8_t> condition_blob;
+  // item with that one attribute, so both reuse the item's canonical encoding. Each is written
+  // in place behind its length, which is filled in after it.
+  const Item key_holder(key);
+  std::optional<Item> condition_holder;
   if (condition.kind != Condition::Kind::kNone) {
-    Item holder(key);
-    holder.set(condition.attribute, condition.value);
-    condition_blob = holder.encode();
+    condition_holder.emplace(key);
+    condition_holder->set(condition.attribute, condition.value);
   }
   std::vector<uint8_t> out;
-  out.reserve(kStandInOffset + 8 + 3 * 8 + key_blob.size() + item_blob.size() +
-              condition_blob.size());
+  out.reserve(kStandInOffset + 8 + 3 * 8 + key_holder.encoded_size_hint() +
+              (op == StorageOp::kPut ? item.encoded_size_hint() : 0) +
+              (condition_holder ? condition_holder->encoded_size_hint() : 0));
   out.push_back(kCommandFormat);
   put_u64(out, client_id);
   put_u64(out, request_id);
   out.push_back(static_cast<uint8_t>(op));
   out.push_back(static_cast<uint8_t>(condition.kind));
   put_u64(out, op == StorageOp::kPut ? stand_in_bytes(item) : 0);
-  put_blob(out, key_blob);
-  put_blob(out, item_blob);
-  if (condition.kind != Condition::Kind::kNone) put_blob(out, condition_blob);
+  put_item_blob(out, &key_holder);
+  put_item_blob(out, op == StorageOp::kPut ? &item : nullptr);
+  if (condition_holder) put_item_blob(out, &*condition_holder);
   return out;
 }
 
@@ -216,7 +221,7 @@ std::optional<uint64_t> WriteCommand::peek_stand_in_bytes(const std::vector<uint
   return stand_in;
 }
 
-std::optional<std::vector<uint8_t>> WriteCommand::unconditional_put_item(
+std::optional<std::span<const uint8_t>> WriteCommand::unconditional_put_item(
     const std::vector<uint8_t>& bytes) {
   if (bytes.size() < kStandInOffset + 8 || bytes[0] != kCommandFormat) return std::nullopt;
   if (bytes[kStandInOffset - 2] != static_cast<uint8_t>(StorageOp::kPut) ||
@@ -228,7 +233,7 @@ std::optional<std::vector<uint8_t>> WriteCommand::unconditional_put_item(
   size_t length = 0;
   if (!get_blob(bytes, &at, &data, &length)) return std::nullopt;  // the key
   if (!get_blob(bytes, &at, &data, &length) || at != bytes.size()) return std::nullopt;
-  return std::vector<uint8_t>(data, data + length);
+  return std::span<const uint8_t>(data, length);
 }
 
 }  // namespace dynasim::model

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -175,7 +176,8 @@ struct WriteCommand {
   // An unconditional put read without decoding its item: what a replica applies most often. The
   // item's canonical encoding goes to BTree::put_encoded as it is. Nullopt for anything else
   // (deletes, conditional writes, bytes that are not a command), which decode() handles.
-  static std::optional<std::vector<uint8_t>> unconditional_put_item(
+  // The span points into `bytes`.
+  static std::optional<std::span<const uint8_t>> unconditional_put_item(
       const std::vector<uint8_t>& bytes);
 };
 

@@ -69,8 +69,10 @@ TEST(WriteCommandTest, StandInBytesAreReadWithoutADecodeAndChecked) {
 
 TEST(WriteCommandTest, OnlyAnUnconditionalPutYieldsItsItemEncoding) {
   const WriteCommand put = put_of("a");
-  EXPECT_EQ(WriteCommand::unconditional_put_item(put.encode()),
-            std::optional<std::vector<uint8_t>>(put.item.encode()));
+  const std::vector<uint8_t> bytes = put.encode();
+  const auto item = WriteCommand::unconditional_put_item(bytes);
+  ASSERT_TRUE(item.has_value());
+  EXPECT_EQ(std::vector<uint8_t>(item->begin(), item->end()), put.item.encode());
   WriteCommand conditional = put_of("b");
   conditional.condition.kind = Condition::Kind::kAttributeNotExists;
   conditional.condition.attribute = "text";
