@@ -177,6 +177,12 @@ void Wal::start_flush() {
     record_positions_.emplace_back(sequence, next_position_ + offset / body_bytes);
     offset += kRecordHeaderBytes + get_u32(stream.data() + offset + 8) + kRecordTrailerBytes;
   }
+  // The stream is sealed into sectors: its memory becomes the append buffer again (records
+  // appended since this flush began are none: flush runs inside one call).
+  if (buffer_.empty()) {
+    stream.clear();
+    buffer_.swap(stream);
+  }
   const uint64_t first = next_position_;
   next_position_ += sectors;
 
