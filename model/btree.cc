@@ -457,27 +457,19 @@ void append_canonical_key_value(std::vector<uint8_t>& out, uint8_t type, const u
   out.insert(out.end(), text.begin(), text.end());
 }
 
-// Rewrites an inline record as Item::encode() would write the item. False if it is malformed.
-bool record_to_canonical(const uint8_t* record, size_t length, std::vector<uint8_t>& out) {
-  out.clear();
-  Reader reader{record, length};
-  uint8_t flags;
-  if (!reader.byte(&flags) || (flags & kFlagOverflow) != 0) return false;
-  bool ok = true;
-  uint64_t size;
-  const uint8_t* bytes;
-  if ((flags & 3) > 2 || !reader.varint(&size) || !reader.span(size, &bytes)) return false;
-  append_canonical_key_value(out, flags & 3, bytes, size, &ok);
-  out.push_back((flags & 4) ? 1 : 0);
-  if (flags & 4) {
-    const uint8_t type = (flags >> 3) & 3;
-    if (type > 2 || !reader.varint(&size) || !reader.span(size, &bytes)) return false;
-    append_canonical_key_value(out, type, bytes, size, &ok);
-  }
+// Records and canonical encodings lay out attributes alike (name, tag, value) except payloads:
+// varint size, varint version, u64 checksum in a record; three u64s in a canonical encoding.
+enum class AttributeForm : uint8_t { kRecord, kCanonical };
+
+// Reads the attribute count and the attributes in `from` form, appends them in the other form.
+// False if they are malformed or do not end exactly at the end of the reader's bytes.
+bool convert_attributes(Reader& reader, AttributeForm from, std::vector<uint8_t>& out) {
   uint64_t count;
-  if (!ok || !reader.varint(&count) || count > length) return false;
+  if (!reader.varint(&count) || count > reader.length) return false;
   put_varint(out, count);
   for (uint64_t i = 0; i < count; ++i) {
+    uint64_t size;
+    const uint8_t* bytes;
     uint8_t tag;
     if (!reader.varint(&size) || !reader.span(size, &bytes) || !reader.byte(&tag)) return false;
     put_varint(out, size);
@@ -503,11 +495,20 @@ bool record_to_canonical(const uint8_t* record, size_t length, std::vector<uint8
         uint64_t payload_size;
         uint64_t version;
         uint64_t checksum;
-        if (!reader.varint(&payload_size) || !reader.varint(&version) || !reader.u64(&checksum)) {
-          return false;
+        if (from == AttributeForm::kRecord) {
+          if (!reader.varint(&payload_size) || !reader.varint(&version) ||
+              !reader.u64(&checksum)) {
+            return false;
+          }
+          append_u64(out, payload_size);
+          append_u64(out, version);
+        } else {
+          if (!reader.u64(&payload_size) || !reader.u64(&version) || !reader.u64(&checksum)) {
+            return false;
+          }
+          put_varint(out, payload_size);
+          put_varint(out, version);
         }
-        append_u64(out, payload_size);
-        append_u64(out, version);
         append_u64(out, checksum);
         break;
       }
@@ -515,7 +516,28 @@ bool record_to_canonical(const uint8_t* record, size_t length, std::vector<uint8
         return false;
     }
   }
-  return reader.position == length;
+  return reader.position == reader.length;
+}
+
+// Rewrites an inline record as Item::encode() would write the item. False if it is malformed.
+bool record_to_canonical(const uint8_t* record, size_t length, std::vector<uint8_t>& out) {
+  out.clear();
+  Reader reader{record, length};
+  uint8_t flags;
+  if (!reader.byte(&flags) || (flags & kFlagOverflow) != 0) return false;
+  bool ok = true;
+  uint64_t size;
+  const uint8_t* bytes;
+  if ((flags & 3) > 2 || !reader.varint(&size) || !reader.span(size, &bytes)) return false;
+  append_canonical_key_value(out, flags & 3, bytes, size, &ok);
+  out.push_back((flags & 4) ? 1 : 0);
+  if (flags & 4) {
+    const uint8_t type = (flags >> 3) & 3;
+    if (type > 2 || !reader.varint(&size) || !reader.span(size, &bytes)) return false;
+    append_canonical_key_value(out, type, bytes, size, &ok);
+  }
+  if (!ok) return false;
+  return convert_attributes(reader, AttributeForm::kRecord, out);
 }
 
 // Appends a key value read from a canonical encoding (type byte, length, bytes; numbers as
@@ -564,50 +586,7 @@ bool canonical_to_record(const uint8_t* canonical, size_t length, std::vector<ui
   }
   key[0] = flags;
   record.insert(record.end(), key.begin(), key.end());
-  uint64_t count;
-  if (!reader.varint(&count) || count > length) return false;
-  put_varint(record, count);
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t size;
-    const uint8_t* bytes;
-    uint8_t tag;
-    if (!reader.varint(&size) || !reader.span(size, &bytes) || !reader.byte(&tag)) return false;
-    put_varint(record, size);
-    record.insert(record.end(), bytes, bytes + size);
-    record.push_back(tag);
-    switch (tag) {
-      case kTagNull:
-        break;
-      case kTagBool: {
-        uint8_t flag;
-        if (!reader.byte(&flag) || flag > 1) return false;
-        record.push_back(flag);
-        break;
-      }
-      case kTagString:
-      case kTagNumber:
-      case kTagBinary:
-        if (!reader.varint(&size) || !reader.span(size, &bytes)) return false;
-        put_varint(record, size);
-        record.insert(record.end(), bytes, bytes + size);
-        break;
-      case kTagPayload: {
-        uint64_t payload_size;
-        uint64_t version;
-        uint64_t checksum;
-        if (!reader.u64(&payload_size) || !reader.u64(&version) || !reader.u64(&checksum)) {
-          return false;
-        }
-        put_varint(record, payload_size);
-        put_varint(record, version);
-        append_u64(record, checksum);
-        break;
-      }
-      default:
-        return false;
-    }
-  }
-  return reader.position == length;
+  return convert_attributes(reader, AttributeForm::kCanonical, record);
 }
 
 uint64_t content_hash(const std::vector<uint8_t>& canonical) {

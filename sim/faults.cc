@@ -172,10 +172,11 @@ void FaultInjector::record(const FaultSpec& fault, bool applied) {
   }
 }
 
-bool FaultInjector::guard_allows_fault(const FaultSpec& fault) const {
+bool FaultInjector::guard_allows_fault(const FaultSpec& fault,
+                                       const std::vector<HostId>& hosts) const {
   if (!takes_hosts_down(fault.kind)) return true;
   std::vector<HostId> newly;
-  for (HostId host : hosts_of(fault.target)) {
+  for (HostId host : hosts) {
     if (!host_impaired(host)) newly.push_back(host);
   }
   return guard_allows(newly);
@@ -183,7 +184,7 @@ bool FaultInjector::guard_allows_fault(const FaultSpec& fault) const {
 
 bool FaultInjector::inject(const FaultSpec& fault) {
   std::vector<HostId> hosts = hosts_of(fault.target);
-  if (!guard_allows_fault(fault)) {
+  if (!guard_allows_fault(fault, hosts)) {
     record(fault, false);
     return false;
   }
@@ -347,7 +348,7 @@ void FaultInjector::on_event(const Event& event) {
     const TimelineFault& planned = timeline_.at(event.payload);
     // A fault planned while an earlier one waits keeps its place behind it.
     if (takes_hosts_down(planned.fault.kind) &&
-        (!waiting_.empty() || !guard_allows_fault(planned.fault))) {
+        (!waiting_.empty() || !guard_allows_fault(planned.fault, hosts_of(planned.fault.target)))) {
       waiting_.push_back(planned);
       ++stats_.waited;
       log_.push_back(FaultLogEntry{world_.simulation().now(),
@@ -381,7 +382,7 @@ void FaultInjector::on_event(const Event& event) {
 void FaultInjector::apply_waiting() {
   while (!waiting_.empty()) {
     const TimelineFault next = waiting_.front();
-    if (!guard_allows_fault(next.fault)) return;
+    if (!guard_allows_fault(next.fault, hosts_of(next.fault.target))) return;
     waiting_.erase(waiting_.begin());
     const bool applied = inject(next.fault);
     DYN_ASSERT(applied);

@@ -130,7 +130,8 @@ class FaultInjector final : public EventSink {
   std::vector<HostId> hosts_of(const FaultTarget& target) const;
   std::vector<HostId> hosts_in_scope(const FaultTarget& target) const;
   bool guard_allows(const std::vector<HostId>& newly_impaired) const;
-  bool guard_allows_fault(const FaultSpec& fault) const;
+  // Whether the guard lets `fault` impair `hosts` (the hosts its target covers).
+  bool guard_allows_fault(const FaultSpec& fault, const std::vector<HostId>& hosts) const;
   bool host_impaired(HostId host) const;
   void undo(const Undo& undo);
   void schedule_next_random(uint32_t process_index);

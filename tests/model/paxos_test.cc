@@ -267,16 +267,23 @@ TEST(PaxosTranscript, WriteCommitsOnTwoOfThree) {
   EXPECT_EQ(group[3].last_index(), LogIndex(1));
 }
 
+// Proposes commands 7, 8 and 9 at the elected replica 1 and returns every message their Readys
+// carry, in order, as a flush would release them together.
+std::vector<PaxosMessage> propose_three(Group& group, SimTime now) {
+  std::vector<PaxosMessage> released;
+  for (uint64_t id = 7; id <= 9; ++id) {
+    EXPECT_EQ(group[1].propose(command(id), now).status, ProposeStatus::kOk);
+    for (PaxosMessage& m : group.take(1).messages) released.push_back(std::move(m));
+  }
+  return released;
+}
+
 TEST(PaxosTranscript, MessagesReleasedTogetherCoalesceAndMeanTheSame) {
   // Three proposals whose Readys leave together (one WAL flush made them durable): their Accepts
   // to each peer travel as one, and the followers' Accepteds coalesce the same way.
   Group batched;
   const SimTime now = elect_replica_1(batched);
-  std::vector<PaxosMessage> released;
-  for (uint64_t id = 7; id <= 9; ++id) {
-    ASSERT_EQ(batched[1].propose(command(id), now).status, ProposeStatus::kOk);
-    for (PaxosMessage& m : batched.take(1).messages) released.push_back(std::move(m));
-  }
+  std::vector<PaxosMessage> released = propose_three(batched, now);
   ASSERT_EQ(released.size(), 6u);
   coalesce_messages(released, 64);
   EXPECT_EQ(lines(released),
@@ -285,12 +292,8 @@ TEST(PaxosTranscript, MessagesReleasedTogetherCoalesceAndMeanTheSame) {
   // The size bound holds: with two entries per message the third stays apart.
   {
     Group bounded;
-    const SimTime t = elect_replica_1(bounded);
-    std::vector<PaxosMessage> to_peers;
-    for (uint64_t id = 7; id <= 9; ++id) {
-      ASSERT_EQ(bounded[1].propose(command(id), t).status, ProposeStatus::kOk);
-      for (PaxosMessage& m : bounded.take(1).messages) to_peers.push_back(std::move(m));
-    }
+    std::vector<PaxosMessage> to_peers = propose_three(bounded, elect_replica_1(bounded));
+    ASSERT_EQ(to_peers.size(), 6u);
     coalesce_messages(to_peers, 2);
     EXPECT_EQ(lines(to_peers),
               (Strings{"1->2 Accept b=1.1 commit=1 prev=1 [2@1.1:#7 3@1.1:#8]",
