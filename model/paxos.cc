@@ -18,7 +18,143 @@ std::string index_string(LogIndex index) {
   return std::to_string(index.value);
 }
 
+constexpr uint8_t kConfigurationFormat = 1;
+
+void put_u8(std::vector<uint8_t>& out, uint8_t v) { out.push_back(v); }
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+struct ByteReader {
+  const std::vector<uint8_t>& bytes;
+  size_t at = 0;
+  bool ok = true;
+  uint64_t take(size_t width) {
+    if (!ok || bytes.size() - at < width) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < width; ++i) v |= uint64_t{bytes[at + i]} << (8 * i);
+    at += width;
+    return v;
+  }
+};
+
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Configurations.
+
+const Member* Configuration::find(uint32_t replica) const {
+  for (const Member& member : members) {
+    if (member.replica == replica) return &member;
+  }
+  return nullptr;
+}
+
+bool Configuration::is_voter(uint32_t replica) const {
+  const Member* member = find(replica);
+  return member != nullptr && member->voter;
+}
+
+size_t Configuration::voter_count() const {
+  return static_cast<size_t>(
+      std::count_if(members.begin(), members.end(), [](const Member& m) { return m.voter; }));
+}
+
+bool Configuration::has_quorum(const std::vector<uint32_t>& replicas) const {
+  size_t votes = 0;
+  for (const Member& member : members) {
+    if (member.voter &&
+        std::find(replicas.begin(), replicas.end(), member.replica) != replicas.end()) {
+      ++votes;
+    }
+  }
+  return voter_count() > 0 && votes >= quorum();
+}
+
+std::vector<uint8_t> Configuration::encode() const {
+  std::vector<uint8_t> out;
+  out.reserve(17 + members.size() * 14);
+  put_u8(out, kConfigurationFormat);
+  put_u64(out, epoch);
+  put_u32(out, next_replica);
+  put_u32(out, static_cast<uint32_t>(members.size()));
+  for (const Member& member : members) {
+    put_u32(out, member.replica);
+    put_u8(out, static_cast<uint8_t>(member.kind));
+    put_u8(out, member.voter ? 1 : 0);
+    put_u64(out, member.endpoint);
+  }
+  return out;
+}
+
+bool Configuration::decode(const std::vector<uint8_t>& bytes, Configuration* out) {
+  ByteReader in{bytes};
+  if (in.take(1) != kConfigurationFormat) return false;
+  Configuration decoded;
+  decoded.epoch = in.take(8);
+  decoded.next_replica = static_cast<uint32_t>(in.take(4));
+  const uint64_t count = in.take(4);
+  if (!in.ok || count > 64) return false;
+  for (uint64_t i = 0; i < count && in.ok; ++i) {
+    Member member;
+    member.replica = static_cast<uint32_t>(in.take(4));
+    const uint64_t kind = in.take(1);
+    const uint64_t voter = in.take(1);
+    member.endpoint = in.take(8);
+    if (kind > 1 || voter > 1 || member.replica == 0 || member.replica >= decoded.next_replica) {
+      return false;
+    }
+    if (!decoded.members.empty() && decoded.members.back().replica >= member.replica) return false;
+    member.kind = static_cast<MemberKind>(kind);
+    member.voter = voter == 1;
+    decoded.members.push_back(member);
+  }
+  if (!in.ok || in.at != bytes.size()) return false;
+  *out = std::move(decoded);
+  return true;
+}
+
+Configuration Configuration::of_voters(const std::vector<uint32_t>& replicas) {
+  Configuration configuration;
+  for (uint32_t replica : replicas) {
+    configuration.members.push_back(Member{replica, MemberKind::kFull, true, 0});
+    configuration.next_replica = std::max(configuration.next_replica, replica + 1);
+  }
+  std::sort(configuration.members.begin(), configuration.members.end(),
+            [](const Member& a, const Member& b) { return a.replica < b.replica; });
+  return configuration;
+}
+
+std::string to_string(const Configuration& configuration) {
+  // "e2 {1 2 4L 5(learner)}"
+  std::string text = "e" + std::to_string(configuration.epoch) + " {";
+  for (size_t i = 0; i < configuration.members.size(); ++i) {
+    const Member& member = configuration.members[i];
+    if (i > 0) text += " ";
+    text += std::to_string(member.replica);
+    if (member.kind == MemberKind::kLog) text += "L";
+    if (!member.voter) text += "(learner)";
+  }
+  return text + "}";
+}
+
+const char* to_string(ConfigChange::Kind kind) {
+  switch (kind) {
+    case ConfigChange::Kind::kAddLearner:
+      return "add-learner";
+    case ConfigChange::Kind::kPromote:
+      return "promote";
+    case ConfigChange::Kind::kRemove:
+      return "remove";
+  }
+  return "?";
+}
 
 sim::Duration lease_safety_margin(const PaxosOptions& options) {
   DYN_ASSERT(options.max_clock_drift_ppm >= 0.0 && options.max_clock_drift_ppm < 100000.0);
@@ -47,13 +183,14 @@ PaxosReplica::PaxosReplica(PaxosOptions options, sim::Random random, RecoveredSt
     : options_(std::move(options)),
       random_(random),
       leader_lease_(leader_lease_duration(options_)) {
-  DYN_ASSERT(options_.members.size() == 3);
-  DYN_ASSERT(std::count(options_.members.begin(), options_.members.end(), options_.self) == 1);
-  for (size_t i = 0; i < options_.members.size(); ++i) {
-    for (size_t j = i + 1; j < options_.members.size(); ++j) {
-      DYN_ASSERT(options_.members[i] != options_.members[j]);
-    }
+  base_config_ = recovered.configuration ? *recovered.configuration
+                                          : Configuration::of_voters(options_.members);
+  base_config_index_ = recovered.applied_through;
+  for (size_t i = 0; i < base_config_.members.size(); ++i) {
+    DYN_ASSERT(base_config_.members[i].replica < base_config_.next_replica);
+    if (i > 0) DYN_ASSERT(base_config_.members[i - 1].replica < base_config_.members[i].replica);
   }
+  DYN_ASSERT(options_.self >= 1);
   DYN_ASSERT(options_.heartbeat_interval > sim::Duration(0));
   DYN_ASSERT(options_.election_timeout > options_.heartbeat_interval);
   DYN_ASSERT(options_.leader_check_timeout > sim::Duration(0));
@@ -72,6 +209,8 @@ PaxosReplica::PaxosReplica(PaxosOptions options, sim::Random random, RecoveredSt
     for (LogEntry& recovered_entry : recovered.log) {
       DYN_ASSERT(recovered_entry.index == first + log_.size());
       highest_accepted_ballot_ = std::max(highest_accepted_ballot_, recovered_entry.ballot);
+      // Configuration entries up to the applied index are part of the recovered configuration.
+      if (recovered_entry.index > base_config_index_) note_config_entry(recovered_entry, false);
       log_.push_back(std::move(recovered_entry));
     }
     last_index_ = log_.back().index;
@@ -140,8 +279,7 @@ void PaxosReplica::tick(sim::SimTime now) {
 
 void PaxosReplica::step(const PaxosMessage& message, sim::SimTime now) {
   DYN_ASSERT(message.to == options_.self);
-  DYN_ASSERT(message.from != options_.self);
-  DYN_ASSERT(std::count(options_.members.begin(), options_.members.end(), message.from) == 1);
+  DYN_ASSERT(message.from != options_.self && message.from != 0);
   max_seen_round_ = std::max(max_seen_round_, message.ballot.round);
   switch (message.type) {
     case PaxosMessage::Type::kPrepare:
@@ -178,7 +316,7 @@ void PaxosReplica::step(const PaxosMessage& message, sim::SimTime now) {
 
 ProposeResult PaxosReplica::propose(Command command, sim::SimTime now) {
   ProposeResult result;
-  if (command.is_noop()) {
+  if (command.is_noop() || command.is_configuration()) {
     result.status = ProposeStatus::kInvalidCommand;
     return result;
   }
@@ -207,7 +345,90 @@ ProposeResult PaxosReplica::propose(Command command, sim::SimTime now) {
     // A peer whose stream is behind gets this entry when its catch-up reaches it.
     if (peer.next == index) send_entries(peer, index, PaxosMessage::Type::kAccept, now);
   }
-  advance_leader_commit();
+  advance_leader_commit(now);
+  check_invariants();
+  result.status = ProposeStatus::kOk;
+  result.index = index;
+  return result;
+}
+
+ProposeResult PaxosReplica::propose_change(const ConfigChange& change, sim::SimTime now) {
+  ProposeResult result;
+  if (role_ != PaxosRole::kLeader) {
+    result.status = ProposeStatus::kNotLeader;
+    result.leader_hint = leader_hint();
+    return result;
+  }
+  if (now < leader_->serving_from) {
+    result.status = ProposeStatus::kNotServingYet;
+    return result;
+  }
+  // One change at a time, and none before an entry of our own ballot is committed: otherwise a
+  // configuration left uncommitted by an earlier leader could be built upon (docs/paxos.md).
+  if (change_pending() || commit_ < leader_->noop_index) {
+    result.status = ProposeStatus::kChangePending;
+    return result;
+  }
+  if (last_index_ - commit_ >= options_.max_uncommitted_entries) {
+    result.status = ProposeStatus::kBusy;
+    return result;
+  }
+  if (last_index_ - compacted_through_ >= options_.max_log_entries) {
+    result.status = ProposeStatus::kLogFull;
+    return result;
+  }
+  Configuration next = configuration();
+  const Member* target = next.find(change.replica);
+  switch (change.kind) {
+    case ConfigChange::Kind::kAddLearner: {
+      if (next.members.size() >= 16) {
+        result.status = ProposeStatus::kInvalidCommand;
+        return result;
+      }
+      Member member{next.next_replica, change.member_kind, false, change.endpoint};
+      result.replica = member.replica;
+      ++next.next_replica;
+      next.members.push_back(member);
+      break;
+    }
+    case ConfigChange::Kind::kPromote: {
+      if (target == nullptr || target->voter) {
+        result.status = ProposeStatus::kInvalidCommand;
+        return result;
+      }
+      const PeerProgress* peer = find_peer(change.replica);
+      if (peer == nullptr || !caught_up(*peer)) {
+        result.status = ProposeStatus::kNotCaughtUp;
+        return result;
+      }
+      for (Member& member : next.members) {
+        if (member.replica == change.replica) member.voter = true;
+      }
+      break;
+    }
+    case ConfigChange::Kind::kRemove: {
+      if (target == nullptr || change.replica == options_.self ||
+          (target->voter && next.voter_count() <= 1)) {
+        result.status = ProposeStatus::kInvalidCommand;
+        return result;
+      }
+      std::erase_if(next.members,
+                    [&](const Member& member) { return member.replica == change.replica; });
+      break;
+    }
+  }
+  ++next.epoch;
+  const LogIndex index = last_index_.next();
+  Command command;
+  command.id = next.epoch;
+  command.bytes = next.encode();
+  command.configuration = true;
+  write_entry(LogEntry{index, own_ballot_, std::move(command)});
+  sync_peers(now);
+  for (PeerProgress& peer : leader_->peers) {
+    if (peer.next == index) send_entries(peer, index, PaxosMessage::Type::kAccept, now);
+  }
+  advance_leader_commit(now);
   check_invariants();
   result.status = ProposeStatus::kOk;
   result.index = index;
@@ -303,16 +524,26 @@ CompactStatus PaxosReplica::compact(LogIndex through) {
   if (through > applied_) return CompactStatus::kNotApplied;
   while (!log_.empty() && log_.front().index <= through) log_.pop_front();
   compacted_through_ = through;
+  // Configuration entries at or below the compaction point fold into the base.
+  if (through > base_config_index_) {
+    base_config_ = Configuration(configuration_at(through));
+    base_config_index_ = through;
+    std::erase_if(config_entries_, [&](const auto& e) { return e.first <= through; });
+  }
   check_invariants();
   return CompactStatus::kCompacted;
 }
 
-InstallSnapshotStatus PaxosReplica::install_snapshot(LogIndex through) {
+InstallSnapshotStatus PaxosReplica::install_snapshot(LogIndex through,
+                                                     const Configuration& configuration) {
   // A leader never needs one; a snapshot that arrives after this replica won an election is late.
   if (role_ == PaxosRole::kLeader) return InstallSnapshotStatus::kRefusedWhileLeader;
   if (through <= applied_) return InstallSnapshotStatus::kStale;
   while (!log_.empty() && log_.front().index <= through) log_.pop_front();
   compacted_through_ = through;
+  base_config_ = configuration;
+  base_config_index_ = through;
+  std::erase_if(config_entries_, [&](const auto& e) { return e.first <= through; });
   if (last_index_ < through) last_index_ = through;
   applied_ = through;
   if (commit_ < through) set_commit(through);
@@ -353,6 +584,43 @@ sim::SimTime PaxosReplica::next_tick_at() const {
 const LogEntry* PaxosReplica::entry_at(LogIndex index) const {
   if (index <= compacted_through_ || index > last_index_) return nullptr;
   return &entry(index);
+}
+
+const Configuration& PaxosReplica::configuration() const {
+  return config_entries_.empty() ? base_config_ : config_entries_.back().second;
+}
+
+const Configuration& PaxosReplica::configuration_at(LogIndex index) const {
+  DYN_ASSERT(index >= base_config_index_);
+  const Configuration* found = &base_config_;
+  for (const auto& [at, configuration] : config_entries_) {
+    if (at > index) break;
+    found = &configuration;
+  }
+  return *found;
+}
+
+bool PaxosReplica::change_pending() const {
+  return !config_entries_.empty() && config_entries_.back().first > commit_;
+}
+
+bool PaxosReplica::can_lead() const {
+  const Member* me = configuration().find(options_.self);
+  return me != nullptr && me->voter && me->kind == MemberKind::kFull;
+}
+
+std::vector<PeerStatus> PaxosReplica::peer_status() const {
+  std::vector<PeerStatus> out;
+  if (role_ != PaxosRole::kLeader) return out;
+  const Configuration& latest = configuration();
+  for (const Member& member : latest.members) {
+    if (member.replica == options_.self) continue;
+    const PeerProgress* peer = find_peer(member.replica);
+    DYN_ASSERT(peer != nullptr);
+    out.push_back(PeerStatus{member.replica, member.voter, member.kind, peer->last_heard,
+                             peer->match, caught_up(*peer)});
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,23 +684,35 @@ void PaxosReplica::on_promise(const PaxosMessage& message, sim::SimTime now) {
     if (received.replica == message.from) return;  // a duplicate
   }
   election_->promises.push_back(ReceivedPromise{message.from, message.commit, message.entries});
-  // Our own promise counts: the candidate promised its ballot before sending Prepare.
-  if (1 + election_->promises.size() >= quorum()) become_leader(now);
+  const ElectionPlan plan = plan_election();
+  if (election_won(plan)) {
+    become_leader(plan, now);
+    return;
+  }
+  const Member* me = plan.chain.back().find(options_.self);
+  if (me == nullptr || !me->voter || me->kind != MemberKind::kFull) {
+    // The log we would lead with has a configuration that leaves us out (we were removed, or
+    // demoted): we cannot lead it. Someone in it will.
+    become_follower(promised_, now);
+    return;
+  }
+  // The promises may reveal a configuration with voters we have not asked yet.
+  send_prepares(&plan);
 }
 
-// The new leader's log, from its own log and a quorum of promises (P22 section 3; Lamport,
+// The new leader's log, from its own log and the promises so far (P22 section 3; Lamport,
 // "Paxos Made Simple", section 3). Above our commit, every slot gets: the value a promiser
 // already knows chosen (its commit covers the slot); else the value accepted in the highest
-// ballot; else a no-op. Chosen values keep their ballot; the rest are re-proposed in ours. A
-// no-op in our ballot then follows, so strong reads can wait for an entry of our own.
-void PaxosReplica::become_leader(sim::SimTime now) {
+// ballot; else a no-op. Chosen values keep their ballot; the rest are re-proposed in ours.
+PaxosReplica::ElectionPlan PaxosReplica::plan_election() const {
   DYN_ASSERT(role_ == PaxosRole::kCandidate);
+  ElectionPlan plan;
   const LogIndex base = commit_;
-  LogIndex known_chosen = commit_;
+  plan.known_chosen = commit_;
   LogIndex highest = last_index_;
   for (const ReceivedPromise& received : election_->promises) {
     if (!received.entries.empty()) highest = std::max(highest, received.entries.back().index);
-    known_chosen = std::max(known_chosen, received.commit);
+    plan.known_chosen = std::max(plan.known_chosen, received.commit);
   }
   // Each promise holds every entry above the Prepare's commit, which is <= base.
   auto promised_entry = [](const ReceivedPromise& received, LogIndex index) -> const LogEntry* {
@@ -443,6 +723,10 @@ void PaxosReplica::become_leader(sim::SimTime now) {
     DYN_ASSERT(found.index == index);
     return &found;
   };
+  // The configuration in effect after the known-chosen prefix starts the chain: slots up to
+  // known_chosen are decided already, so only the configurations above it govern what the
+  // promises must cover.
+  plan.chain.push_back(configuration_at(base));
   for (LogIndex index = base.next(); index <= highest; index = index.next()) {
     const LogEntry* own = index <= last_index_ ? &entry(index) : nullptr;
     const LogEntry* chosen = nullptr;
@@ -459,17 +743,92 @@ void PaxosReplica::become_leader(sim::SimTime now) {
       // One proposer, one value per slot and ballot.
       DYN_ASSERT(best->ballot != theirs->ballot || best->command == theirs->command);
     }
-    if (index <= known_chosen) {
+    if (index <= plan.known_chosen) {
       // Some promiser's commit covers this slot, and it sent the entry.
       DYN_ASSERT(chosen != nullptr);
-      if (own == nullptr || own->command != chosen->command) write_entry(*chosen);
+      plan.log.push_back(*chosen);
+    } else {
+      plan.log.push_back(
+          LogEntry{index, own_ballot_, best != nullptr ? best->command : Command::noop()});
+    }
+    const Command& command = plan.log.back().command;
+    if (command.is_configuration()) {
+      Configuration next;
+      const bool decoded = Configuration::decode(command.bytes, &next);
+      DYN_ASSERT_MSG(decoded, "a configuration entry does not decode");
+      if (index <= plan.known_chosen) {
+        plan.chain.back() = std::move(next);
+      } else {
+        plan.chain.push_back(std::move(next));
+      }
+    }
+  }
+  return plan;
+}
+
+// The slots above our commit are governed by each configuration in the plan's chain in turn; a
+// value chosen in any of them was accepted by a majority of that configuration, so we must have
+// heard from a majority of every one (docs/paxos.md, "Membership changes").
+bool PaxosReplica::election_won(const ElectionPlan& plan) const {
+  std::vector<uint32_t> voters{options_.self};
+  for (const ReceivedPromise& received : election_->promises) voters.push_back(received.replica);
+  const Member* me = plan.chain.back().find(options_.self);
+  if (me == nullptr || !me->voter || me->kind != MemberKind::kFull) return false;
+  if (options_.plant_single_config_election) {
+    return configuration_at(commit_).has_quorum(voters);
+  }
+  return std::all_of(plan.chain.begin(), plan.chain.end(),
+                     [&](const Configuration& c) { return c.has_quorum(voters); });
+}
+
+void PaxosReplica::send_prepares(const ElectionPlan* plan) {
+  std::vector<uint32_t> targets;
+  auto add_voters = [&](const Configuration& configuration) {
+    for (const Member& member : configuration.members) {
+      if (member.voter && member.replica != options_.self &&
+          std::find(targets.begin(), targets.end(), member.replica) == targets.end()) {
+        targets.push_back(member.replica);
+      }
+    }
+  };
+  if (plan != nullptr) {
+    for (const Configuration& configuration : plan->chain) add_voters(configuration);
+  } else {
+    // Our own log's configurations above the commit, before any promise came in.
+    add_voters(configuration_at(commit_));
+    for (const auto& [at, configuration] : config_entries_) {
+      if (at > commit_) add_voters(configuration);
+    }
+  }
+  for (uint32_t target : targets) {
+    if (std::find(election_->asked.begin(), election_->asked.end(), target) !=
+        election_->asked.end()) {
       continue;
     }
-    LogEntry reproposed{index, own_ballot_, best != nullptr ? best->command : Command::noop()};
-    write_entry(std::move(reproposed));
+    election_->asked.push_back(target);
+    PaxosMessage prepare;
+    prepare.type = PaxosMessage::Type::kPrepare;
+    prepare.to = target;
+    prepare.ballot = own_ballot_;
+    prepare.commit = commit_;
+    send(std::move(prepare));
   }
+}
+
+void PaxosReplica::become_leader(const ElectionPlan& plan, sim::SimTime now) {
+  DYN_ASSERT(role_ == PaxosRole::kCandidate);
+  for (const LogEntry& planned : plan.log) {
+    const LogEntry* own = planned.index <= last_index_ ? &entry(planned.index) : nullptr;
+    if (own != nullptr && own->is_hole()) own = nullptr;
+    if (planned.index <= plan.known_chosen) {
+      if (own == nullptr || own->command != planned.command) write_entry(planned);
+      continue;
+    }
+    write_entry(planned);
+  }
+  // A no-op in our ballot follows, so strong reads can wait for an entry of our own.
   write_entry(LogEntry{last_index_.next(), own_ballot_, Command::noop()});
-  set_commit(known_chosen);
+  set_commit(plan.known_chosen);
   emit_committed();
 
   role_ = PaxosRole::kLeader;
@@ -485,23 +844,15 @@ void PaxosReplica::become_leader(sim::SimTime now) {
   if (options_.plant_no_lease_wait) state.lease_until = now + leader_lease_;
   state.next_heartbeat_at = now;
   state.last_quorum_contact = now;
-  for (uint32_t member : options_.members) {
-    if (member == options_.self) continue;
-    PeerProgress peer;
-    peer.replica = member;
-    peer.next = commit_.next();
-    peer.match = commit_;
-    peer.match_at_last_heartbeat_ack = commit_;
-    state.peers.push_back(peer);
-  }
   leader_ = std::move(state);
+  sync_peers(now);
   note_role(PaxosRole::kLeader, own_ballot_);
   for (PeerProgress& peer : leader_->peers) {
     send_entries(peer, peer.next, PaxosMessage::Type::kAccept, now);
   }
   // A heartbeat at once starts the lease (and the self-grant) without waiting a full interval.
   send_heartbeats(now);
-  advance_leader_commit();
+  advance_leader_commit(now);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,8 +981,10 @@ void PaxosReplica::advance_follower_commit(LogIndex leader_commit, Ballot leader
 void PaxosReplica::on_accepted(const PaxosMessage& message, sim::SimTime now) {
   if (role_ != PaxosRole::kLeader || message.ballot != own_ballot_) return;
   PeerProgress* peer = find_peer(message.from);
-  DYN_ASSERT(peer != nullptr);
+  if (peer == nullptr) return;  // removed since; its acceptance no longer counts
   peer->commit = message.commit;
+  peer->reported = true;
+  peer->last_heard = now;
   if (message.rejected) {
     send_catch_up(*peer, now);
     return;
@@ -642,7 +995,9 @@ void PaxosReplica::on_accepted(const PaxosMessage& message, sim::SimTime now) {
   if (message.prev_index <= peer->match) {
     peer->match = std::max(peer->match, std::min(message.accepted_through, last_index_));
   }
-  advance_leader_commit();
+  advance_leader_commit(now);
+  peer = find_peer(message.from);  // a commit may have retired it
+  if (peer == nullptr) return;
   if (message.accepted_through.next() == peer->next && peer->next <= last_index_) {
     // The reply to our latest send: continue the stream.
     const auto type =
@@ -656,13 +1011,15 @@ void PaxosReplica::on_accepted(const PaxosMessage& message, sim::SimTime now) {
 void PaxosReplica::on_heartbeat_ack(const PaxosMessage& message, sim::SimTime now) {
   if (role_ != PaxosRole::kLeader || message.ballot != own_ballot_) return;
   PeerProgress* peer = find_peer(message.from);
-  DYN_ASSERT(peer != nullptr);
+  if (peer == nullptr) return;
   peer->commit = message.commit;
+  peer->reported = true;
+  peer->last_heard = now;
   HeartbeatRecord& record = leader_->heartbeats[message.sequence % kHeartbeatHistory];
-  if (record.sequence == message.sequence) {
-    record.acked_mask |= uint32_t{1} << peer_slot(message.from);
-    const auto acks = static_cast<size_t>(std::popcount(record.acked_mask));
-    if (1 + acks >= quorum()) {
+  if (record.sequence == message.sequence &&
+      std::find(record.acked.begin(), record.acked.end(), message.from) == record.acked.end()) {
+    record.acked.push_back(message.from);
+    if (quorum_of_current_configs(record.acked)) {
       // The lease runs from when we SENT the heartbeat a quorum acked: every acker granted us
       // lease_duration on its clock from a later instant (docs/paxos.md).
       const sim::SimTime until = record.sent_at + leader_lease_;
@@ -682,7 +1039,10 @@ void PaxosReplica::on_heartbeat_ack(const PaxosMessage& message, sim::SimTime no
 void PaxosReplica::send_heartbeats(sim::SimTime now) {
   DYN_ASSERT(role_ == PaxosRole::kLeader);
   const uint64_t sequence = leader_->next_heartbeat_sequence++;
-  leader_->heartbeats[sequence % kHeartbeatHistory] = HeartbeatRecord{sequence, now, 0};
+  HeartbeatRecord& record = leader_->heartbeats[sequence % kHeartbeatHistory];
+  record.sequence = sequence;
+  record.sent_at = now;
+  record.acked.assign(1, options_.self);
   if (!options_.plant_no_lease_wait) {
     // The leader grants itself the lease too: while any lease it may earn from this heartbeat
     // runs, it promises no other ballot (docs/paxos.md).
@@ -740,37 +1100,131 @@ void PaxosReplica::send_catch_up(PeerProgress& peer, sim::SimTime now) {
   send_entries(peer, peer.commit.next(), PaxosMessage::Type::kCatchUp, now);
 }
 
-// Slot s commits when a quorum accepted it in our ballot: ourselves (our accept was durable
-// before any Accept left, so any peer's acceptance implies ours) and enough peers.
-void PaxosReplica::advance_leader_commit() {
+// Slot s commits when a majority of the configuration in effect at s (the latest configuration
+// entry below s, docs/paxos.md) accepted it in our ballot: ourselves (our accept was durable
+// before any Accept left, so any peer's acceptance implies ours) and enough peers. The commit is
+// a prefix, so the slots above a configuration entry count in its configuration only once the
+// entry itself has committed.
+void PaxosReplica::advance_leader_commit(sim::SimTime now) {
   DYN_ASSERT(role_ == PaxosRole::kLeader);
-  const size_t needed = options_.plant_quorum_of_one ? 1 : quorum();
-  std::vector<LogIndex> matches;
-  for (const PeerProgress& peer : leader_->peers) matches.push_back(peer.match);
-  std::sort(matches.begin(), matches.end(), std::greater<>());
-  // With k peers accepted through m, k + 1 replicas hold every slot <= m.
-  const LogIndex quorum_match = needed <= 1 ? last_index_ : matches[needed - 2];
-  if (quorum_match > commit_) {
-    set_commit(std::min(quorum_match, last_index_));
-    emit_committed();
+  LogIndex commit = commit_;
+  bool moved = true;
+  while (moved && commit < last_index_) {
+    moved = false;
+    const Configuration& governing = configuration_at(commit);
+    // The end of this configuration's run: the next configuration entry (inclusive) or the log.
+    LogIndex run_end = last_index_;
+    for (const auto& [at, configuration] : config_entries_) {
+      if (at > commit) {
+        run_end = at;
+        break;
+      }
+    }
+    LogIndex reached;
+    if (options_.plant_quorum_of_one) {
+      reached = last_index_;
+    } else {
+      std::vector<LogIndex> matches;
+      for (const Member& member : governing.members) {
+        if (!member.voter) continue;
+        if (member.replica == options_.self) {
+          matches.push_back(last_index_);
+          continue;
+        }
+        const PeerProgress* peer = find_peer(member.replica);
+        matches.push_back(peer != nullptr ? peer->match : LogIndex());
+      }
+      std::sort(matches.begin(), matches.end(), std::greater<>());
+      const size_t needed = governing.quorum();
+      if (matches.size() < needed) break;
+      reached = matches[needed - 1];
+    }
+    const LogIndex next_commit = std::min(reached, run_end);
+    if (next_commit > commit) {
+      commit = next_commit;
+      moved = next_commit == run_end;
+    }
   }
+  if (commit > commit_) {
+    const bool passed_config = std::any_of(config_entries_.begin(), config_entries_.end(),
+                                           [&](const auto& e) {
+                                             return e.first > commit_ && e.first <= commit;
+                                           });
+    set_commit(commit);
+    emit_committed();
+    if (passed_config) sync_peers(now);  // members removed by a committed change leave
+  }
+}
+
+// The leader streams to every member of every configuration still in effect above its commit
+// (the latest one and, while a change is uncommitted, the one before it).
+void PaxosReplica::sync_peers(sim::SimTime now) {
+  DYN_ASSERT(role_ == PaxosRole::kLeader);
+  std::vector<uint32_t> wanted;
+  auto add = [&](const Configuration& configuration) {
+    for (const Member& member : configuration.members) {
+      if (member.replica != options_.self &&
+          std::find(wanted.begin(), wanted.end(), member.replica) == wanted.end()) {
+        wanted.push_back(member.replica);
+      }
+    }
+  };
+  add(configuration_at(commit_));
+  for (const auto& [at, configuration] : config_entries_) {
+    if (at > commit_) add(configuration);
+  }
+  std::erase_if(leader_->peers, [&](const PeerProgress& peer) {
+    return std::find(wanted.begin(), wanted.end(), peer.replica) == wanted.end();
+  });
+  for (uint32_t replica : wanted) {
+    if (find_peer(replica) != nullptr) continue;
+    PeerProgress peer;
+    peer.replica = replica;
+    peer.next = commit_.next();
+    peer.match = leader_->commit_at_election;  // nothing in our ballot known accepted yet
+    peer.match_at_last_heartbeat_ack = peer.match;
+    peer.last_heard = now;
+    peer.commit_when_added = commit_;
+    leader_->peers.push_back(peer);
+  }
+  std::sort(leader_->peers.begin(), leader_->peers.end(),
+            [](const PeerProgress& a, const PeerProgress& b) { return a.replica < b.replica; });
+}
+
+// A peer has caught up when it reported (in this leadership) a commit that reaches the commit we
+// had when it joined our stream, and is within the slack of our commit now. Its commit counts only
+// entries it holds and knows chosen (or a snapshot it installed), so an empty replica that wrote
+// holes ahead of its catch-up does not qualify.
+bool PaxosReplica::caught_up(const PeerProgress& peer) const {
+  return peer.reported && peer.commit >= peer.commit_when_added &&
+         peer.commit.value + options_.learner_caught_up_slack >= commit_.value;
+}
+
+bool PaxosReplica::quorum_of_current_configs(const std::vector<uint32_t>& acked) const {
+  if (!configuration_at(commit_).has_quorum(acked)) return false;
+  return configuration().has_quorum(acked);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Failure detection, the leader check and elections.
 
 void PaxosReplica::start_leader_check(sim::SimTime now) {
+  if (!can_lead()) {
+    // A log replica, a learner or a replica outside the configuration never campaigns.
+    reset_election_deadline(now);
+    return;
+  }
   if (promise_blocked(now)) {
     // We could not promise our own ballot yet; ask again when our grant has run out.
     election_deadline_ = std::max(grant_until_, recovery_block_until_);
     return;
   }
   check_ = LeaderCheckState{true, next_check_sequence_++, now + options_.leader_check_timeout, 0};
-  for (uint32_t member : options_.members) {
-    if (member == options_.self) continue;
+  for (const Member& member : configuration().members) {
+    if (!member.voter || member.replica == options_.self) continue;
     PaxosMessage ask;
     ask.type = PaxosMessage::Type::kLeaderCheck;
-    ask.to = member;
+    ask.to = member.replica;
     ask.ballot = promised_;
     ask.sequence = check_.sequence;
     send(std::move(ask));
@@ -799,8 +1253,9 @@ void PaxosReplica::on_leader_check_reply(const PaxosMessage& message, sim::SimTi
     reset_election_deadline(now);
     return;
   }
+  if (!configuration().is_voter(message.from)) return;
   ++check_.replies_not_heard;
-  if (check_.replies_not_heard == options_.members.size() - 1) {
+  if (check_.replies_not_heard + 1 >= configuration().voter_count()) {
     check_.active = false;
     start_election(now);
   }
@@ -808,6 +1263,10 @@ void PaxosReplica::on_leader_check_reply(const PaxosMessage& message, sim::SimTi
 
 void PaxosReplica::start_election(sim::SimTime now) {
   DYN_ASSERT(role_ == PaxosRole::kFollower);
+  if (!can_lead()) {
+    reset_election_deadline(now);
+    return;
+  }
   if (promise_blocked(now)) {
     election_deadline_ = std::max(grant_until_, recovery_block_until_);
     return;
@@ -823,15 +1282,10 @@ void PaxosReplica::start_election(sim::SimTime now) {
                       sim::Duration(random_.uniform_int(0, options_.election_timeout.ns - 1));
   election_ = std::move(election);
   note_role(PaxosRole::kCandidate, own_ballot_);
-  for (uint32_t member : options_.members) {
-    if (member == options_.self) continue;
-    PaxosMessage prepare;
-    prepare.type = PaxosMessage::Type::kPrepare;
-    prepare.to = member;
-    prepare.ballot = own_ballot_;
-    prepare.commit = commit_;
-    send(std::move(prepare));
-  }
+  send_prepares(nullptr);
+  // A configuration of one voter: our own promise is the majority.
+  const ElectionPlan plan = plan_election();
+  if (election_won(plan)) become_leader(plan, now);
 }
 
 void PaxosReplica::on_nack(const PaxosMessage& message, sim::SimTime now) {
@@ -873,11 +1327,34 @@ void PaxosReplica::write_entry(LogEntry written) {
   DYN_ASSERT(written.ballot <= promised_);
   highest_accepted_ballot_ = std::max(highest_accepted_ballot_, written.ballot);
   ready_.entries_to_persist.push_back(written);
+  bool replaced_config = false;
   if (written.index == last_index_.next()) {
     last_index_ = written.index;
     log_.push_back(std::move(written));
   } else {
-    log_[written.index - compacted_through_ - 1] = std::move(written);
+    LogEntry& slot = log_[written.index - compacted_through_ - 1];
+    replaced_config = slot.command.is_configuration();
+    slot = std::move(written);
+  }
+  note_config_entry(entry(ready_.entries_to_persist.back().index), replaced_config);
+}
+
+// Keeps config_entries_ equal to the configuration entries of the log above the base. A
+// configuration entry that is overwritten (a new leader chose otherwise) is undone with it.
+void PaxosReplica::note_config_entry(const LogEntry& written, bool replaced_config) {
+  if (replaced_config) {
+    std::erase_if(config_entries_, [&](const auto& e) { return e.first == written.index; });
+  }
+  if (!written.command.is_configuration()) return;
+  Configuration configuration;
+  const bool decoded = Configuration::decode(written.command.bytes, &configuration);
+  DYN_ASSERT_MSG(decoded, "a configuration entry does not decode");
+  auto at = std::find_if(config_entries_.begin(), config_entries_.end(),
+                         [&](const auto& e) { return e.first >= written.index; });
+  if (at != config_entries_.end() && at->first == written.index) {
+    at->second = std::move(configuration);
+  } else {
+    config_entries_.insert(at, {written.index, std::move(configuration)});
   }
 }
 
@@ -944,12 +1421,11 @@ PaxosReplica::PeerProgress* PaxosReplica::find_peer(uint32_t replica) {
   return nullptr;
 }
 
-size_t PaxosReplica::peer_slot(uint32_t replica) const {
-  for (size_t i = 0; i < leader_->peers.size(); ++i) {
-    if (leader_->peers[i].replica == replica) return i;
+const PaxosReplica::PeerProgress* PaxosReplica::find_peer(uint32_t replica) const {
+  for (const PeerProgress& peer : leader_->peers) {
+    if (peer.replica == replica) return &peer;
   }
-  DYN_ASSERT(false);
-  return 0;
+  return nullptr;
 }
 
 // Under a planted bug the replica's own cross-checks step aside so the test's checker is what
@@ -970,6 +1446,12 @@ void PaxosReplica::check_invariants() const {
   }
   DYN_ASSERT(highest_accepted_ballot_ <= promised_);
   DYN_ASSERT(max_seen_round_ >= promised_.round);
+  DYN_ASSERT(base_config_index_ <= applied_);
+  for (size_t i = 0; i < config_entries_.size(); ++i) {
+    DYN_ASSERT(config_entries_[i].first > base_config_index_);
+    DYN_ASSERT(config_entries_[i].first > compacted_through_);
+    DYN_ASSERT(i == 0 || config_entries_[i - 1].first < config_entries_[i].first);
+  }
   DYN_ASSERT(ready_.messages.size() <= kMaxReadyMessages);
   switch (role_) {
     case PaxosRole::kFollower:
@@ -979,7 +1461,6 @@ void PaxosReplica::check_invariants() const {
       DYN_ASSERT(election_.has_value() && !leader_.has_value());
       DYN_ASSERT(own_ballot_ == promised_ && own_ballot_.replica == options_.self);
       DYN_ASSERT(!check_.active);
-      DYN_ASSERT(election_->promises.size() + 1 < quorum());
       break;
     case PaxosRole::kLeader: {
       DYN_ASSERT(leader_.has_value() && !election_.has_value());
@@ -988,7 +1469,11 @@ void PaxosReplica::check_invariants() const {
       DYN_ASSERT(leader_->commit_at_election <= commit_);
       DYN_ASSERT(leader_->commit_at_election < leader_->noop_index);
       DYN_ASSERT(leader_->noop_index <= last_index_);
-      DYN_ASSERT(leader_->peers.size() + 1 == options_.members.size());
+      // A leader never removes itself, and streams to every other member.
+      DYN_ASSERT(configuration().is_voter(options_.self));
+      for (const Member& member : configuration().members) {
+        DYN_ASSERT(member.replica == options_.self || find_peer(member.replica) != nullptr);
+      }
       for (const PeerProgress& peer : leader_->peers) {
         DYN_ASSERT(peer.match >= leader_->commit_at_election && peer.match <= last_index_);
       }
@@ -1070,6 +1555,10 @@ const char* to_string(ProposeStatus status) {
       return "log-full";
     case ProposeStatus::kInvalidCommand:
       return "invalid-command";
+    case ProposeStatus::kChangePending:
+      return "change-pending";
+    case ProposeStatus::kNotCaughtUp:
+      return "not-caught-up";
   }
   return "?";
 }

@@ -91,16 +91,72 @@ class SharedBytes {
   std::shared_ptr<const std::vector<uint8_t>> bytes_;
 };
 
-// What the log carries. Opaque to Paxos except for the no-op, which a new leader uses to fill gaps
-// and to commit an entry of its own ballot; id 0 with no bytes is reserved for it.
+// What the log carries. Opaque to Paxos except for two kinds: the no-op, which a new leader uses
+// to fill gaps and to commit an entry of its own ballot (id 0, no bytes, not a configuration),
+// and the configuration entry, which changes the group's membership (its bytes are an encoded
+// Configuration; docs/paxos.md, "Membership changes"). Everything else is the state machine's.
 struct Command {
   uint64_t id = 0;
   SharedBytes bytes;
+  bool configuration = false;  // bytes hold Configuration::encode(); the state machine skips it
 
   static Command noop() { return Command{}; }
-  bool is_noop() const { return id == 0 && bytes.empty(); }
+  bool is_noop() const { return id == 0 && bytes.empty() && !configuration; }
+  bool is_configuration() const { return configuration; }
   bool operator==(const Command&) const = default;
 };
+
+// A member of a replication group. A voter accepts and promises, counts toward quorums and, when
+// it is a full replica, may lead. A learner receives the log (and, when full, a snapshot first)
+// but has no vote: a replica being built joins as a learner and is promoted once caught up. A log
+// replica (P22 section 5.1: "akin to acceptors in Paxos") persists the log and votes, but holds
+// no state machine, so it never leads and never serves reads.
+enum class MemberKind : uint8_t { kFull, kLog };
+
+struct Member {
+  uint32_t replica = 0;  // never reused within a group
+  MemberKind kind = MemberKind::kFull;
+  bool voter = true;
+  // Where the storage layer reaches this replica; opaque to Paxos.
+  uint64_t endpoint = 0;
+  bool operator==(const Member&) const = default;
+};
+
+// A group's membership. Epoch 0 is the group's first configuration; each change adds one.
+struct Configuration {
+  uint64_t epoch = 0;
+  std::vector<Member> members;  // sorted by replica number
+  uint32_t next_replica = 1;    // the number the next added replica gets
+
+  const Member* find(uint32_t replica) const;
+  bool is_voter(uint32_t replica) const;
+  size_t voter_count() const;
+  // A majority of the voters.
+  size_t quorum() const { return voter_count() / 2 + 1; }
+  // Whether `replicas` (duplicates and non-voters ignored) hold a majority of the voters.
+  bool has_quorum(const std::vector<uint32_t>& replicas) const;
+  std::vector<uint8_t> encode() const;
+  static bool decode(const std::vector<uint8_t>& bytes, Configuration* out);
+  // Full voters numbered as given, endpoints 0, next_replica past the largest.
+  static Configuration of_voters(const std::vector<uint32_t>& replicas);
+  bool operator==(const Configuration&) const = default;
+};
+std::string to_string(const Configuration& configuration);
+
+// One membership change. Each changes the voter set by at most one replica, which is what makes
+// two consecutive configurations' majorities intersect (docs/paxos.md).
+struct ConfigChange {
+  enum class Kind : uint8_t {
+    kAddLearner,  // a new replica (numbered by the leader: Configuration::next_replica)
+    kPromote,     // learner -> voter; refused until the learner has caught up
+    kRemove,      // a voter or a learner leaves; never the leader itself
+  };
+  Kind kind = Kind::kAddLearner;
+  uint32_t replica = 0;                   // kPromote, kRemove
+  MemberKind member_kind = MemberKind::kFull;  // kAddLearner
+  uint64_t endpoint = 0;                  // kAddLearner
+};
+const char* to_string(ConfigChange::Kind kind);
 
 struct LogEntry {
   LogIndex index;
@@ -116,7 +172,9 @@ struct LogEntry {
 
 struct PaxosOptions {
   uint32_t self = 0;
-  std::vector<uint32_t> members;  // exactly 3 replica numbers, self among them
+  // The group's first configuration, as full voters, when RecoveredState carries none (tests;
+  // the storage layer always passes a Configuration with endpoints).
+  std::vector<uint32_t> members;
 
   sim::Duration heartbeat_interval = sim::milliseconds(100);
   // Base follower timeout; each wait is drawn uniformly from [base, 2 * base) with the injected
@@ -140,6 +198,9 @@ struct PaxosOptions {
   uint32_t max_entries_per_message = 64;         // per Accept / CatchUp message
   uint32_t max_promise_entries = 4096;           // accepted entries one Promise may carry
   uint64_t max_log_entries = uint64_t{1} << 20;  // held in memory between compactions
+  // A learner counts as caught up (and may be promoted) when it has accepted everything up to
+  // the leader's commit minus this many entries.
+  uint64_t learner_caught_up_slack = 0;
 
   // Planted bugs, for the tests that prove the checkers can see them. Default off; never set them
   // outside tests. While any is set, the replica's own cross-checks that would catch the bug
@@ -147,9 +208,13 @@ struct PaxosOptions {
   bool plant_quorum_of_one = false;          // commit on the leader's own accept
   bool plant_no_lease_wait = false;          // no promise refusal, new leader serves at once
   bool plant_follower_strong_reads = false;  // can_serve_strong_read() is true on followers
+  // A candidate wins with a majority of the configuration at its own commit alone, ignoring the
+  // newer configurations its promises reveal (docs/paxos.md, "Membership changes").
+  bool plant_single_config_election = false;
 
   bool planted_bugs_active() const {
-    return plant_quorum_of_one || plant_no_lease_wait || plant_follower_strong_reads;
+    return plant_quorum_of_one || plant_no_lease_wait || plant_follower_strong_reads ||
+           plant_single_config_election;
   }
 };
 
@@ -250,13 +315,27 @@ enum class ProposeStatus : uint8_t {
   kNotServingYet,   // leader, but still waiting out the previous leader's lease
   kBusy,            // max_uncommitted_entries in flight
   kLogFull,         // max_log_entries held; the storage layer must checkpoint and compact
-  kInvalidCommand,  // id 0 with no bytes is the reserved no-op
+  kInvalidCommand,  // the reserved no-op, a configuration entry, or an impossible change
+  kChangePending,   // propose_change: an earlier change (or our own no-op) is not committed yet
+  kNotCaughtUp,     // propose_change(kPromote): the learner is behind the commit
 };
 
 struct ProposeResult {
   ProposeStatus status = ProposeStatus::kNotLeader;
   LogIndex index;                       // kOk: the slot the command will commit in, if it commits
   std::optional<uint32_t> leader_hint;  // kNotLeader: where to retry
+  uint32_t replica = 0;                 // propose_change(kAddLearner), kOk: the new number
+};
+
+// What the leader knows of another member, for failure detection and healing.
+struct PeerStatus {
+  uint32_t replica = 0;
+  bool voter = true;
+  MemberKind kind = MemberKind::kFull;
+  // Local time of the last message from it in this leadership (the election if none since).
+  sim::SimTime last_heard;
+  LogIndex match;     // accepted in our ballot through here
+  bool caught_up = false;
 };
 
 enum class CompactStatus : uint8_t { kCompacted, kAlreadyCompacted, kNotApplied };
@@ -270,6 +349,9 @@ struct RecoveredState {
   HardState hard_state;
   std::vector<LogEntry> log;
   LogIndex applied_through;
+  // The configuration in effect at applied_through (every configuration entry up to it applied);
+  // none: the first configuration, from PaxosOptions::members.
+  std::optional<Configuration> configuration;
 };
 
 class PaxosReplica {
@@ -287,6 +369,10 @@ class PaxosReplica {
   void step(const PaxosMessage& message, sim::SimTime local_now);
   // Leader only, once serving. Never throws; a refused proposal leaves no trace.
   ProposeResult propose(Command command, sim::SimTime local_now);
+  // A membership change through the log (docs/paxos.md, "Membership changes"). Leader only, once
+  // serving, with an entry of its own ballot committed and no other change uncommitted. Takes
+  // effect as soon as it is in a replica's log; a change that is overwritten is undone.
+  ProposeResult propose_change(const ConfigChange& change, sim::SimTime local_now);
   // A leader, past its wait for the old lease, inside its own lease (with the drift margin), and
   // with an entry of its own ballot committed. The caller must have applied every committed
   // entry from earlier Readys before serving the read.
@@ -300,7 +386,8 @@ class PaxosReplica {
   // Drops entries <= through from memory. REQUIRES: the state machine's checkpoint covers them.
   CompactStatus compact(LogIndex through);
   // The storage layer installed a checkpoint covering (0, through]; catch-up continues after it.
-  InstallSnapshotStatus install_snapshot(LogIndex through);
+  // `configuration` is the one in effect at `through` (the sender's configuration_at(through)).
+  InstallSnapshotStatus install_snapshot(LogIndex through, const Configuration& configuration);
 
   PaxosRole role() const { return role_; }
   uint32_t self() const { return options_.self; }
@@ -321,6 +408,19 @@ class PaxosReplica {
   // The entry at `index`, if held (not compacted, not beyond the log).
   const LogEntry* entry_at(LogIndex index) const;
 
+  // The latest configuration in the log (committed or not): the one this replica acts on.
+  const Configuration& configuration() const;
+  // The configuration in effect after slot `index`. REQUIRES: index >= the earliest slot whose
+  // configuration is still known (the recovered or installed base); snapshots and checkpoints
+  // take it at their applied index.
+  const Configuration& configuration_at(LogIndex index) const;
+  // Whether a configuration entry is in the log but not yet committed.
+  bool change_pending() const;
+  // Whether this replica may campaign: a full voter in its latest configuration.
+  bool can_lead() const;
+  // Leader only (empty otherwise): every other member of the latest configuration.
+  std::vector<PeerStatus> peer_status() const;
+
  private:
   struct PeerProgress {
     uint32_t replica = 0;
@@ -328,13 +428,16 @@ class PaxosReplica {
     LogIndex match;   // every entry in (commit_at_election, match] accepted in our ballot
     LogIndex commit;  // the peer's commit, as last reported
     LogIndex match_at_last_heartbeat_ack;  // to see a stream that stopped moving
+    sim::SimTime last_heard;
+    bool reported = false;       // `commit` came from the peer in this leadership
+    LogIndex commit_when_added;  // our commit when it joined our stream (caught_up() needs it)
     std::optional<sim::SimTime> last_catch_up_at;
     std::optional<sim::SimTime> snapshot_requested_at;
   };
   struct HeartbeatRecord {
     uint64_t sequence = 0;
     sim::SimTime sent_at;
-    uint32_t acked_mask = 0;  // bit per peer slot
+    std::vector<uint32_t> acked;  // replicas that acknowledged it (ourselves included)
   };
   static constexpr size_t kHeartbeatHistory = 8;
   struct LeaderState {
@@ -356,6 +459,7 @@ class PaxosReplica {
   struct ElectionState {
     sim::SimTime deadline;
     std::vector<ReceivedPromise> promises;
+    std::vector<uint32_t> asked;  // replicas a Prepare went to
   };
   struct LeaderCheckState {
     bool active = false;
@@ -385,14 +489,29 @@ class PaxosReplica {
   void start_election(sim::SimTime now);
 
   // Leader side.
-  void become_leader(sim::SimTime now);
+  // The log a candidate would lead with, and whether its promises hold a majority of every
+  // configuration that log puts in effect above its commit (docs/paxos.md).
+  struct ElectionPlan {
+    std::vector<LogEntry> log;  // (commit, highest], before the trailing no-op
+    LogIndex known_chosen;
+    std::vector<Configuration> chain;  // configuration at commit, then each one the log adds
+  };
+  ElectionPlan plan_election() const;
+  bool election_won(const ElectionPlan& plan) const;
+  void send_prepares(const ElectionPlan* plan);
+  void become_leader(const ElectionPlan& plan, sim::SimTime now);
   void become_follower(Ballot promised, sim::SimTime now);
   void send_heartbeats(sim::SimTime now);
   void send_entries(PeerProgress& peer, LogIndex from, PaxosMessage::Type type, sim::SimTime now);
   void send_catch_up(PeerProgress& peer, sim::SimTime now);
-  void advance_leader_commit();
+  void advance_leader_commit(sim::SimTime now);
+  void sync_peers(sim::SimTime now);  // the leader's peers follow the latest configuration
   PeerProgress* find_peer(uint32_t replica);
-  size_t peer_slot(uint32_t replica) const;
+  const PeerProgress* find_peer(uint32_t replica) const;
+  bool caught_up(const PeerProgress& peer) const;
+  // Whether `acked` (with ourselves) holds a majority of the configuration at the commit and of
+  // the latest one: what a lease must rest on while a change is in flight.
+  bool quorum_of_current_configs(const std::vector<uint32_t>& acked) const;
 
   // State changes that must reach the Ready.
   void write_entry(LogEntry entry);
@@ -406,7 +525,8 @@ class PaxosReplica {
 
   const LogEntry& entry(LogIndex index) const;
   HardState hard_state() const { return HardState{promised_, commit_}; }
-  size_t quorum() const { return options_.members.size() / 2 + 1; }
+  // The configuration entries in the log above the base (rebuilt when an entry is overwritten).
+  void note_config_entry(const LogEntry& written, bool replaced_config);
   bool same_command_or_planted(const LogEntry& held, const LogEntry& incoming) const;
   void check_invariants() const;
 
@@ -421,6 +541,11 @@ class PaxosReplica {
   Ballot highest_accepted_ballot_;  // over every entry written; <= promised_
 
   std::deque<LogEntry> log_;  // (compacted_through_, last_index_], contiguous
+  // Membership: the configuration in effect after base_config_index_ (<= every index the log
+  // holds a configuration entry at), and the configuration entries above it, by index.
+  Configuration base_config_;
+  LogIndex base_config_index_;
+  std::vector<std::pair<LogIndex, Configuration>> config_entries_;  // ascending index
   LogIndex compacted_through_;
   LogIndex last_index_;
   LogIndex commit_;

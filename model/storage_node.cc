@@ -40,6 +40,7 @@ struct SnapshotChunkBody final : sim::MessageBody {
   uint32_t sequence = 0;  // 0, 1, 2, ...: a gap aborts the install
   bool last = false;
   LogIndex through;  // the leader's applied index the items reflect
+  Configuration configuration;  // the group's configuration in effect at `through`
   std::vector<Item> items;
 };
 
@@ -303,6 +304,7 @@ struct StorageNode::Impl {
     uint64_t session = 0;
     uint32_t next_sequence = 0;
     LogIndex through;
+    Configuration configuration;
   };
 
   struct Replica {
@@ -1034,6 +1036,7 @@ struct StorageNode::Impl {
     body->sequence = r.sending->next_sequence++;
     body->last = last;
     body->through = r.sending->through;
+    body->configuration = r.paxos->configuration_at(body->through);
     uint64_t bytes = kMessageHeaderBytes;
     uint64_t digest = mix(mix(body->session, body->sequence), body->through.value);
     for (const Item& item : items) {
@@ -1068,7 +1071,8 @@ struct StorageNode::Impl {
           r.applying || r.checkpoint_running) {
         return;
       }
-      r.receiving = SnapshotReceive{chunk.from_replica, chunk.session, 0, chunk.through};
+      r.receiving =
+          SnapshotReceive{chunk.from_replica, chunk.session, 0, chunk.through, chunk.configuration};
       r.content_invalid = true;
       r.tree->clear([](BTreeStatus) {});
       env->metrics().add("storage.snapshots_received", 1);
@@ -1086,6 +1090,7 @@ struct StorageNode::Impl {
     // Every item is queued ahead of the checkpoint (FIFO), which makes them durable with the
     // snapshot's index as applied; only then does Paxos learn of it.
     const LogIndex through = chunk.through;
+    const Configuration configuration = r.receiving->configuration;
     r.receiving.reset();
     r.checkpoint_running = true;
     CheckpointState state;
@@ -1096,19 +1101,20 @@ struct StorageNode::Impl {
     CheckpointMetadata metadata;
     metadata.bytes = encode_checkpoint(state);
     const size_t slot = r.slot;
-    r.tree->checkpoint(std::move(metadata), [this, slot, through](BTreeStatus status) {
+    r.tree->checkpoint(std::move(metadata), [this, slot, through,
+                                             configuration](BTreeStatus status) {
       Replica& rep = *replicas[slot];
       rep.checkpoint_running = false;
       if (status != BTreeStatus::kOk) {
         if (status == BTreeStatus::kCorrupt) rep.healthy = false;
         return;  // still invalid; a later transfer may succeed
       }
-      install_snapshot(rep, through);
+      install_snapshot(rep, through, configuration);
     });
   }
 
-  void install_snapshot(Replica& r, LogIndex through) {
-    const InstallSnapshotStatus status = r.paxos->install_snapshot(through);
+  void install_snapshot(Replica& r, LogIndex through, const Configuration& configuration) {
+    const InstallSnapshotStatus status = r.paxos->install_snapshot(through, configuration);
     DYN_ASSERT(status != InstallSnapshotStatus::kRefusedWhileLeader);
     r.content_invalid = false;
     r.applied = std::max(r.applied, through);
@@ -1237,6 +1243,10 @@ struct StorageNode::Impl {
         break;
       case ProposeStatus::kInvalidCommand:
         respond(r, from, request.request_id, StorageStatus::kValidation, {}, {}, LogIndex());
+        break;
+      case ProposeStatus::kChangePending:
+      case ProposeStatus::kNotCaughtUp:
+        DYN_ASSERT_MSG(false, "a membership status for a write");
         break;
     }
     after_input(r);

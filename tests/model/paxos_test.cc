@@ -616,9 +616,11 @@ TEST(PaxosTranscript, SnapshotNeededAfterCompaction) {
   EXPECT_EQ(leader.snapshots_needed[0].through, LogIndex(5));
 
   // The storage layer ships a checkpoint through 5 and installs it.
-  EXPECT_EQ(group[3].install_snapshot(LogIndex(5)), InstallSnapshotStatus::kInstalled);
-  EXPECT_EQ(group[3].install_snapshot(LogIndex(4)), InstallSnapshotStatus::kStale);
-  EXPECT_EQ(group[1].install_snapshot(LogIndex(9)), InstallSnapshotStatus::kRefusedWhileLeader);
+  const Configuration initial = group[1].configuration_at(LogIndex(5));
+  EXPECT_EQ(group[3].install_snapshot(LogIndex(5), initial), InstallSnapshotStatus::kInstalled);
+  EXPECT_EQ(group[3].install_snapshot(LogIndex(4), initial), InstallSnapshotStatus::kStale);
+  EXPECT_EQ(group[1].install_snapshot(LogIndex(9), initial),
+            InstallSnapshotStatus::kRefusedWhileLeader);
   Ready installed = group.take(3);
   EXPECT_EQ(hard_state_line(installed.hard_state), "promised=1.1 commit=5");
   EXPECT_TRUE(installed.committed.empty());  // the checkpoint holds them
@@ -1282,7 +1284,8 @@ class RandomGroup {
         return;
       }
     }
-    if (host.replica->install_snapshot(snapshot.through) != InstallSnapshotStatus::kInstalled) {
+    if (host.replica->install_snapshot(snapshot.through, Configuration::of_voters({1, 2, 3})) !=
+        InstallSnapshotStatus::kInstalled) {
       return;
     }
     ++result_.snapshots_installed;
