@@ -163,7 +163,9 @@ HardState get_hard_state(Reader& in) {
 // A WAL record: what one Ready (or part of it) asks to persist.
 //   u8 format, u8 has_hard_state, [hard state], u32 entry count, entries
 //   entry: u64 index, u64 ballot round, u32 ballot replica, u64 command id, u32 length, bytes
+// The length's top bit marks a configuration entry (commands are far below 2 GB).
 constexpr uint8_t kWalRecordFormat = 1;
+constexpr uint32_t kConfigurationFlag = uint32_t{1} << 31;
 
 struct WalBatch {
   std::optional<HardState> hard_state;
@@ -186,7 +188,8 @@ std::vector<uint8_t> encode_wal_record(const std::optional<HardState>& hard_stat
     put_u64(out, e.ballot.round);
     put_u32(out, e.ballot.replica);
     put_u64(out, e.command.id);
-    put_u32(out, static_cast<uint32_t>(e.command.bytes.size()));
+    put_u32(out, static_cast<uint32_t>(e.command.bytes.size()) |
+                     (e.command.configuration ? kConfigurationFlag : 0));
     out.insert(out.end(), e.command.bytes.begin(), e.command.bytes.end());
   }
   return out;
@@ -206,7 +209,9 @@ bool decode_wal_record(const std::vector<uint8_t>& bytes, WalBatch* out) {
     e.ballot.round = in.u64();
     e.ballot.replica = in.u32();
     e.command.id = in.u64();
-    const uint32_t length = in.u32();
+    const uint32_t length_and_flag = in.u32();
+    e.command.configuration = (length_and_flag & kConfigurationFlag) != 0;
+    const uint32_t length = length_and_flag & ~kConfigurationFlag;
     if (!in.ok || bytes.size() - in.at < length) return false;
     std::vector<uint8_t> command_bytes(length);
     if (length > 0) std::memcpy(command_bytes.data(), bytes.data() + in.at, length);
@@ -223,8 +228,9 @@ struct CheckpointState {
   uint64_t wal_replay_position = 0;  // recovery reads the WAL from this sector
   uint64_t wal_next_sequence = 1;    // floor for the sequence numbers after recovery
   HardState hard_state;              // the latest hard state appended when the checkpoint began
+  Configuration configuration;       // the group's configuration in effect at `applied`
 };
-constexpr uint8_t kCheckpointFormat = 1;
+constexpr uint8_t kCheckpointFormat = 2;
 
 std::vector<uint8_t> encode_checkpoint(const CheckpointState& state) {
   std::vector<uint8_t> out;
@@ -233,6 +239,9 @@ std::vector<uint8_t> encode_checkpoint(const CheckpointState& state) {
   put_u64(out, state.wal_replay_position);
   put_u64(out, state.wal_next_sequence);
   put_hard_state(out, state.hard_state);
+  const std::vector<uint8_t> configuration = state.configuration.encode();
+  put_u32(out, static_cast<uint32_t>(configuration.size()));
+  out.insert(out.end(), configuration.begin(), configuration.end());
   return out;
 }
 
@@ -243,7 +252,20 @@ bool decode_checkpoint(const std::vector<uint8_t>& bytes, CheckpointState* out) 
   out->wal_replay_position = in.u64();
   out->wal_next_sequence = in.u64();
   out->hard_state = get_hard_state(in);
-  return in.ok && in.at == bytes.size();
+  const uint32_t length = in.u32();
+  if (!in.ok || bytes.size() - in.at != length) return false;
+  const std::vector<uint8_t> configuration(bytes.begin() + static_cast<ptrdiff_t>(in.at),
+                                           bytes.end());
+  return Configuration::decode(configuration, &out->configuration);
+}
+
+uint64_t endpoint_of(sim::Address address) {
+  return (uint64_t{address.host.value} << 32) | address.port;
+}
+
+sim::Address address_of(uint64_t endpoint) {
+  return sim::Address{sim::HostId(static_cast<uint32_t>(endpoint >> 32)),
+                      static_cast<uint32_t>(endpoint & 0xffffffffu)};
 }
 
 bool in_range(const KeyRangeBounds& range, const PrimaryKey& key) {
@@ -347,6 +369,9 @@ struct StorageNode::Impl {
     std::deque<SnapshotNeeded> snapshot_queue;
     std::optional<SnapshotReceive> receiving;
     bool content_invalid = false;  // the tree was cleared for an install not yet complete
+
+    // Where peers' messages came from, for replies to replicas outside our configuration.
+    std::map<uint32_t, sim::Address> peer_addresses;
 
     // Tick index key and lease reporting.
     sim::SimTime tick_at = sim::SimTime::max();
@@ -485,7 +510,9 @@ struct StorageNode::Impl {
     PaxosOptions paxos_options = options.paxos;
     paxos_options.self = r.assignment.replica;
     paxos_options.members.clear();
-    for (uint32_t m = 1; m <= kReplicasPerGroup; ++m) paxos_options.members.push_back(m);
+    state.configuration = checkpoint.configuration.members.empty()
+                              ? initial_configuration(r.assignment)
+                              : checkpoint.configuration;
     sim::Random random(sim::splitmix64(node_seed ^ (uint64_t{r.assignment.group.value} << 8) ^
                                        r.assignment.replica));
     // Wal::reset makes every sector before the recovered end reusable, including the records
@@ -509,6 +536,31 @@ struct StorageNode::Impl {
     r.recovered = true;
     // The first Ready re-emits (applied_through, commit] as committed: the re-apply.
     after_input(r);
+  }
+
+  // The group's first configuration: replicas 1..3, full voters, where the placement put them.
+  static Configuration initial_configuration(const ReplicaAssignment& assignment) {
+    Configuration configuration;
+    for (uint32_t m = 1; m <= kReplicasPerGroup; ++m) {
+      configuration.members.push_back(
+          Member{m, MemberKind::kFull, true, endpoint_of(assignment.members[m - 1])});
+    }
+    configuration.next_replica = kReplicasPerGroup + 1;
+    return configuration;
+  }
+
+  // Where replica `replica` of r's group lives: the latest configuration, the one at the commit
+  // (a member being removed is still streamed to), or the address its messages came from.
+  std::optional<sim::Address> member_address(const Replica& r, uint32_t replica) const {
+    if (r.paxos) {
+      if (const Member* m = r.paxos->configuration().find(replica)) return address_of(m->endpoint);
+      if (const Member* m = r.paxos->configuration_at(r.paxos->commit_index()).find(replica)) {
+        return address_of(m->endpoint);
+      }
+    }
+    auto learned = r.peer_addresses.find(replica);
+    if (learned != r.peer_addresses.end()) return learned->second;
+    return std::nullopt;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -733,10 +785,10 @@ struct StorageNode::Impl {
     message.type = static_cast<uint32_t>(StorageMessageType::kPaxos);
     message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
     message.digest = paxos_digest(r.assignment.group, m);
-    const uint32_t to = m.to;
-    DYN_ASSERT(to >= 1 && to <= kReplicasPerGroup);
+    const std::optional<sim::Address> to = member_address(r, m.to);
+    if (!to) return;  // a replica we know nothing of: dropped, as the network might
     message.body = std::move(body);
-    env->send(r.assignment.members[to - 1], std::move(message));
+    env->send(*to, std::move(message));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -765,7 +817,8 @@ struct StorageNode::Impl {
   }
 
   void start_apply(Replica& r, LogEntry entry) {
-    if (entry.command.is_noop()) {
+    if (entry.command.is_noop() || entry.command.is_configuration()) {
+      // Paxos acts on configurations itself; the checkpoint records the one at `applied`.
       finish_apply(r, entry, StorageStatus::kOk);
       return;
     }
@@ -927,6 +980,7 @@ struct StorageNode::Impl {
     state.wal_replay_position = replay.position;
     state.wal_next_sequence = r.wal->next_sequence();
     state.hard_state = r.last_appended_hard_state;
+    state.configuration = r.paxos->configuration_at(applied);
     r.checkpoint_urgent = false;
     const size_t slot = r.slot;
     CheckpointMetadata metadata;
@@ -1048,9 +1102,10 @@ struct StorageNode::Impl {
     message.type = static_cast<uint32_t>(StorageMessageType::kSnapshotChunk);
     message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
     message.digest = digest;
-    const sim::Address to = r.assignment.members[body->to_replica - 1];
+    const std::optional<sim::Address> to = member_address(r, body->to_replica);
+    if (!to) return;
     message.body = std::move(body);
-    env->send(to, std::move(message));
+    env->send(*to, std::move(message));
   }
 
   void end_snapshot_send(Replica& r) {
@@ -1098,6 +1153,7 @@ struct StorageNode::Impl {
     state.wal_replay_position = replay_start(r, through.value).position;
     state.wal_next_sequence = r.wal->next_sequence();
     state.hard_state = r.last_appended_hard_state;
+    state.configuration = configuration;
     CheckpointMetadata metadata;
     metadata.bytes = encode_checkpoint(state);
     const size_t slot = r.slot;
@@ -1133,8 +1189,8 @@ struct StorageNode::Impl {
   std::optional<sim::Address> leader_address(const Replica& r) const {
     if (!r.paxos) return std::nullopt;
     const std::optional<uint32_t> hint = r.paxos->leader_hint();
-    if (!hint || *hint < 1 || *hint > kReplicasPerGroup) return std::nullopt;
-    return r.assignment.members[*hint - 1];
+    if (!hint) return std::nullopt;
+    return member_address(r, *hint);
   }
 
   void respond(const Replica& r, sim::Address client, uint64_t request_id, StorageStatus status,
@@ -1435,10 +1491,8 @@ struct StorageNode::Impl {
         Replica& r = *replicas[found->second];
         if (!r.recovered || r.failed) return;  // Paxos resends; nothing to vote with yet
         const PaxosMessage& m = envelope->message;
-        if (m.to != r.assignment.replica || m.from == m.to || m.from < 1 ||
-            m.from > kReplicasPerGroup) {
-          return;
-        }
+        if (m.to != r.assignment.replica || m.from == m.to || m.from == 0) return;
+        r.peer_addresses[m.from] = from;
         r.paxos->step(m, env->local_now());
         after_input(r);
         return;
