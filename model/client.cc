@@ -35,7 +35,6 @@ bool is_final(StorageStatus status) {
     case StorageStatus::kConditionFailed:
     case StorageStatus::kNotFound:
     case StorageStatus::kValidation:
-    case StorageStatus::kNoSuchGroup:
       return true;
     default:
       return false;
@@ -290,7 +289,9 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
       break;
     case StorageStatus::kRecovering:
     case StorageStatus::kUnhealthy:
-      // This replica cannot serve the key for a while: another one may.
+    case StorageStatus::kNoSuchGroup:
+      // This replica cannot serve the key for a while (or no longer hosts the group, or its
+      // node is still reading its directory after a restart): another one may.
       retry_or_finish(env, operation, std::move(result), NextReplica::kOther,
                       /*immediately=*/false);
       break;

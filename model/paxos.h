@@ -414,6 +414,8 @@ class PaxosReplica {
   // configuration is still known (the recovered or installed base); snapshots and checkpoints
   // take it at their applied index.
   const Configuration& configuration_at(LogIndex index) const;
+  // The earliest index configuration_at() answers for.
+  LogIndex earliest_configuration_index() const { return base_config_index_; }
   // Whether a configuration entry is in the log but not yet committed.
   bool change_pending() const;
   // Whether this replica may campaign: a full voter in its latest configuration.

@@ -7,6 +7,8 @@
 //   apply, reads, checkpoints, snapshots and recovery.
 #include "model/storage_node.h"
 
+#include "model/healing_protocol.h"
+
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -42,6 +44,21 @@ struct SnapshotChunkBody final : sim::MessageBody {
   LogIndex through;  // the leader's applied index the items reflect
   Configuration configuration;  // the group's configuration in effect at `through`
   std::vector<Item> items;
+};
+
+// The replica directory: which disk slot holds which group's replica. Two copies after the last
+// slot; the newer valid one wins (as the B-tree's superblocks do).
+//   u32 magic, u64 generation, u32 count, count x (u32 slot, u32 group, u32 replica, u8 kind),
+//   u64 checksum of what precedes it
+constexpr uint32_t kDirectoryMagic = 0x44534452;  // "DSDR"
+constexpr uint64_t kDirectorySectors = 8;          // per copy: room for about 2,500 replicas
+constexpr uint32_t kMaxDirectoryEntries = 2'400;
+
+struct DirectoryEntry {
+  uint32_t disk_slot = 0;
+  GroupId group;
+  uint32_t replica = 0;
+  MemberKind kind = MemberKind::kFull;
 };
 
 // Header bytes we charge per message on the wire (our assumption: framing, addresses, type,
@@ -280,6 +297,9 @@ constexpr uint64_t kCookieKindShift = 56;
 constexpr uint64_t kCookieTick = 1;
 constexpr uint64_t kCookieCpu = 2;
 constexpr uint64_t kCookieCheckpoint = 3;
+constexpr uint64_t kCookieHealing = 4;      // the leaders' healing checks
+constexpr uint64_t kCookieNodeHeartbeat = 5;  // to auto-admin
+constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
 constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
 
 uint64_t make_cookie(uint64_t kind, uint64_t generation) {
@@ -329,8 +349,27 @@ struct StorageNode::Impl {
     Configuration configuration;
   };
 
+  // A new replica's first state, written as its first checkpoint.
+  struct Seed {
+    LogIndex base;
+    Configuration configuration;
+  };
+  // The leader's view of a learner it added: where it lives, so the node there can be told to
+  // create it (again, until it is heard from).
+  struct LearnerSeed {
+    uint32_t replica = 0;
+    sim::Address node;
+    MemberKind kind = MemberKind::kFull;
+    Seed seed;
+    sim::SimTime last_sent;
+  };
+
   struct Replica {
-    size_t slot = 0;
+    size_t slot = 0;        // index in `replicas` (callbacks carry it)
+    size_t disk_slot = 0;   // where its WAL and tree live on the disk
+    MemberKind kind = MemberKind::kFull;
+    bool dropped = false;   // left the group: kept only so in-flight callbacks find it
+    std::optional<Seed> seed;  // created by healing, not yet checkpointed
     ReplicaAssignment assignment;
     std::unique_ptr<Wal> wal;
     std::unique_ptr<BTree> tree;
@@ -373,6 +412,16 @@ struct StorageNode::Impl {
     // Where peers' messages came from, for replies to replicas outside our configuration.
     std::map<uint32_t, sim::Address> peer_addresses;
 
+    // Healing, while leader.
+    std::map<uint32_t, sim::Address> member_nodes;  // of the last committed configuration
+    std::optional<uint64_t> placement_request;  // waiting for auto-admin's answer
+    sim::SimTime placement_sent;
+    std::optional<LearnerSeed> learner;
+    std::set<uint32_t> reported_lost;
+    uint64_t reported_epoch = 0;
+    sim::TimerHandle pace_timer;
+    uint64_t pace_session = 0;
+
     // Tick index key and lease reporting.
     sim::SimTime tick_at = sim::SimTime::max();
     sim::SimTime reported_lease_until;  // zero: nothing reported as held
@@ -407,6 +456,17 @@ struct StorageNode::Impl {
 
   uint64_t next_session = 1;
 
+  // The replica directory and the disk slots.
+  uint64_t slot_sectors = 0;
+  uint64_t sector_bytes = 0;
+  uint64_t max_slots = 0;
+  uint64_t directory_generation = 0;
+  bool directory_writing = false;
+  bool directory_dirty = false;
+  std::vector<std::function<void()>> directory_waiters;  // run when the directory is durable
+  std::set<size_t> disk_slots_used;  // this incarnation: never reused before a restart
+  uint64_t next_place_request = 1;
+
   // ------------------------------------------------------------------------------------------
   // Boot.
 
@@ -415,30 +475,180 @@ struct StorageNode::Impl {
     node_seed = e.random().next_u64();
     core_free_at.assign(std::max<uint32_t>(1, options.cost.cpu_cores), sim::SimTime::zero());
     sim::Disk& disk = e.disk(options.disk_index);
-    const uint64_t sector = disk.options().sector_size_bytes;
-    const uint64_t slot_sectors = options.wal_region_sectors + options.btree_region_sectors;
-    DYN_ASSERT(slot_sectors * options.replicas.size() <= disk.capacity_sectors());
-    replicas.reserve(options.replicas.size());
-    for (size_t slot = 0; slot < options.replicas.size(); ++slot) {
-      auto r = std::make_unique<Replica>();
-      r->slot = slot;
-      r->assignment = options.replicas[slot];
-      DYN_ASSERT(r->assignment.replica >= 1 && r->assignment.replica <= kReplicasPerGroup);
-      DYN_ASSERT(!slot_of_group.contains(r->assignment.group.value));
-      slot_of_group[r->assignment.group.value] = slot;
-      WalOptions wal_options;
-      wal_options.region_offset_bytes = slot * slot_sectors * sector;
-      wal_options.region_sectors = options.wal_region_sectors;
-      r->wal = std::make_unique<Wal>(disk, wal_options);
-      BTreeOptions tree_options;
-      tree_options.region_offset_bytes =
-          (slot * slot_sectors + options.wal_region_sectors) * sector;
-      tree_options.region_sectors = options.btree_region_sectors;
-      tree_options.cache_pages = options.btree_cache_pages;
-      r->tree = std::make_unique<BTree>(disk, tree_options);
-      replicas.push_back(std::move(r));
+    sector_bytes = disk.options().sector_size_bytes;
+    slot_sectors = options.wal_region_sectors + options.btree_region_sectors;
+    const uint64_t fit = (disk.capacity_sectors() - 2 * kDirectorySectors) / slot_sectors;
+    max_slots = options.max_replica_slots == 0
+                    ? fit
+                    : std::min<uint64_t>(fit, options.max_replica_slots);
+    DYN_ASSERT(options.replicas.size() <= max_slots);
+    DYN_ASSERT(options.replicas.size() <= kMaxDirectoryEntries);
+    // The directory names the replicas this node hosts; a node that never changed them has none
+    // and hosts its placement's.
+    disk.read(directory_offset(), 2 * kDirectorySectors * sector_bytes,
+              [this](sim::ReadResult result) {
+      std::vector<DirectoryEntry> entries;
+      bool found = false;
+      if (result.status == sim::IoStatus::kOk) {
+        const uint64_t copy_bytes = kDirectorySectors * sector_bytes;
+        for (uint64_t copy = 0; copy < 2; ++copy) {
+          std::vector<uint8_t> sector(
+              result.data.begin() + static_cast<ptrdiff_t>(copy * copy_bytes),
+              result.data.begin() + static_cast<ptrdiff_t>((copy + 1) * copy_bytes));
+          uint64_t generation = 0;
+          std::vector<DirectoryEntry> decoded;
+          if (decode_directory(sector, &generation, &decoded) &&
+              (!found || generation > directory_generation)) {
+            found = true;
+            directory_generation = generation;
+            entries = std::move(decoded);
+          }
+        }
+      }
+      if (!found) {
+        for (size_t i = 0; i < options.replicas.size(); ++i) {
+          entries.push_back(DirectoryEntry{static_cast<uint32_t>(i), options.replicas[i].group,
+                                           options.replicas[i].replica, MemberKind::kFull});
+        }
+      }
+      for (const DirectoryEntry& entry : entries) {
+        ReplicaAssignment assignment;
+        assignment.group = entry.group;
+        assignment.replica = entry.replica;
+        for (const ReplicaAssignment& placed : options.replicas) {
+          if (placed.group == entry.group) assignment.members = placed.members;
+        }
+        add_replica(assignment, entry.disk_slot, entry.kind, std::nullopt);
+      }
+      for (auto& r : replicas) begin_recovery(*r);
+      if (options.healing.enabled) {
+        env->set_timer(options.healing.check_interval, make_cookie(kCookieHealing, 0));
+        send_node_heartbeat();
+      }
+    });
+  }
+
+  uint64_t directory_offset() const { return slot_sectors * max_slots * sector_bytes; }
+
+  static bool decode_directory(const std::vector<uint8_t>& sector, uint64_t* generation,
+                               std::vector<DirectoryEntry>* entries) {
+    Reader in{sector};
+    if (in.u32() != kDirectoryMagic) return false;
+    *generation = in.u64();
+    const uint32_t count = in.u32();
+    if (!in.ok || count > kMaxDirectoryEntries) return false;
+    for (uint32_t i = 0; i < count && in.ok; ++i) {
+      DirectoryEntry entry;
+      entry.disk_slot = in.u32();
+      entry.group = GroupId(in.u32());
+      entry.replica = in.u32();
+      const uint8_t kind = in.u8();
+      if (kind > 1) return false;
+      entry.kind = static_cast<MemberKind>(kind);
+      entries->push_back(entry);
     }
-    for (auto& r : replicas) begin_recovery(*r);
+    const size_t covered = in.at;
+    const uint64_t checksum = in.u64();
+    return in.ok && checksum == sim::hash_bytes(kDirectoryMagic, sector.data(), covered);
+  }
+
+  // Builds a replica's objects in `disk_slot` (not started: begin_recovery does that).
+  Replica& add_replica(const ReplicaAssignment& assignment, size_t disk_slot, MemberKind kind,
+                       std::optional<Seed> seed) {
+    sim::Disk& disk = env->disk(options.disk_index);
+    auto r = std::make_unique<Replica>();
+    r->slot = replicas.size();
+    r->disk_slot = disk_slot;
+    r->kind = kind;
+    r->seed = std::move(seed);
+    r->assignment = assignment;
+    DYN_ASSERT(r->assignment.replica >= 1);
+    DYN_ASSERT(disk_slot < max_slots);
+    DYN_ASSERT(!slot_of_group.contains(r->assignment.group.value));
+    DYN_ASSERT(!disk_slots_used.contains(disk_slot));
+    disk_slots_used.insert(disk_slot);
+    slot_of_group[r->assignment.group.value] = r->slot;
+    WalOptions wal_options;
+    wal_options.region_offset_bytes = disk_slot * slot_sectors * sector_bytes;
+    wal_options.region_sectors = options.wal_region_sectors;
+    r->wal = std::make_unique<Wal>(disk, wal_options);
+    BTreeOptions tree_options;
+    tree_options.region_offset_bytes =
+        (disk_slot * slot_sectors + options.wal_region_sectors) * sector_bytes;
+    tree_options.region_sectors = options.btree_region_sectors;
+    tree_options.cache_pages = options.btree_cache_pages;
+    r->tree = std::make_unique<BTree>(disk, tree_options);
+    if (options.observer != nullptr) {
+      options.observer->on_replica_hosted(r->assignment.group, r->assignment.replica, env->self());
+    }
+    replicas.push_back(std::move(r));
+    return *replicas.back();
+  }
+
+  std::vector<DirectoryEntry> directory_entries() const {
+    std::vector<DirectoryEntry> entries;
+    for (const auto& r : replicas) {
+      if (r->dropped || r->seed) continue;  // a new replica is listed once its seed is durable
+      entries.push_back(DirectoryEntry{static_cast<uint32_t>(r->disk_slot), r->assignment.group,
+                                       r->assignment.replica, r->kind});
+    }
+    return entries;
+  }
+
+  // Writes the directory (to the older copy) and fsyncs; `done` runs once a directory at least
+  // as new as the current replica set is durable.
+  void write_directory(std::function<void()> done) {
+    if (done) directory_waiters.push_back(std::move(done));
+    if (directory_writing) {
+      directory_dirty = true;
+      return;
+    }
+    directory_writing = true;
+    directory_dirty = false;
+    const std::vector<DirectoryEntry> entries = directory_entries();
+    DYN_ASSERT(entries.size() <= kMaxDirectoryEntries);
+    ++directory_generation;
+    std::vector<uint8_t> sector;
+    put_u32(sector, kDirectoryMagic);
+    put_u64(sector, directory_generation);
+    put_u32(sector, static_cast<uint32_t>(entries.size()));
+    for (const DirectoryEntry& entry : entries) {
+      put_u32(sector, entry.disk_slot);
+      put_u32(sector, entry.group.value);
+      put_u32(sector, entry.replica);
+      put_u8(sector, static_cast<uint8_t>(entry.kind));
+    }
+    put_u64(sector, sim::hash_bytes(kDirectoryMagic, sector.data(), sector.size()));
+    DYN_ASSERT(sector.size() <= kDirectorySectors * sector_bytes);
+    sector.resize(kDirectorySectors * sector_bytes, 0);
+    std::vector<std::function<void()>> waiting = std::move(directory_waiters);
+    directory_waiters.clear();
+    sim::Disk& disk = env->disk(options.disk_index);
+    const uint64_t offset =
+        directory_offset() + (directory_generation % 2) * kDirectorySectors * sector_bytes;
+    auto shared_waiting = std::make_shared<std::vector<std::function<void()>>>(std::move(waiting));
+    disk.write(offset, std::move(sector), [this, shared_waiting](sim::IoStatus status) {
+      if (status != sim::IoStatus::kOk) return on_directory_written(false, shared_waiting);
+      env->disk(options.disk_index).fsync([this, shared_waiting](sim::IoStatus synced) {
+        on_directory_written(synced == sim::IoStatus::kOk, shared_waiting);
+      });
+    });
+  }
+
+  void on_directory_written(bool ok, std::shared_ptr<std::vector<std::function<void()>>> waiting) {
+    directory_writing = false;
+    if (!ok) {
+      // The disk failed under the directory: try again with the next change (or now).
+      directory_dirty = true;
+    }
+    if (ok) {
+      for (auto& done : *waiting) done();
+    } else {
+      for (auto& done : *waiting) directory_waiters.push_back(std::move(done));
+    }
+    // A failed write is retried with the next change, not at once: a disk that keeps failing
+    // must not turn this into a loop.
+    if (ok && (directory_dirty || !directory_waiters.empty())) write_directory(nullptr);
   }
 
   // Recovery: the tree's checkpoint names where the WAL must be replayed from.
@@ -446,6 +656,7 @@ struct StorageNode::Impl {
     const size_t slot = r.slot;
     r.tree->recover([this, slot](BTreeRecovery recovery) {
       Replica& rep = *replicas[slot];
+      if (rep.dropped) return;
       if (recovery.status != BTreeStatus::kOk) {
         // No valid checkpoint (or a bad inner page): this replica cannot know its state. It
         // serves nothing and does not vote; healing must rebuild it (docs/storage.md).
@@ -462,6 +673,7 @@ struct StorageNode::Impl {
         }
       }
       rep.wal->recover(checkpoint.wal_replay_position, [this, slot, checkpoint](WalRecovery wal) {
+        if (replicas[slot]->dropped) return;
         finish_recovery(*replicas[slot], checkpoint, std::move(wal));
       });
     });
@@ -611,10 +823,15 @@ struct StorageNode::Impl {
   // After every input to a replica's Paxos: take its Ready, report its lease, re-index it.
 
   void after_input(Replica& r) {
+    if (r.dropped) return;
     handle_ready(r);
     report_lease(r);
     reschedule(r);
     serve_deferred_reads(r);
+    if (options.healing.enabled && r.paxos->role() == PaxosRole::kLeader &&
+        r.paxos->configuration_at(r.paxos->commit_index()).epoch != r.reported_epoch) {
+      note_committed_configuration(r);
+    }
   }
 
   void report_lease(Replica& r) {
@@ -817,7 +1034,8 @@ struct StorageNode::Impl {
   }
 
   void start_apply(Replica& r, LogEntry entry) {
-    if (entry.command.is_noop() || entry.command.is_configuration()) {
+    if (entry.command.is_noop() || entry.command.is_configuration() || r.kind == MemberKind::kLog) {
+      // A log replica holds no items: it only moves its applied index (for checkpoints).
       // Paxos acts on configurations itself; the checkpoint records the one at `applied`.
       finish_apply(r, entry, StorageStatus::kOk);
       return;
@@ -838,6 +1056,7 @@ struct StorageNode::Impl {
     auto done = [this, slot](BTreeStatus status, StorageStatus outcome) {
       Replica& rep = *replicas[slot];
       rep.applying = false;
+      if (rep.dropped) return;
       const LogEntry applied_entry = std::move(rep.applying_entry);
       rep.applying_entry = LogEntry{};
       if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
@@ -998,6 +1217,7 @@ struct StorageNode::Impl {
                        uint64_t keep_from, LogSequence first_kept) {
     r.checkpoint_running = false;
     --r.apply_holds;
+    if (r.dropped) return;
     if (status == BTreeStatus::kOk) {
       r.wal->release_before(state.wal_replay_position);
       while (!r.entry_records.empty() && r.entry_records.front().sequence < first_kept) {
@@ -1071,17 +1291,28 @@ struct StorageNode::Impl {
                      end_snapshot_send(rep);
                      return;
                    }
-                   send_chunk(rep, std::move(items), !next.has_value());
+                   const uint64_t bytes = send_chunk(rep, std::move(items), !next.has_value());
                    if (!next) {
                      end_snapshot_send(rep);
                      return;
                    }
                    rep.sending->next_key = std::move(next);
+                   const double rate = options.healing.rebuild_bytes_per_second;
+                   if (options.healing.enabled && rate > 0) {
+                     // The rebuild's pace: the next chunk waits for this one's share of it.
+                     const auto delay = sim::Duration(
+                         static_cast<int64_t>(static_cast<double>(bytes) / rate * 1e9));
+                     rep.pace_timer =
+                         env->set_timer(delay, make_cookie(kCookieSnapshotPace, rep.slot));
+                     rep.pace_session = session;
+                     return;
+                   }
                    scan_next_chunk(rep);
                  });
   }
 
-  void send_chunk(Replica& r, std::vector<Item> items, bool last) {
+  // Returns the bytes the chunk charges the wire.
+  uint64_t send_chunk(Replica& r, std::vector<Item> items, bool last) {
     auto body = std::make_shared<SnapshotChunkBody>();
     body->group = r.assignment.group;
     body->from_replica = r.assignment.replica;
@@ -1103,9 +1334,18 @@ struct StorageNode::Impl {
     message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
     message.digest = digest;
     const std::optional<sim::Address> to = member_address(r, body->to_replica);
-    if (!to) return;
+    if (!to) return bytes;
     message.body = std::move(body);
     env->send(*to, std::move(message));
+    return bytes;
+  }
+
+  void on_snapshot_pace(uint64_t slot) {
+    if (slot >= replicas.size()) return;
+    Replica& r = *replicas[slot];
+    r.pace_timer = sim::TimerHandle{};
+    if (r.dropped || !r.sending || r.sending->session != r.pace_session) return;
+    scan_next_chunk(r);
   }
 
   void end_snapshot_send(Replica& r) {
@@ -1129,7 +1369,7 @@ struct StorageNode::Impl {
       r.receiving =
           SnapshotReceive{chunk.from_replica, chunk.session, 0, chunk.through, chunk.configuration};
       r.content_invalid = true;
-      r.tree->clear([](BTreeStatus) {});
+      if (r.kind == MemberKind::kFull) r.tree->clear([](BTreeStatus) {});
       env->metrics().add("storage.snapshots_received", 1);
     }
     if (!r.receiving || r.receiving->session != chunk.session ||
@@ -1140,7 +1380,9 @@ struct StorageNode::Impl {
       return;
     }
     ++r.receiving->next_sequence;
-    for (const Item& item : chunk.items) r.tree->put(item, [](BTreeStatus) {});
+    if (r.kind == MemberKind::kFull) {
+      for (const Item& item : chunk.items) r.tree->put(item, [](BTreeStatus) {});
+    }
     if (!chunk.last) return;
     // Every item is queued ahead of the checkpoint (FIFO), which makes them durable with the
     // snapshot's index as applied; only then does Paxos learn of it.
@@ -1161,6 +1403,7 @@ struct StorageNode::Impl {
                                              configuration](BTreeStatus status) {
       Replica& rep = *replicas[slot];
       rep.checkpoint_running = false;
+      if (rep.dropped) return;
       if (status != BTreeStatus::kOk) {
         if (status == BTreeStatus::kCorrupt) rep.healthy = false;
         return;  // still invalid; a later transfer may succeed
@@ -1256,6 +1499,8 @@ struct StorageNode::Impl {
     };
     if (r.failed) return answer(StorageStatus::kUnhealthy);
     if (!r.recovered) return answer(StorageStatus::kRecovering);
+    // A log replica has no items to read and never leads: send the client to the leader.
+    if (r.kind == MemberKind::kLog) return answer(StorageStatus::kNotLeader, leader_address(r));
     const StorageStatus valid = validate(*request);
     if (valid != StorageStatus::kOk) return answer(valid);
     if (request->op == StorageOp::kGet) return on_get(r, from, request);
@@ -1493,6 +1738,7 @@ struct StorageNode::Impl {
         const PaxosMessage& m = envelope->message;
         if (m.to != r.assignment.replica || m.from == m.to || m.from == 0) return;
         r.peer_addresses[m.from] = from;
+        notice_removed_sender(r, m, from);
         r.paxos->step(m, env->local_now());
         after_input(r);
         return;
@@ -1513,8 +1759,25 @@ struct StorageNode::Impl {
         on_snapshot_chunk(r, *chunk);
         return;
       }
+      case StorageMessageType::kEnsureReplica: {
+        const auto* body = dynamic_cast<const EnsureReplicaBody*>(message.body.get());
+        if (body != nullptr) on_ensure_replica(*body);
+        return;
+      }
+      case StorageMessageType::kDropReplica: {
+        const auto* body = dynamic_cast<const DropReplicaBody*>(message.body.get());
+        if (body != nullptr) on_drop_replica(*body);
+        return;
+      }
+      case StorageMessageType::kPlaceReply: {
+        const auto* body = dynamic_cast<const PlaceReplyBody*>(message.body.get());
+        if (body != nullptr) on_place_reply(*body);
+        return;
+      }
       case StorageMessageType::kSnapshotRequest:
       case StorageMessageType::kResponse:
+      case StorageMessageType::kNodeHeartbeat:
+      case StorageMessageType::kPlaceRequest:
         return;
     }
   }
@@ -1532,9 +1795,407 @@ struct StorageNode::Impl {
       case kCookieCheckpoint:
         on_checkpoint_timer();
         return;
+      case kCookieHealing:
+        on_healing_timer();
+        return;
+      case kCookieNodeHeartbeat:
+        send_node_heartbeat();
+        return;
+      case kCookieSnapshotPace:
+        on_snapshot_pace(generation);
+        return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
     }
+  }
+
+
+  // ------------------------------------------------------------------------------------------
+  // Healing, the new replica's side: create it from its seed, or delete it.
+
+  void on_ensure_replica(const EnsureReplicaBody& body) {
+    auto found = slot_of_group.find(body.group.value);
+    if (found != slot_of_group.end()) {
+      Replica& existing = *replicas[found->second];
+      if (existing.assignment.replica == body.replica) return;  // hosted already
+      // An older replica of the group (removed since): the new one replaces it.
+      drop_replica(existing);
+    }
+    std::optional<size_t> disk_slot;
+    for (size_t candidate = 0; candidate < max_slots; ++candidate) {
+      if (!disk_slots_used.contains(candidate)) {
+        disk_slot = candidate;
+        break;
+      }
+    }
+    if (!disk_slot) {
+      env->metrics().add("healing.no_free_slot", 1);
+      return;
+    }
+    ReplicaAssignment assignment;
+    assignment.group = body.group;
+    assignment.replica = body.replica;
+    Replica& r = add_replica(assignment, *disk_slot, body.kind,
+                             Seed{body.base, body.configuration});
+    env->metrics().add("healing.replicas_created", 1);
+    start_created_replica(r);
+  }
+
+  // A new replica's first state is a checkpoint of an empty tree at the seed's base, with the
+  // configuration there; once it and the directory naming the replica are durable, it recovers
+  // from it like any other replica.
+  void start_created_replica(Replica& r) {
+    sim::Disk& disk = env->disk(options.disk_index);
+    // Whatever an earlier occupant of the slot left (before a restart) must not be recovered.
+    disk.discard(r.disk_slot * slot_sectors * sector_bytes, slot_sectors * sector_bytes);
+    CheckpointState state;
+    state.applied = r.seed->base;
+    state.wal_replay_position = 0;
+    state.wal_next_sequence = 1;
+    state.hard_state.commit = r.seed->base;
+    state.configuration = r.seed->configuration;
+    CheckpointMetadata metadata;
+    metadata.bytes = encode_checkpoint(state);
+    const size_t slot = r.slot;
+    r.tree->checkpoint(std::move(metadata), [this, slot](BTreeStatus status) {
+      Replica& rep = *replicas[slot];
+      if (rep.dropped) return;
+      if (status != BTreeStatus::kOk) {
+        // The leader asks again; this attempt is abandoned.
+        drop_replica(rep);
+        return;
+      }
+      rep.seed.reset();
+      write_directory([this, slot] {
+        Replica& listed = *replicas[slot];
+        if (listed.dropped) return;
+        begin_recovery(listed);
+      });
+    });
+  }
+
+  void on_drop_replica(const DropReplicaBody& body) {
+    auto found = slot_of_group.find(body.group.value);
+    if (found == slot_of_group.end()) return;
+    Replica& r = *replicas[found->second];
+    if (r.assignment.replica != body.replica) return;
+    // A replica never drops itself on a configuration it holds as a member.
+    if (r.paxos && r.paxos->configuration().find(body.replica) != nullptr &&
+        r.paxos->configuration().epoch >= body.epoch) {
+      return;
+    }
+    drop_replica(r);
+  }
+
+  void drop_replica(Replica& r) {
+    if (r.dropped) return;
+    r.dropped = true;
+    r.failed = true;
+    auto found = slot_of_group.find(r.assignment.group.value);
+    if (found != slot_of_group.end() && found->second == r.slot) slot_of_group.erase(found);
+    if (r.tick_at != sim::SimTime::max()) tick_index.erase({r.tick_at, r.slot});
+    r.tick_at = sim::SimTime::max();
+    if (r.pace_timer.valid()) env->cancel_timer(r.pace_timer);
+    // Writes waiting here may still commit in the group: their clients get no answer (a time
+    // out, which they treat as unknown), never a "not applied" that could be false.
+    r.waiters.clear();
+    r.deferred_reads.clear();
+    r.sending.reset();
+    r.snapshot_queue.clear();
+    r.apply_queue.clear();
+    r.awaiting_durable.clear();
+    if (r.lease_reported && options.observer != nullptr) {
+      const sim::SimTime now = env->local_now();
+      options.observer->on_lease(r.assignment.group, r.assignment.replica, now, now);
+      r.lease_reported = false;
+    }
+    env->disk(options.disk_index)
+        .discard(r.disk_slot * slot_sectors * sector_bytes, slot_sectors * sector_bytes);
+    env->metrics().add("healing.replicas_dropped", 1);
+    write_directory(nullptr);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Healing, the leader's side (docs/healing.md).
+
+  void on_healing_timer() {
+    const sim::SimTime now = env->local_now();
+    for (size_t i = 0; i < replicas.size(); ++i) {
+      Replica& r = *replicas[i];
+      if (r.dropped || !r.recovered || r.failed || !r.paxos) continue;
+      if (r.paxos->role() != PaxosRole::kLeader) {
+        r.placement_request.reset();
+        r.learner.reset();
+        r.reported_lost.clear();
+        continue;
+      }
+      heal(r, now);
+    }
+    env->set_timer(options.healing.check_interval, make_cookie(kCookieHealing, 0));
+  }
+
+  void send_node_heartbeat() {
+    auto body = std::make_shared<NodeHeartbeatBody>();
+    body->az = env->az();
+    for (const auto& r : replicas) body->replicas += r->dropped ? 0 : 1;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kNodeHeartbeat);
+    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes);
+    message.digest = mix(body->az.value, body->replicas);
+    message.body = std::move(body);
+    env->send(options.healing.auto_admin, std::move(message));
+    env->set_timer(options.healing.node_heartbeat_interval, make_cookie(kCookieNodeHeartbeat, 0));
+  }
+
+  // The leader reports each configuration its commit passes, and tells the nodes of removed
+  // members to delete them.
+  void note_committed_configuration(Replica& r) {
+    if (!options.healing.enabled || r.dropped || !r.paxos ||
+        r.paxos->role() != PaxosRole::kLeader) {
+      return;
+    }
+    const Configuration& committed = r.paxos->configuration_at(r.paxos->commit_index());
+    if (committed.epoch == r.reported_epoch) return;
+    r.reported_epoch = committed.epoch;
+    if (options.observer != nullptr) {
+      options.observer->on_configuration_committed(r.assignment.group, env->self(), committed,
+                                                   env->local_now());
+    }
+    for (const auto& [replica, address] : r.member_nodes) {
+      if (committed.find(replica) == nullptr) send_drop(r, replica, address, committed.epoch);
+    }
+    r.member_nodes.clear();
+    for (const Member& member : committed.members) {
+      r.member_nodes[member.replica] = address_of(member.endpoint);
+    }
+    if (r.learner && committed.find(r.learner->replica) == nullptr &&
+        r.paxos->configuration().find(r.learner->replica) == nullptr) {
+      r.learner.reset();
+    }
+    // A step of healing committed: take the next one now rather than at the next check.
+    heal(r, env->local_now());
+  }
+
+  void send_drop(const Replica& r, uint32_t replica, sim::Address node, uint64_t epoch) {
+    auto body = std::make_shared<DropReplicaBody>();
+    body->group = r.assignment.group;
+    body->replica = replica;
+    body->epoch = epoch;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kDropReplica);
+    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes);
+    message.digest = mix(mix(body->group.value, replica), epoch);
+    message.body = std::move(body);
+    env->send(node, std::move(message));
+  }
+
+  void heal(Replica& r, sim::SimTime now) {
+    if (!options.healing.enabled) return;
+    PaxosReplica& p = *r.paxos;
+    if (p.role() != PaxosRole::kLeader || p.change_pending()) return;
+    const std::optional<sim::SimTime> serving = p.serving_start();
+    if (!serving || now < *serving) return;
+    const HealingOptions& h = options.healing;
+    const Configuration configuration = p.configuration();
+    const std::vector<PeerStatus> peers = p.peer_status();
+    const PeerStatus* learner = nullptr;
+    const PeerStatus* lost = nullptr;
+    const PeerStatus* log_voter = nullptr;
+    size_t full_voters = 1;  // the leader
+    for (const PeerStatus& peer : peers) {
+      if (!peer.voter) {
+        learner = &peer;
+        continue;
+      }
+      if (now - peer.last_heard >= h.replica_lost_after) {
+        if (lost == nullptr) lost = &peer;
+        if (r.reported_lost.insert(peer.replica).second && options.observer != nullptr) {
+          options.observer->on_replica_lost(r.assignment.group, env->self(), peer.replica, now,
+                                            peer.last_heard);
+        }
+      }
+      if (peer.kind == MemberKind::kLog) {
+        log_voter = &peer;
+      } else {
+        ++full_voters;
+      }
+    }
+    if (learner != nullptr) {
+      if (now - learner->last_heard >= h.replica_lost_after) {
+        propose_change(r, ConfigChange{ConfigChange::Kind::kRemove, learner->replica,
+                                       MemberKind::kFull, 0});
+        return;
+      }
+      if (h.plant_remove_log_replica_early && learner->kind == MemberKind::kFull &&
+          log_voter != nullptr && lost == nullptr) {
+        // Planted bug: the log replica leaves before the full replica has caught up.
+        propose_change(r, ConfigChange{ConfigChange::Kind::kRemove, log_voter->replica,
+                                       MemberKind::kLog, 0});
+        return;
+      }
+      if (learner->caught_up) {
+        propose_change(r, ConfigChange{ConfigChange::Kind::kPromote, learner->replica,
+                                       learner->kind, 0});
+        return;
+      }
+      ensure_learner(r, *learner, now);
+      return;
+    }
+    const size_t voters = configuration.voter_count();
+    if (voters > kReplicasPerGroup) {
+      if (lost != nullptr) {
+        propose_change(r, ConfigChange{ConfigChange::Kind::kRemove, lost->replica, lost->kind, 0});
+      } else if (log_voter != nullptr && full_voters >= kReplicasPerGroup) {
+        propose_change(r, ConfigChange{ConfigChange::Kind::kRemove, log_voter->replica,
+                                       MemberKind::kLog, 0});
+      }
+      return;
+    }
+    if (lost == nullptr && log_voter == nullptr && voters >= kReplicasPerGroup) return;
+    const MemberKind kind = lost != nullptr && h.log_replicas && log_voter == nullptr
+                                ? MemberKind::kLog
+                                : MemberKind::kFull;
+    const PeerStatus* replaced = lost != nullptr ? lost : log_voter;
+    request_placement(r, kind, replaced != nullptr ? member_address(r, replaced->replica)
+                                                   : std::nullopt);
+  }
+
+  void propose_change(Replica& r, const ConfigChange& change) {
+    const ProposeResult result = r.paxos->propose_change(change, env->local_now());
+    env->metrics().add(result.status == ProposeStatus::kOk ? "healing.changes_proposed"
+                                                            : "healing.changes_refused",
+                       1);
+    after_input(r);
+  }
+
+  void request_placement(Replica& r, MemberKind kind, std::optional<sim::Address> replacing) {
+    const sim::SimTime now = env->local_now();
+    if (r.placement_request && now - r.placement_sent < options.healing.replica_lost_after) return;
+    auto body = std::make_shared<PlaceRequestBody>();
+    body->request_id = (node_seed << 16) ^ next_place_request++;
+    body->group = r.assignment.group;
+    body->kind = kind;
+    body->replacing = replacing;
+    for (const Member& member : r.paxos->configuration().members) {
+      body->exclude.push_back(address_of(member.endpoint));
+    }
+    r.placement_request = body->request_id;
+    r.placement_sent = now;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kPlaceRequest);
+    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes + 16 * body->exclude.size());
+    message.digest = mix(mix(body->request_id, body->group.value), static_cast<uint64_t>(kind));
+    message.body = std::move(body);
+    env->send(options.healing.auto_admin, std::move(message));
+  }
+
+  void on_place_reply(const PlaceReplyBody& body) {
+    auto found = slot_of_group.find(body.group.value);
+    if (found == slot_of_group.end()) return;
+    Replica& r = *replicas[found->second];
+    if (!r.placement_request || *r.placement_request != body.request_id || !r.paxos) return;
+    r.placement_request.reset();
+    if (!body.node) {
+      env->metrics().add("healing.no_placement", 1);
+      return;
+    }
+    PaxosReplica& p = *r.paxos;
+    if (p.role() != PaxosRole::kLeader || p.change_pending()) return;
+    // Decide again what is needed: the group may have changed while auto-admin answered.
+    MemberKind kind = MemberKind::kFull;
+    bool lost = false;
+    bool log_voter = false;
+    for (const PeerStatus& peer : p.peer_status()) {
+      if (!peer.voter) return;  // a learner joined meanwhile
+      lost = lost || env->local_now() - peer.last_heard >= options.healing.replica_lost_after;
+      log_voter = log_voter || peer.kind == MemberKind::kLog;
+    }
+    if (!lost && !log_voter && p.configuration().voter_count() >= kReplicasPerGroup) return;
+    if (lost && options.healing.log_replicas && !log_voter) kind = MemberKind::kLog;
+    ConfigChange change;
+    change.kind = ConfigChange::Kind::kAddLearner;
+    change.member_kind = kind;
+    change.endpoint = endpoint_of(*body.node);
+    const sim::SimTime now = env->local_now();
+    const ProposeResult result = p.propose_change(change, now);
+    if (result.status != ProposeStatus::kOk) {
+      env->metrics().add("healing.changes_refused", 1);
+      after_input(r);
+      return;
+    }
+    env->metrics().add("healing.changes_proposed", 1);
+    LearnerSeed learner;
+    learner.replica = result.replica;
+    learner.node = *body.node;
+    learner.kind = kind;
+    learner.seed = seed_for(p, kind);
+    r.learner = learner;
+    after_input(r);
+    send_ensure(r, now);
+  }
+
+  // A log replica is seeded from the recent log: its base is a little behind the commit, so a
+  // candidate whose commit lags slightly can still gather its promise. A full replica starts
+  // empty and is sent a snapshot.
+  Seed seed_for(const PaxosReplica& p, MemberKind kind) const {
+    if (kind == MemberKind::kFull) return Seed{LogIndex(), p.configuration()};
+    const uint64_t commit = p.commit_index().value;
+    const uint64_t back = options.healing.log_replica_seed_entries;
+    LogIndex base(commit > back ? commit - back : 0);
+    base = std::max(base, p.earliest_configuration_index());
+    base = std::max(base, p.compacted_through());
+    return Seed{base, p.configuration_at(base)};
+  }
+
+  // Until the learner has caught up, its node is told (again, each second) to host it: the first
+  // message may have been lost, or the node restarted before the replica was durable. A new
+  // leader that finds a learner it did not add reseeds it from its own log.
+  void ensure_learner(Replica& r, const PeerStatus& learner, sim::SimTime now) {
+    if (!r.learner || r.learner->replica != learner.replica) {
+      const Member* member = r.paxos->configuration().find(learner.replica);
+      if (member == nullptr) return;
+      LearnerSeed seed;
+      seed.replica = learner.replica;
+      seed.node = address_of(member->endpoint);
+      seed.kind = member->kind;
+      seed.seed = seed_for(*r.paxos, member->kind);
+      r.learner = seed;
+      send_ensure(r, now);
+      return;
+    }
+    if (now - r.learner->last_sent >= sim::seconds(1)) send_ensure(r, now);
+  }
+
+  void send_ensure(Replica& r, sim::SimTime now) {
+    DYN_ASSERT(r.learner.has_value());
+    r.learner->last_sent = now;
+    auto body = std::make_shared<EnsureReplicaBody>();
+    body->group = r.assignment.group;
+    body->replica = r.learner->replica;
+    body->kind = r.learner->kind;
+    body->base = r.learner->seed.base;
+    body->configuration = r.learner->seed.configuration;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kEnsureReplica);
+    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes + 64);
+    message.digest = mix(mix(body->group.value, body->replica), body->base.value);
+    message.body = std::move(body);
+    env->send(r.learner->node, std::move(message));
+  }
+
+  // A replica that a committed configuration left out, still talking to us (it was down when it
+  // was removed): tell its node to delete it.
+  void notice_removed_sender(Replica& r, const PaxosMessage& m, sim::Address from) {
+    if (!options.healing.enabled || !r.paxos) return;
+    if (m.type != PaxosMessage::Type::kLeaderCheck && m.type != PaxosMessage::Type::kPrepare) {
+      return;
+    }
+    const Configuration& committed = r.paxos->configuration_at(r.paxos->commit_index());
+    if (m.from >= committed.next_replica || committed.find(m.from) != nullptr ||
+        r.paxos->configuration().find(m.from) != nullptr) {
+      return;
+    }
+    send_drop(r, m.from, from, committed.epoch);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -1544,6 +2205,8 @@ struct StorageNode::Impl {
     ReplicaSnapshot s;
     s.group = r.assignment.group;
     s.replica = r.assignment.replica;
+    s.kind = r.kind;
+    if (r.paxos) s.configuration = r.paxos->configuration();
     s.recovered = r.recovered;
     s.healthy = r.healthy && !r.failed && r.tree->healthy();
     s.applied = r.applied;
@@ -1585,12 +2248,17 @@ void StorageNode::on_timer(sim::Env& env, uint64_t cookie) {
 std::vector<ReplicaSnapshot> StorageNode::inspect() const {
   std::vector<ReplicaSnapshot> out;
   out.reserve(impl_->replicas.size());
-  for (const auto& r : impl_->replicas) out.push_back(impl_->snapshot_of(*r));
+  for (const auto& r : impl_->replicas) {
+    if (!r->dropped) out.push_back(impl_->snapshot_of(*r));
+  }
   return out;
 }
 
 size_t StorageNode::replica_count() const {
-  return impl_->options.replicas.size();
+  if (impl_->env == nullptr) return impl_->options.replicas.size();  // not started yet
+  size_t count = 0;
+  for (const auto& r : impl_->replicas) count += r->dropped ? 0 : 1;
+  return count;
 }
 
 }  // namespace dynasim::model

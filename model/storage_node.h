@@ -45,6 +45,31 @@ struct ReplicaAssignment {
   std::array<sim::Address, kReplicasPerGroup> members;  // members[r - 1] is replica r
 };
 
+// Healing (P22 sections 3 and 5.1; docs/healing.md): a group's leader that stops hearing from a
+// voter asks auto-admin (model/auto_admin.h) where a new replica should go, adds a log replica
+// there through the log, promotes it once caught up and removes the lost voter; then it rebuilds
+// a full replica the same way and retires the log replica. Off without an auto-admin.
+struct HealingOptions {
+  bool enabled = false;
+  sim::Address auto_admin;
+  // A voter the leader has not heard from for this long is lost. Our assumption: a few
+  // heartbeat intervals past the election timeout, so one lost heartbeat is not a failure.
+  sim::Duration replica_lost_after = sim::seconds(2);
+  sim::Duration check_interval = sim::milliseconds(200);
+  // Off: a lost replica is replaced by a full replica directly (what healing took before log
+  // replicas; P22 section 5.1 says that "can take several minutes").
+  bool log_replicas = true;
+  // A log replica is seeded from the leader's log this many committed entries back.
+  uint64_t log_replica_seed_entries = 1'000;
+  // The pace of a full replica's rebuild (the leader's snapshot stream), so it does not starve
+  // foreground traffic. Our assumption; the network and the disks pace it too.
+  double rebuild_bytes_per_second = 50e6;
+  sim::Duration node_heartbeat_interval = sim::seconds(1);
+  // Planted bug for the healing checker: retire the log replica as soon as a full replica joins
+  // as a learner, before it has caught up. Never set outside tests.
+  bool plant_remove_log_replica_early = false;
+};
+
 // CPU time per unit of work. Our assumptions, in the range of a key-value server on one core:
 // tens of microseconds per request, a few per protocol message.
 struct StorageCostModel {
@@ -74,6 +99,11 @@ struct StorageNodeOptions {
   uint64_t log_tail_entries = 10'000;
   StorageCostModel cost;
   StorageObserver* observer = nullptr;  // may be null
+  HealingOptions healing;
+  // Disk slots for replicas (each wal_region_sectors + btree_region_sectors); the replica
+  // directory (which slot holds which group's replica) sits right after them. Replicas created
+  // by healing take slots not used since the node started. 0: as many as the disk holds.
+  uint32_t max_replica_slots = 0;
 
   // Planted bug for the durability checker: send Paxos messages (acceptances, acks) before the
   // WAL's fsync completed. Never set outside tests.

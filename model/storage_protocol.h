@@ -42,6 +42,12 @@ enum class StorageMessageType : uint32_t {
   kResponse = 102,         // StorageResponse, replica to client
   kSnapshotRequest = 103,  // replica to replica: catch-up past the leader's compacted log
   kSnapshotChunk = 104,
+  // Healing (model/auto_admin.h, docs/healing.md).
+  kNodeHeartbeat = 105,  // storage node to auto-admin: alive, in this AZ, hosting this many
+  kPlaceRequest = 106,   // a group's leader to auto-admin: where should a new replica go?
+  kPlaceReply = 107,     // auto-admin to the leader
+  kEnsureReplica = 108,  // a group's leader to a node: host this new replica (idempotent)
+  kDropReplica = 109,    // to a node: this replica left the group's configuration; delete it
 };
 
 // A condition on the item a write lands on (DynamoDB's ConditionExpression, the subset the direct
@@ -131,6 +137,23 @@ class StorageObserver {
   // A replica answered a strong read (at `local_now` on its clock).
   virtual void on_strong_read(GroupId group, uint32_t replica, sim::SimTime local_now) = 0;
 
+  // Healing (default: ignored). Times are on the clock of the node at `node`.
+  // The node at `node` hosts replica `replica` of `group` (at boot, or created by healing).
+  virtual void on_replica_hosted(GroupId group, uint32_t replica, sim::Address node) {
+    (void)group, (void)replica, (void)node;
+  }
+  // The group's leader (on `node`) found a voter silent since `local_last_heard`.
+  virtual void on_replica_lost(GroupId group, sim::Address node, uint32_t replica,
+                               sim::SimTime local_now, sim::SimTime local_last_heard) {
+    (void)group, (void)node, (void)replica, (void)local_now, (void)local_last_heard;
+  }
+  // The group's leader (on `node`) committed a configuration entry.
+  virtual void on_configuration_committed(GroupId group, sim::Address node,
+                                          const Configuration& configuration,
+                                          sim::SimTime local_now) {
+    (void)group, (void)node, (void)configuration, (void)local_now;
+  }
+
  protected:
   ~StorageObserver() = default;
 };
@@ -144,6 +167,8 @@ struct ReplicaSnapshot {
   LogIndex applied;        // every committed entry up to here is in the state machine
   LogIndex commit;
   PaxosRole role = PaxosRole::kFollower;
+  MemberKind kind = MemberKind::kFull;  // a log replica holds no items
+  Configuration configuration;          // its latest configuration (empty until recovered)
   // A digest over the items in key order (key and encoded item), and their count. Meaningful
   // only when `content_known`: every page could be read and verified without I/O pending.
   bool content_known = false;

@@ -499,23 +499,35 @@ TEST(ClientTest, FinalErrorsAreNotRetried) {
   Harness h;
   // Sent together with no leader known, they go round-robin: one to each replica.
   h.scripts[0].actions = {answer(StorageStatus::kValidation)};
-  h.scripts[1].actions = {answer(StorageStatus::kNoSuchGroup)};
-  h.scripts[2].actions = {answer(StorageStatus::kConditionFailed)};
+  h.scripts[1].actions = {answer(StorageStatus::kConditionFailed)};
+  h.scripts[2].actions = {answer(StorageStatus::kValidation)};
   h.client().submit(put_request("a"));
   h.client().submit(put_request("b"));
   h.client().submit(put_request("c"));
   h.run_for(sim::seconds(1));
   ASSERT_EQ(h.client().results.size(), 3u);
   // Answers arrive in the order of the links' latencies, not of submission.
-  std::set<StorageStatus> statuses;
+  std::multiset<StorageStatus> statuses;
   for (const ClientResult& result : h.client().results) {
     statuses.insert(result.status);
     EXPECT_EQ(result.attempts, 1u);
     EXPECT_EQ(result.succeeded(), result.status == StorageStatus::kConditionFailed);
   }
   EXPECT_EQ(statuses,
-            (std::set<StorageStatus>{StorageStatus::kValidation, StorageStatus::kNoSuchGroup,
-                                     StorageStatus::kConditionFailed}));
+            (std::multiset<StorageStatus>{StorageStatus::kValidation, StorageStatus::kValidation,
+                                          StorageStatus::kConditionFailed}));
+}
+
+// Healing moves replicas: a node that no longer hosts the group (or has not read its directory
+// yet after a restart) answers kNoSuchGroup, and the client asks another replica.
+TEST(ClientTest, AReplicaWithoutTheGroupSendsTheClientElsewhere) {
+  Harness h;
+  h.scripts[0].actions = {answer(StorageStatus::kNoSuchGroup)};
+  h.client().submit(put_request("a"));
+  h.run_for(sim::seconds(1));
+  ASSERT_EQ(h.client().results.size(), 1u);
+  EXPECT_EQ(h.client().results[0].attempts, 2u);
+  EXPECT_EQ(h.client().results[0].status, StorageStatus::kOk);
 }
 
 // A late answer: replica 1 answers after the attempt timed out. Returns the observer's verdict
