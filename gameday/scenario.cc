@@ -152,6 +152,21 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
                         sim::format_duration(storage->election_timeout),
                         "followers would suspect a healthy leader between two heartbeats");
   }
+  if (auto healing = reader.optional_object("healing")) {
+    storage->healing = healing->optional_bool("enabled", true);
+    storage->replica_lost_after = healing->optional_duration(
+        "replica_lost_after", storage->replica_lost_after, sim::milliseconds(10), sim::hours(1));
+    storage->healing_check_interval = healing->optional_duration(
+        "check_interval", storage->healing_check_interval, sim::milliseconds(1), sim::minutes(1));
+    storage->log_replicas = healing->optional_bool("log_replicas", storage->log_replicas);
+    storage->log_replica_seed_entries = healing->optional_uint(
+        "log_replica_seed_entries", storage->log_replica_seed_entries, 0, 100'000'000);
+    storage->rebuild_bytes_per_second = healing->optional_bytes(
+        "rebuild_bytes_per_second", storage->rebuild_bytes_per_second, 1024, uint64_t{1} << 40);
+    storage->plant_remove_log_replica_early =
+        healing->optional_bool("plant_remove_log_replica_early", false);
+    healing->finish();
+  }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_quorum_of_one = plant->optional_bool("quorum_of_one", false);
     storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);
@@ -200,6 +215,8 @@ void read_checks(ObjectReader reader, ChecksSpec* checks) {
   checks->linearizability_max_states_per_key =
       reader.optional_uint("linearizability_max_states_per_key",
                            checks->linearizability_max_states_per_key, 1, 1'000'000'000);
+  checks->max_quorum_restore_p99 = reader.optional_duration(
+      "max_quorum_restore_p99", checks->max_quorum_restore_p99, sim::Duration(0), sim::hours(24));
   reader.finish();
 }
 

@@ -65,6 +65,14 @@ struct StorageSpec {
   bool plant_no_lease_wait = false;
   bool plant_follower_strong_reads = false;
   bool plant_send_before_fsync = false;
+  // Healing (docs/healing.md): off unless the scenario has a "healing" section.
+  bool healing = false;
+  sim::Duration replica_lost_after = sim::seconds(2);
+  sim::Duration healing_check_interval = sim::milliseconds(200);
+  bool log_replicas = true;
+  uint64_t log_replica_seed_entries = 1'000;
+  uint64_t rebuild_bytes_per_second = 50'000'000;
+  bool plant_remove_log_replica_early = false;
 };
 
 // The clients: one workload process per client host; client hosts sit in their own rack in each
@@ -90,6 +98,8 @@ struct WorkloadSpec {
 
 struct ChecksSpec {
   sim::Duration availability_window = sim::minutes(5);
+  // Healing: the 99th percentile of quorum restore must not exceed this (0: not checked).
+  sim::Duration max_quorum_restore_p99 = sim::Duration(0);
   uint64_t linearizability_max_states_per_key = 200'000;
 };
 

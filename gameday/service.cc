@@ -3,6 +3,8 @@
 #include "gameday/linearizability.h"
 #include "gameday/units.h"
 #include "gameday/workload.h"
+#include "model/auto_admin.h"
+#include "model/healing_protocol.h"
 #include "sim/check.h"
 
 namespace dynasim::gameday {
@@ -16,8 +18,11 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   history_ = std::make_unique<HistoryRecorder>(&simulation_);
   build_placement(storage_hosts_by_az);
   paxos_safety_ = std::make_unique<PaxosSafetyChecker>(world_, placement_);
-  add_storage_nodes(storage_hosts_by_az);
+  healing_ = std::make_unique<HealingRecorder>(world_);
+  observers_ = std::make_unique<ObserverFanout>(
+      std::vector<model::StorageObserver*>{paxos_safety_.get(), healing_.get()});
   add_clients();
+  add_storage_nodes(storage_hosts_by_az);
 }
 
 ServiceHarness::~ServiceHarness() = default;
@@ -54,7 +59,23 @@ void ServiceHarness::add_storage_nodes(
   base.log_tail_entries = storage.log_tail_entries;
   base.btree_cache_pages = storage.btree_cache_pages;
   base.cost.cpu_cores = storage.cpu_cores;
-  base.observer = paxos_safety_.get();
+  base.observer = observers_.get();
+  if (storage.healing) {
+    // Auto-admin runs on the first client host: a control-plane host the faults spare.
+    DYN_ASSERT(!client_hosts_.empty());
+    auto_admin_ = sim::Address{client_hosts_.front(), model::kAutoAdminPort};
+    world_.add_process(client_hosts_.front(), model::kAutoAdminPort, [] {
+      return std::make_unique<model::AutoAdmin>(model::AutoAdminOptions{});
+    });
+    base.healing.enabled = true;
+    base.healing.auto_admin = *auto_admin_;
+    base.healing.replica_lost_after = storage.replica_lost_after;
+    base.healing.check_interval = storage.healing_check_interval;
+    base.healing.log_replicas = storage.log_replicas;
+    base.healing.log_replica_seed_entries = storage.log_replica_seed_entries;
+    base.healing.rebuild_bytes_per_second = static_cast<double>(storage.rebuild_bytes_per_second);
+    base.healing.plant_remove_log_replica_early = storage.plant_remove_log_replica_early;
+  }
 
   for (const std::vector<sim::HostId>& az_hosts : storage_hosts_by_az) {
     for (sim::HostId host : az_hosts) {
@@ -66,7 +87,9 @@ void ServiceHarness::add_storage_nodes(
           options.replicas.push_back(model::ReplicaAssignment{group.group, r + 1, group.replicas});
         }
       }
-      if (options.replicas.empty()) continue;  // more hosts than the partitions need
+      // With healing, every storage host runs a node: it may be given replicas later.
+      if (options.replicas.empty() && !storage.healing) continue;
+      storage_nodes_.push_back(self);
       world_.add_process(host, model::kStoragePort,
                          [options] { return std::make_unique<model::StorageNode>(options); });
     }
@@ -154,14 +177,28 @@ void ServiceHarness::finish() {
     linearizability_report_["first_violation"] = linearizability.first_violation;
   }
 
-  const ReplicaConvergence convergence = check_convergence(world_, placement_);
+  const ReplicaConvergence convergence = check_convergence(world_, placement_, storage_nodes_);
   convergence_passed_ = convergence.passed();
   convergence_report_ = convergence.report();
+
+  if (spec_.storage->healing) {
+    healing_passed_ = healing_->passed();
+    healing_failure_ = healing_->first_violation();
+    const nlohmann::json report = healing_->report();
+    const sim::Duration limit = spec_.checks.max_quorum_restore_p99;
+    const nlohmann::json& restore = report["quorum_restore_s"];
+    if (healing_passed_ && limit > sim::Duration(0) && restore.contains("p99") &&
+        restore["p99"].get<double>() > static_cast<double>(limit.ns) / 1e9) {
+      healing_passed_ = false;
+      healing_failure_ = "quorum_restore_s.p99 " + restore["p99"].dump() + " s exceeds " +
+                         sim::format_duration(limit);
+    }
+  }
 }
 
 bool ServiceHarness::passed() const {
   return durability_passed_ && linearizability_passed_ && convergence_passed_ &&
-         paxos_safety_->passed();
+         paxos_safety_->passed() && healing_passed_;
 }
 
 std::string ServiceHarness::first_failure() const {
@@ -173,6 +210,7 @@ std::string ServiceHarness::first_failure() const {
   if (!convergence_passed_) {
     return "replica_convergence: " + convergence_report_.value("first_violation", "");
   }
+  if (!healing_passed_) return "healing: " + healing_failure_;
   return "";
 }
 
@@ -181,6 +219,15 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   summary["checks"]["linearizability"] = linearizability_report_;
   summary["checks"]["replica_convergence"] = convergence_report_;
   summary["checks"]["paxos_safety"] = paxos_safety_->report();
+  if (spec_.storage->healing) {
+    nlohmann::json healing = healing_->report();
+    summary["checks"]["healing"] = {{"passed", healing_passed_},
+                                    {"first_violation", healing_failure_},
+                                    {"redundancy", healing["redundancy"]}};
+    healing.erase("redundancy");
+    healing["log_replicas"] = spec_.storage->log_replicas;
+    summary["healing"] = healing;
+  }
 
   // Availability as the clients saw it, per window of the workload phase.
   nlohmann::json windows = nlohmann::json::array();

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "gameday/healing.h"
 #include "gameday/history.h"
 #include "gameday/scenario.h"
 #include "gameday/storage_checkers.h"
@@ -70,12 +71,18 @@ class ServiceHarness {
 
   std::unique_ptr<HistoryRecorder> history_;
   std::unique_ptr<PaxosSafetyChecker> paxos_safety_;
+  std::unique_ptr<HealingRecorder> healing_;
+  std::unique_ptr<ObserverFanout> observers_;
+  std::optional<sim::Address> auto_admin_;
+  std::vector<sim::Address> storage_nodes_;
   nlohmann::json durability_report_;
   nlohmann::json linearizability_report_;
   nlohmann::json convergence_report_;
   bool durability_passed_ = false;
   bool linearizability_passed_ = false;
   bool convergence_passed_ = false;
+  bool healing_passed_ = true;
+  std::string healing_failure_;
   bool finished_ = false;
 };
 

@@ -138,8 +138,15 @@ PaxosSafetyChecker::PaxosSafetyChecker(sim::World& world, const model::Placement
     : world_(world), placement_(placement) {}
 
 sim::HostId PaxosSafetyChecker::host_of(model::GroupId group, uint32_t replica) const {
+  auto found = hosts_.find(std::make_pair(group.value, replica));
+  if (found != hosts_.end()) return found->second;
   DYN_ASSERT(replica >= 1 && replica <= model::kReplicasPerGroup);
   return placement_.group(group).replicas[replica - 1].host;
+}
+
+void PaxosSafetyChecker::on_replica_hosted(model::GroupId group, uint32_t replica,
+                                           sim::Address node) {
+  hosts_[std::make_pair(group.value, replica)] = node.host;
 }
 
 void PaxosSafetyChecker::violation(std::string what) {
@@ -180,10 +187,10 @@ void PaxosSafetyChecker::on_lease(model::GroupId group, uint32_t replica, sim::S
     ++lease_windows_;
   }
   windows_[self] = window;
-  for (uint32_t other = 1; other <= model::kReplicasPerGroup; ++other) {
+  for (auto found = windows_.lower_bound(std::make_pair(group.value, 0u));
+       found != windows_.end() && found->first.first == group.value; ++found) {
+    const uint32_t other = found->first.second;
     if (other == replica) continue;
-    auto found = windows_.find(std::make_pair(group.value, other));
-    if (found == windows_.end()) continue;
     const Window& theirs = found->second;
     if (theirs.start < window.end && window.start < theirs.end) {
       violation("group " + std::to_string(group.value) + ": replica " + std::to_string(replica) +
@@ -241,8 +248,7 @@ void compare_group_replicas(model::GroupId group,
       continue;
     }
     const model::ReplicaSnapshot& snapshot = *replicas[r];
-    DYN_ASSERT_MSG(snapshot.group == group && snapshot.replica == r + 1,
-                   "a snapshot compared under the wrong group or replica number");
+    DYN_ASSERT_MSG(snapshot.group == group, "a snapshot compared under the wrong group");
     if (!snapshot.recovered) {
       ++result->replicas_recovering;
     } else if (!snapshot.healthy) {
@@ -293,25 +299,38 @@ void compare_group_replicas(model::GroupId group,
 #if DYNASIM_HAVE_STORAGE_NODE
 // The one place that reaches into live storage nodes (kept small so a tree without
 // model/storage_node.cc can leave it out; see the header).
-ReplicaConvergence check_convergence(sim::World& world, const model::Placement& placement) {
+ReplicaConvergence check_convergence(sim::World& world, const model::Placement& placement,
+                                     const std::vector<sim::Address>& nodes) {
   ReplicaConvergence result;
   // inspect() reports every replica a node hosts: ask each node once.
-  std::map<sim::Address, std::vector<model::ReplicaSnapshot>> by_address;
-  auto snapshots_at = [&](sim::Address address) -> const std::vector<model::ReplicaSnapshot>* {
-    auto cached = by_address.find(address);
-    if (cached != by_address.end()) return &cached->second;
+  std::map<uint32_t, std::vector<model::ReplicaSnapshot>> by_group;
+  for (const sim::Address& address : nodes) {
     auto* node = dynamic_cast<model::StorageNode*>(world.process_at(address));
-    if (node == nullptr) return nullptr;  // host down, or no storage node there
-    return &by_address.emplace(address, node->inspect()).first->second;
-  };
+    if (node == nullptr) continue;  // host down
+    for (model::ReplicaSnapshot& snapshot : node->inspect()) {
+      by_group[snapshot.group.value].push_back(std::move(snapshot));
+    }
+  }
   for (const model::GroupPlacement& group : placement.groups) {
-    std::vector<std::optional<model::ReplicaSnapshot>> replicas(model::kReplicasPerGroup);
-    for (uint32_t r = 1; r <= model::kReplicasPerGroup; ++r) {
-      const std::vector<model::ReplicaSnapshot>* snapshots = snapshots_at(group.replicas[r - 1]);
-      if (snapshots == nullptr) continue;
-      for (const model::ReplicaSnapshot& snapshot : *snapshots) {
-        if (snapshot.group == group.group && snapshot.replica == r) replicas[r - 1] = snapshot;
+    const std::vector<model::ReplicaSnapshot>& found = by_group[group.group.value];
+    // The group's members: the newest configuration any recovered replica holds (healing may
+    // have replaced the placement's replicas). Its full voters are compared; a log replica holds
+    // no items, a learner may still be catching up, and a replica outside it was removed.
+    model::Configuration members = model::Configuration::of_voters({1, 2, 3});
+    for (const model::ReplicaSnapshot& snapshot : found) {
+      if (snapshot.recovered && !snapshot.configuration.members.empty() &&
+          snapshot.configuration.epoch >= members.epoch) {
+        members = snapshot.configuration;
       }
+    }
+    std::vector<std::optional<model::ReplicaSnapshot>> replicas;
+    for (const model::Member& member : members.members) {
+      if (!member.voter || member.kind != model::MemberKind::kFull) continue;
+      std::optional<model::ReplicaSnapshot> snapshot;
+      for (const model::ReplicaSnapshot& candidate : found) {
+        if (candidate.replica == member.replica) snapshot = candidate;
+      }
+      replicas.push_back(std::move(snapshot));
     }
     compare_group_replicas(group.group, replicas, &result);
   }

@@ -81,6 +81,7 @@ class PaxosSafetyChecker final : public model::StorageObserver {
   void on_lease(model::GroupId group, uint32_t replica, sim::SimTime local_now,
                 sim::SimTime local_until) override;
   void on_strong_read(model::GroupId group, uint32_t replica, sim::SimTime local_now) override;
+  void on_replica_hosted(model::GroupId group, uint32_t replica, sim::Address node) override;
 
   bool passed() const { return violations_ == 0; }
   uint64_t violations() const { return violations_; }
@@ -103,6 +104,7 @@ class PaxosSafetyChecker final : public model::StorageObserver {
 
   sim::World& world_;
   const model::Placement& placement_;
+  std::map<std::pair<uint32_t, uint32_t>, sim::HostId> hosts_;  // by (group, replica)
   std::map<std::pair<uint32_t, uint64_t>, Slot> slots_;  // by (group, index)
   // The latest window of each replica, by (group, replica). Older windows of a replica ended
   // before its latest began, and every new window begins now, so the latest ones are all a
@@ -150,7 +152,9 @@ void compare_group_replicas(model::GroupId group,
 #define DYNASIM_HAVE_STORAGE_NODE 1
 #endif
 #if DYNASIM_HAVE_STORAGE_NODE
-ReplicaConvergence check_convergence(sim::World& world, const model::Placement& placement);
+// `nodes`: every storage node's address (healing places replicas beyond the placement's).
+ReplicaConvergence check_convergence(sim::World& world, const model::Placement& placement,
+                                     const std::vector<sim::Address>& nodes);
 #endif
 
 }  // namespace dynasim::gameday

@@ -1857,7 +1857,7 @@ struct StorageNode::Impl {
     CheckpointMetadata metadata;
     metadata.bytes = encode_checkpoint(state);
     const size_t slot = r.slot;
-    r.tree->checkpoint(std::move(metadata), [this, slot](BTreeStatus status) {
+    r.tree->checkpoint(std::move(metadata), [this, slot, state](BTreeStatus status) {
       Replica& rep = *replicas[slot];
       if (rep.dropped) return;
       if (status != BTreeStatus::kOk) {
@@ -1866,10 +1866,12 @@ struct StorageNode::Impl {
         return;
       }
       rep.seed.reset();
-      write_directory([this, slot] {
+      write_directory([this, slot, state] {
         Replica& listed = *replicas[slot];
         if (listed.dropped) return;
-        begin_recovery(listed);
+        // The tree holds exactly the checkpoint just written and the WAL is empty: start from
+        // them as a recovery would (a restart reads the same back from the disk).
+        finish_recovery(listed, state, WalRecovery{});
       });
     });
   }

@@ -1,0 +1,127 @@
+#include "gameday/healing.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "gameday/units.h"
+
+namespace dynasim::gameday {
+namespace {
+
+nlohmann::json percentiles(std::vector<double> seconds) {
+  if (seconds.empty()) return {{"count", 0}};
+  std::sort(seconds.begin(), seconds.end());
+  // Nearest rank: the smallest value with at least p% of the values at or below it.
+  auto rank = [&](double p) {
+    const auto n = static_cast<double>(seconds.size());
+    const auto index = static_cast<size_t>(std::max(1.0, std::ceil(p / 100.0 * n))) - 1;
+    return seconds[std::min(index, seconds.size() - 1)];
+  };
+  auto round3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
+  return {{"count", seconds.size()},
+          {"p50", round3(rank(50))},
+          {"p99", round3(rank(99))},
+          {"max", round3(seconds.back())}};
+}
+
+size_t voters(const model::Configuration& c) {
+  return c.voter_count();
+}
+
+}  // namespace
+
+sim::SimTime HealingRecorder::true_time_of(sim::Address node, sim::SimTime local_now,
+                                           sim::SimTime local_then) const {
+  const sim::SimTime now = world_.simulation().now();
+  if (local_then >= local_now) return now;
+  const sim::Duration back = world_.clock(node.host).true_delay_for(local_now - local_then);
+  return back.ns >= now.ns ? sim::SimTime::zero() : now - back;
+}
+
+void HealingRecorder::on_replica_lost(model::GroupId group, sim::Address node, uint32_t replica,
+                                      sim::SimTime local_now, sim::SimTime local_last_heard) {
+  Loss loss;
+  loss.group = group;
+  loss.replica = replica;
+  loss.detected_at = world_.simulation().now();
+  loss.lost_at = true_time_of(node, local_now, local_last_heard);
+  auto latest = latest_.find(group.value);
+  if (latest != latest_.end()) before_[losses_.size()] = latest->second;
+  losses_.push_back(loss);
+}
+
+void HealingRecorder::on_configuration_committed(model::GroupId group, sim::Address node,
+                                                 const model::Configuration& configuration,
+                                                 sim::SimTime local_now) {
+  (void)node;
+  (void)local_now;
+  uint64_t& epoch = committed_epoch_[group.value];
+  if (configuration.epoch <= epoch && configuration.epoch != 0) return;  // a new leader repeats
+  epoch = configuration.epoch;
+  latest_[group.value] = configuration;
+  ++configurations_committed_;
+  const sim::SimTime now = world_.simulation().now();
+  if (voters(configuration) < model::kReplicasPerGroup) {
+    ++violations_;
+    if (first_violation_.empty()) {
+      first_violation_ = "group " + std::to_string(group.value) + " committed configuration " +
+                         model::to_string(configuration) + " with " +
+                         std::to_string(voters(configuration)) + " voters at " +
+                         sim::format_time(now) + ": healing reduced the group's redundancy";
+    }
+  }
+  size_t full_voters = 0;
+  bool log_voter = false;
+  for (const model::Member& m : configuration.members) {
+    if (!m.voter) continue;
+    if (m.kind == model::MemberKind::kFull) ++full_voters;
+    if (m.kind == model::MemberKind::kLog) log_voter = true;
+  }
+  for (size_t i = 0; i < losses_.size(); ++i) {
+    Loss& loss = losses_[i];
+    if (loss.group != group) continue;
+    const bool lost_is_voter = configuration.is_voter(loss.replica);
+    // A voter that was not one when the loss was found: the replacement's copy of the log.
+    bool new_voter = false;
+    auto before = before_.find(i);
+    for (const model::Member& m : configuration.members) {
+      if (!m.voter || m.replica == loss.replica) continue;
+      if (before != before_.end() && !before->second.is_voter(m.replica)) new_voter = true;
+      if (before == before_.end() && m.replica > model::kReplicasPerGroup) new_voter = true;
+    }
+    if (!loss.two_copies_end && (new_voter || !lost_is_voter)) loss.two_copies_end = now;
+    if (!loss.quorum_restored && !lost_is_voter && voters(configuration) >= 3) {
+      loss.quorum_restored = now;
+    }
+    if (!loss.full_replica && !lost_is_voter && full_voters >= 3 && !log_voter) {
+      loss.full_replica = now;
+    }
+  }
+}
+
+nlohmann::json HealingRecorder::report() const {
+  std::vector<double> two_copies;
+  std::vector<double> quorum;
+  std::vector<double> full;
+  uint64_t unfinished = 0;
+  for (const Loss& loss : losses_) {
+    auto seconds = [&](sim::SimTime end) { return (end - loss.lost_at).ns / 1e9; };
+    if (loss.two_copies_end) two_copies.push_back(seconds(*loss.two_copies_end));
+    if (loss.quorum_restored) quorum.push_back(seconds(*loss.quorum_restored));
+    if (loss.full_replica) {
+      full.push_back(seconds(*loss.full_replica));
+    } else {
+      ++unfinished;
+    }
+  }
+  return {{"events", losses_.size()},
+          {"unfinished", unfinished},
+          {"configurations_committed", configurations_committed_},
+          {"time_at_two_copies_s", percentiles(two_copies)},
+          {"quorum_restore_s", percentiles(quorum)},
+          {"full_replica_s", percentiles(full)},
+          {"redundancy",
+           {{"passed", passed()}, {"violations", violations_}, {"first_violation", first_violation_}}}};
+}
+
+}  // namespace dynasim::gameday
