@@ -114,7 +114,31 @@ nlohmann::json HealingRecorder::report() const {
       ++unfinished;
     }
   }
+  // The five slowest to restore the quorum (or never restored): where to look first.
+  std::vector<const Loss*> order;
+  for (const Loss& loss : losses_) order.push_back(&loss);
+  auto restore_ns = [](const Loss* loss) {
+    return loss->quorum_restored ? (*loss->quorum_restored - loss->lost_at).ns : INT64_MAX;
+  };
+  std::stable_sort(order.begin(), order.end(), [&](const Loss* a, const Loss* b) {
+    return restore_ns(a) > restore_ns(b);
+  });
+  nlohmann::json slowest = nlohmann::json::array();
+  for (size_t i = 0; i < order.size() && i < 5; ++i) {
+    const Loss& loss = *order[i];
+    auto at = [](const std::optional<sim::SimTime>& t) {
+      return t ? sim::format_time(*t) : std::string("never");
+    };
+    slowest.push_back({{"group", loss.group.value},
+                       {"replica", loss.replica},
+                       {"lost_at", sim::format_time(loss.lost_at)},
+                       {"detected_at", sim::format_time(loss.detected_at)},
+                       {"two_copies_at", at(loss.two_copies_end)},
+                       {"quorum_restored_at", at(loss.quorum_restored)},
+                       {"full_replica_at", at(loss.full_replica)}});
+  }
   return {{"events", losses_.size()},
+          {"slowest", slowest},
           {"unfinished", unfinished},
           {"configurations_committed", configurations_committed_},
           {"time_at_two_copies_s", percentiles(two_copies)},

@@ -252,6 +252,11 @@ LinearizabilityReport check_history(
     if (result.verdict != LinearizabilityVerdict::kNotLinearizable) continue;
     ++report.keys_violated;
     if (report.first_violation.empty() && result.first_unexplained.has_value()) {
+      report.first_violation_history = operations;
+      std::sort(report.first_violation_history.begin(), report.first_violation_history.end(),
+                [](const RegisterOperation& a, const RegisterOperation& b) {
+                  return a.invoke_ns < b.invoke_ns;
+                });
       char buffer[256];
       const RegisterOperation& op = *result.first_unexplained;
       std::snprintf(buffer, sizeof buffer,

@@ -73,6 +73,9 @@ struct LinearizabilityReport {
   uint64_t keys_unknown = 0;
   uint64_t keys_violated = 0;
   std::string first_violation;  // the key and the operation, for the summary
+  // Every operation on the first violating key, in invocation order: what a person needs to see
+  // why no order explains it.
+  std::vector<RegisterOperation> first_violation_history;
   bool passed() const { return keys_violated == 0; }
 };
 

@@ -175,6 +175,30 @@ void ServiceHarness::finish() {
                              {"keys_violated", linearizability.keys_violated}};
   if (!linearizability.first_violation.empty()) {
     linearizability_report_["first_violation"] = linearizability.first_violation;
+    // The violating key's operations, one line each (at most 200, around the first invocations).
+    nlohmann::json lines = nlohmann::json::array();
+    for (const RegisterOperation& op : linearizability.first_violation_history) {
+      if (lines.size() >= 200) break;
+      static constexpr const char* kKinds[] = {"read", "write", "delete", "conditional_write"};
+      static constexpr const char* kOutcomes[] = {"ok", "condition_failed", "unknown"};
+      std::string line = "client " + std::to_string(op.client) + " op " + std::to_string(op.id) +
+                         " " + kKinds[static_cast<int>(op.kind)] + " [" +
+                         sim::format_time(sim::SimTime(op.invoke_ns)) + ", " +
+                         (op.complete_ns == INT64_MAX
+                              ? std::string("?")
+                              : sim::format_time(sim::SimTime(op.complete_ns))) +
+                         "] " + kOutcomes[static_cast<int>(op.outcome)];
+      if (op.kind == RegisterOperation::Kind::kRead) {
+        line += " -> " + (op.read_value ? std::to_string(*op.read_value) : std::string("none"));
+      } else if (op.kind != RegisterOperation::Kind::kDelete) {
+        line += " value " + std::to_string(op.value);
+      }
+      if (op.expected_version) line += " if version " + std::to_string(*op.expected_version);
+      if (op.expected_exists) line += *op.expected_exists ? " if exists" : " if absent";
+      if (op.expected_value) line += " if value " + std::to_string(*op.expected_value);
+      lines.push_back(line);
+    }
+    linearizability_report_["first_violation_history"] = lines;
   }
 
   const ReplicaConvergence convergence = check_convergence(world_, placement_, storage_nodes_);

@@ -340,6 +340,8 @@ struct StorageNode::Impl {
     LogIndex through;
     std::optional<PrimaryKey> next_key;
     bool started = false;
+    bool holding = true;  // the apply pipeline waits while the state is read
+    std::deque<std::vector<Item>> buffered;  // a paced transfer's chunks, read, not yet sent
   };
   struct SnapshotReceive {
     uint32_t from = 0;
@@ -867,8 +869,8 @@ struct StorageNode::Impl {
         // Not leader any more: the waiters' entries may still commit (and are answered then),
         // or be replaced by another leader's (answered kNotLeader when that applies).
         if (r.sending) {
+          if (r.sending->holding) --r.apply_holds;
           r.sending.reset();  // a scan in flight sees the session gone and stops
-          --r.apply_holds;
         }
         r.snapshot_queue.clear();
       }
@@ -1291,22 +1293,25 @@ struct StorageNode::Impl {
                      end_snapshot_send(rep);
                      return;
                    }
-                   const uint64_t bytes = send_chunk(rep, std::move(items), !next.has_value());
+                   if (paced()) {
+                     // A paced rebuild reads the whole state now (the hold must be short:
+                     // writes wait behind it) and sends it at the rebuild's pace afterwards.
+                     rep.sending->buffered.push_back(std::move(items));
+                     if (next) {
+                       rep.sending->next_key = std::move(next);
+                       scan_next_chunk(rep);
+                       return;
+                     }
+                     release_snapshot_hold(rep);
+                     send_buffered_chunk(rep);
+                     return;
+                   }
+                   send_chunk(rep, std::move(items), !next.has_value());
                    if (!next) {
                      end_snapshot_send(rep);
                      return;
                    }
                    rep.sending->next_key = std::move(next);
-                   const double rate = options.healing.rebuild_bytes_per_second;
-                   if (options.healing.enabled && rate > 0) {
-                     // The rebuild's pace: the next chunk waits for this one's share of it.
-                     const auto delay = sim::Duration(
-                         static_cast<int64_t>(static_cast<double>(bytes) / rate * 1e9));
-                     rep.pace_timer =
-                         env->set_timer(delay, make_cookie(kCookieSnapshotPace, rep.slot));
-                     rep.pace_session = session;
-                     return;
-                   }
                    scan_next_chunk(rep);
                  });
   }
@@ -1340,17 +1345,48 @@ struct StorageNode::Impl {
     return bytes;
   }
 
+  bool paced() const {
+    return options.healing.enabled && options.healing.rebuild_bytes_per_second > 0;
+  }
+
+  void release_snapshot_hold(Replica& r) {
+    if (!r.sending || !r.sending->holding) return;
+    r.sending->holding = false;
+    --r.apply_holds;
+    pump_apply(r);
+  }
+
+  // The next buffered chunk, then a pause of its bytes at the rebuild's pace.
+  void send_buffered_chunk(Replica& r) {
+    if (r.sending->buffered.empty()) {
+      end_snapshot_send(r);
+      return;
+    }
+    std::vector<Item> items = std::move(r.sending->buffered.front());
+    r.sending->buffered.pop_front();
+    const bool last = r.sending->buffered.empty();
+    const uint64_t bytes = send_chunk(r, std::move(items), last);
+    if (last) {
+      end_snapshot_send(r);
+      return;
+    }
+    const auto delay = sim::Duration(static_cast<int64_t>(
+        static_cast<double>(bytes) / options.healing.rebuild_bytes_per_second * 1e9));
+    r.pace_timer = env->set_timer(delay, make_cookie(kCookieSnapshotPace, r.slot));
+    r.pace_session = r.sending->session;
+  }
+
   void on_snapshot_pace(uint64_t slot) {
     if (slot >= replicas.size()) return;
     Replica& r = *replicas[slot];
     r.pace_timer = sim::TimerHandle{};
     if (r.dropped || !r.sending || r.sending->session != r.pace_session) return;
-    scan_next_chunk(r);
+    send_buffered_chunk(r);
   }
 
   void end_snapshot_send(Replica& r) {
+    release_snapshot_hold(r);
     r.sending.reset();
-    --r.apply_holds;
     pump_apply(r);
     start_next_snapshot(r);
   }
