@@ -70,7 +70,7 @@ struct StorageSpec {
   sim::Duration replica_lost_after = sim::seconds(2);
   sim::Duration healing_check_interval = sim::milliseconds(200);
   bool log_replicas = true;
-  uint64_t log_replica_seed_entries = 1'000;
+  uint64_t log_replica_seed_entries = 64;
   uint64_t rebuild_bytes_per_second = 50'000'000;
   bool plant_remove_log_replica_early = false;
 };

@@ -1181,7 +1181,11 @@ void PaxosReplica::sync_peers(sim::SimTime now) {
     PeerProgress peer;
     peer.replica = replica;
     peer.next = commit_.next();
-    peer.match = leader_->commit_at_election;  // nothing in our ballot known accepted yet
+    // Nothing of ours is known accepted there yet. A member joining mid-leadership starts at
+    // our commit: the slots up to it are chosen already and never counted again, and a replica
+    // seeded above commit_at_election (a log replica holds no older entries) could never
+    // report the run below its seed that `match` would otherwise wait for.
+    peer.match = commit_;
     peer.match_at_last_heartbeat_ack = peer.match;
     peer.last_heard = now;
     peer.commit_when_added = commit_;

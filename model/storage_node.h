@@ -60,7 +60,7 @@ struct HealingOptions {
   // replicas; P22 section 5.1 says that "can take several minutes").
   bool log_replicas = true;
   // A log replica is seeded from the leader's log this many committed entries back.
-  uint64_t log_replica_seed_entries = 1'000;
+  uint64_t log_replica_seed_entries = 64;
   // The pace of a full replica's rebuild (the leader's snapshot stream), so it does not starve
   // foreground traffic. Our assumption; the network and the disks pace it too.
   double rebuild_bytes_per_second = 50e6;

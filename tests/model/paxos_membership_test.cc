@@ -317,6 +317,29 @@ TEST(PaxosMembership, ALogReplicaRestoresTheWriteQuorum) {
   EXPECT_TRUE(cluster.violations().empty()) << cluster.violations()[0];
 }
 
+// A log replica seeded above the leader's commit at election holds none of the entries below its
+// seed, so the leader's count of what it accepted must start at the commit it joined at.
+// Otherwise its acceptances never count, and once the old voter is gone nothing commits (and a
+// resend from below the leader's compaction point asks for a snapshot a log replica cannot use).
+TEST(PaxosMembership, AReplicaSeededAboveTheElectionCountsAtOnce) {
+  Cluster cluster;
+  SimTime now = elect_1(cluster);
+  for (uint64_t id = 10; id < 30; ++id) cluster.propose(1, command(id), now);
+  ASSERT_EQ(cluster[1].compact(cluster[1].commit_index()), CompactStatus::kCompacted);
+  cluster.set_down(3, true);
+  const uint32_t log_replica = add_and_seed(cluster, 1, MemberKind::kLog, now);
+  ASSERT_EQ(cluster.change(1, promote(log_replica), now).status, ProposeStatus::kOk);
+  EXPECT_FALSE(cluster[1].change_pending());  // {1, 2, 4} of {1, 2, 3, 4}, at once
+  cluster.cut(1, 2);
+  ASSERT_EQ(cluster.change(1, remove(3), now).status, ProposeStatus::kOk);
+  EXPECT_TRUE(cluster[1].change_pending());  // {1, 4} is not 3 of {1, 2, 3, 4}
+  cluster.heal(1, 2);
+  cluster.run(now, now + milliseconds(200));
+  EXPECT_FALSE(cluster[1].change_pending());
+  EXPECT_EQ(to_string(cluster[1].configuration()), "e3 {1 2 4L}");
+  EXPECT_TRUE(cluster.violations().empty());
+}
+
 // A full replica joins as a learner; the leader compacted its log, so it needs a snapshot, and
 // promotion is refused until it has installed one and caught up.
 TEST(PaxosMembership, PromotionWaitsForALearnerThatNeedsASnapshot) {
