@@ -885,6 +885,11 @@ struct BTree::Impl {
   uint64_t disk_offset(uint64_t slot) const {
     return options.region_offset_bytes + slot * kPageBytes;
   }
+  // Tells the disk that the pages in these slots failed verification (see Disk::
+  // report_verification_failure); the disk keeps it for checkers and acts on nothing.
+  void report_failure(uint64_t slot, uint64_t pages, const char* by) {
+    disk.report_verification_failure(options.region_offset_bytes / kPageBytes + slot, pages, by);
+  }
   uint64_t usable_tree_pages() const {
     return options.region_sectors - kSuperblockSlots - space_map_pages;
   }
@@ -1134,6 +1139,7 @@ struct BTree::Impl {
     if (!node) {
       ref.corrupt = true;
       ++counters.verification_failures;
+      report_failure(ref.slot, 1, "read");
       mark_unhealthy(lower ? key_bytes(*lower) : nullptr, upper ? key_bytes(*upper) : nullptr);
       return RouteKind::kCorrupt;
     }
@@ -1204,7 +1210,7 @@ struct BTree::Impl {
     }
     if (read_status != sim::IoStatus::kOk) return Fetch::kIoError;
     std::vector<uint8_t> bytes;
-    if (!verify_chain(ref, &bytes)) {
+    if (!verify_chain(ref, &bytes, "read")) {
       corrupt_chains.insert(ref.first);
       ++counters.verification_failures;
       mark_unhealthy(key, upper ? key_bytes(*upper) : nullptr);
@@ -1221,18 +1227,26 @@ struct BTree::Impl {
     return Fetch::kReady;
   }
 
-  bool verify_chain(const OverflowRef& ref, std::vector<uint8_t>* out) {
+  // Verifies a chain just read (read_data) and gathers its bytes. On failure, reports the page
+  // that failed to the disk under `by` (the whole chain if only the assembled item is wrong).
+  bool verify_chain(const OverflowRef& ref, std::vector<uint8_t>* out, const char* by) {
     uint64_t expected = ref.first_checksum;
     for (uint32_t k = 0; k < ref.pages; ++k) {
       const uint8_t* page = read_data.data() + size_t{k} * kPageBytes;
-      if (!verify_page(page, ref.first + k, kOverflowPage, true, expected)) return false;
+      const bool page_ok = verify_page(page, ref.first + k, kOverflowPage, true, expected) &&
+                           load_u32(page + kOffUsed) <= kBodyBytes;
+      if (!page_ok) {
+        report_failure(ref.first + k, 1, by);
+        return false;
+      }
       const uint32_t used = load_u32(page + kOffUsed);
-      if (used > kBodyBytes) return false;
       out->insert(out->end(), page + kHeaderBytes, page + kHeaderBytes + used);
       expected = load_u64(page + kOffNext);
     }
-    if (out->size() != ref.canonical_bytes) return false;
-    return options.plant_skip_page_verification || content_hash(*out) == ref.item_hash;
+    const bool ok = out->size() == ref.canonical_bytes &&
+                    (options.plant_skip_page_verification || content_hash(*out) == ref.item_hash);
+    if (!ok) report_failure(ref.first, ref.pages, by);
+    return ok;
   }
 
   void drop_chain(const OverflowRef& ref) {
@@ -2070,6 +2084,7 @@ struct BTree::Impl {
         corrupt_super_slot = s;
         owner.superblock_corrupt_ = true;
         ++counters.verification_failures;
+        report_failure(static_cast<uint64_t>(s), 1, "read");
       }
       if (valid && (best < 0 || load_u64(page + kOffGeneration) > best_generation)) {
         best = s;
@@ -2180,6 +2195,7 @@ struct BTree::Impl {
     const uint64_t slot = space_map_slots[index];
     if (!verify_page(page, slot, kSpaceMapPage, true, space_map_checksums[index])) {
       ++counters.verification_failures;
+      report_failure(slot, 1, "read");
       space_unknown = true;
       owner.superblock_corrupt_ = true;
       if (recovery.status == BTreeStatus::kOk) recovery.status = BTreeStatus::kCorrupt;
@@ -2202,6 +2218,7 @@ struct BTree::Impl {
     if (!node) {
       task.ref->corrupt = true;
       ++counters.verification_failures;
+      report_failure(task.ref->slot, 1, "read");
       mark_unhealthy(task.lower.empty() ? nullptr : key_bytes(task.lower),
                      task.upper.empty() ? nullptr : key_bytes(task.upper));
       recovery.status = BTreeStatus::kCorrupt;

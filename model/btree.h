@@ -22,7 +22,9 @@
 // - recover() reads both superblocks, takes the newest valid one, and reads the inner pages of its
 //   tree from the disk (leaves are read lazily, when needed). A page that fails verification is
 //   never served: every later operation touching its key range answers kCorrupt, and the range is
-//   listed in unhealthy_ranges() so the replica can report itself unhealthy for it.
+//   listed in unhealthy_ranges() so the replica can report itself unhealthy for it. Every page that
+//   fails verification is also reported to the disk (Disk::report_verification_failure, labelled
+//   "read"), which keeps the ground truth that game-day checkers compare against.
 //
 // Operations run in FIFO order (a get issued after a put sees the put). An operation whose pages
 // are all resident, issued when nothing is queued ahead of it, completes before the call returns
