@@ -66,7 +66,7 @@ struct BitFlipRecord {
   uint64_t sector = 0;
   uint32_t bit = 0;  // within the sector
   FlipFate fate = FlipFate::kPending;
-  SimTime fate_at;     // when the fate was decided (meaningless while kPending)
+  SimTime fate_at;      // when the fate was decided (meaningless while kPending)
   std::string_view by;  // kDetected and kOverwritten: see above; empty otherwise
   // Where the flipped bit is stored now. Both false once it is gone (and always for kAbsorbed).
   bool on_media = false;

@@ -55,7 +55,8 @@ void fsync_now(Simulation& simulation, Disk& disk) {
 
 std::vector<uint8_t> read_now(Simulation& simulation, Disk& disk, uint64_t sector) {
   std::optional<ReadResult> result;
-  disk.read(sector * kSectorBytes, kSectorBytes, [&result](ReadResult r) { result = std::move(r); });
+  disk.read(sector * kSectorBytes, kSectorBytes,
+            [&result](ReadResult r) { result = std::move(r); });
   step_until(simulation, [&] { return result.has_value(); });
   EXPECT_TRUE(result.has_value() && result->status == IoStatus::kOk);
   return result.has_value() ? result->data : std::vector<uint8_t>();
@@ -123,7 +124,7 @@ TEST(DiskLedgerTest, PowerLossBringsBackTheMediaFlipAndLosesTheCachedOne) {
   Disk disk(simulation, DiskId(0), "d0", quiet_options(64));
   write_now(simulation, disk, 1, 0x11);
   fsync_now(simulation, disk);
-  disk.inject_bit_flip(1, 100);  // on the media
+  disk.inject_bit_flip(1, 100);          // on the media
   write_now(simulation, disk, 1, 0x22);  // hidden behind a newer cached copy
   write_now(simulation, disk, 2, 0x44);
   disk.inject_bit_flip(2, 200);  // in the cache only
