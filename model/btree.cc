@@ -682,8 +682,14 @@ struct BTree::Impl {
     kScan,
     kClear,
     kCheckpoint,
-    kDigest
+    kDigest,
+    kScrub,
+    kRangeDigest,
+    kRepair
   };
+
+  struct ScrubRun;
+  struct RepairRun;
 
   struct Route {
     RouteKind kind = RouteKind::kLeaf;
@@ -706,11 +712,45 @@ struct BTree::Impl {
     StatusDone status_done;
     ScanDone scan_done;
     DigestDone digest_done;
+    // range_digest and repair_range: the range's end (the begin is `key`).
+    bool has_end = false;
+    std::vector<uint8_t> end_key;
+    std::unique_ptr<ScrubRun> scrub;
+    std::unique_ptr<RepairRun> repair;
   };
 
   struct PageImage {
     uint64_t slot = 0;
     std::vector<uint8_t> bytes;
+  };
+
+  // A scrub step in progress: the cursor (see ScrubCursor), the budget, what was found, and the
+  // last leaf the step read from the disk without installing it (to list its overflow chains).
+  struct ScrubRun {
+    uint8_t stage = 0;
+    uint32_t index = 0;
+    std::vector<uint8_t> key;
+    int32_t rank = INT32_MIN;
+    uint32_t max_pages = 0;
+    ScrubStep result;
+    std::unique_ptr<Node> leaf_copy;
+    uint64_t leaf_copy_slot = kNoSlot;
+    std::function<void(ScrubRun&)> done;  // turns the run into the caller's ScrubStep
+  };
+
+  // What a repair learned about a leaf outside its range while reading the tree (phase 1), for
+  // the leaves that may be evicted again before the recount.
+  struct LeafSummary {
+    uint64_t digest = 0;
+    uint64_t items = 0;
+    uint64_t chain_pages = 0;
+    std::vector<std::pair<uint64_t, uint32_t>> chains;  // (first slot, pages), written chains only
+  };
+
+  struct RepairRun {
+    KeyRangeBounds bounds;
+    std::vector<uint8_t> cursor;             // phase 1: where the walk over the leaves continues
+    std::map<uint64_t, LeafSummary> leaves;  // by slot
   };
 
   struct CheckpointRun {
@@ -720,6 +760,7 @@ struct BTree::Impl {
     std::vector<uint64_t> vacated;  // released when the superblock is durable
     std::vector<uint8_t> superblock;
     uint64_t super_slot = 0;
+    uint64_t super_checksum = 0;
     uint32_t writes_outstanding = 0;
     BTreeStatus status = BTreeStatus::kOk;
   };
@@ -775,6 +816,13 @@ struct BTree::Impl {
   int durable_super_slot = -1;
   int corrupt_super_slot = -1;
   bool space_unknown = false;
+  // What the durable checkpoint's superblock and space map pages are, for scrub (the current
+  // space_map_slots belong to the running checkpoint while one runs). A space map page that failed
+  // at rest makes the tree unhealthy until the next checkpoint writes a new space map.
+  uint64_t durable_super_checksum = 0;
+  std::vector<uint64_t> durable_space_map_slots;
+  std::vector<uint64_t> durable_space_map_checksums;
+  bool durable_space_map_corrupt = false;
   bool checkpoint_running = false;
   CheckpointRun run;
   std::vector<PageImage> unconfirmed_chains;  // chain pages of a failed checkpoint, rewritten next
@@ -884,6 +932,11 @@ struct BTree::Impl {
   }
   uint64_t disk_offset(uint64_t slot) const {
     return options.region_offset_bytes + slot * kPageBytes;
+  }
+  // Tells the disk that the pages in these slots failed verification (see Disk::
+  // report_verification_failure); the disk keeps it for checkers and acts on nothing.
+  void report_failure(uint64_t slot, uint64_t pages, const char* by) {
+    disk.report_verification_failure(options.region_offset_bytes / kPageBytes + slot, pages, by);
   }
   uint64_t usable_tree_pages() const {
     return options.region_sectors - kSuperblockSlots - space_map_pages;
@@ -1134,6 +1187,7 @@ struct BTree::Impl {
     if (!node) {
       ref.corrupt = true;
       ++counters.verification_failures;
+      report_failure(ref.slot, 1, "read");
       mark_unhealthy(lower ? key_bytes(*lower) : nullptr, upper ? key_bytes(*upper) : nullptr);
       return RouteKind::kCorrupt;
     }
@@ -1204,7 +1258,7 @@ struct BTree::Impl {
     }
     if (read_status != sim::IoStatus::kOk) return Fetch::kIoError;
     std::vector<uint8_t> bytes;
-    if (!verify_chain(ref, &bytes)) {
+    if (!verify_chain(ref, &bytes, "read")) {
       corrupt_chains.insert(ref.first);
       ++counters.verification_failures;
       mark_unhealthy(key, upper ? key_bytes(*upper) : nullptr);
@@ -1221,18 +1275,26 @@ struct BTree::Impl {
     return Fetch::kReady;
   }
 
-  bool verify_chain(const OverflowRef& ref, std::vector<uint8_t>* out) {
+  // Verifies a chain just read (read_data) and gathers its bytes. On failure, reports the page
+  // that failed to the disk under `by` (the whole chain if only the assembled item is wrong).
+  bool verify_chain(const OverflowRef& ref, std::vector<uint8_t>* out, const char* by) {
     uint64_t expected = ref.first_checksum;
     for (uint32_t k = 0; k < ref.pages; ++k) {
       const uint8_t* page = read_data.data() + size_t{k} * kPageBytes;
-      if (!verify_page(page, ref.first + k, kOverflowPage, true, expected)) return false;
+      const bool page_ok = verify_page(page, ref.first + k, kOverflowPage, true, expected) &&
+                           load_u32(page + kOffUsed) <= kBodyBytes;
+      if (!page_ok) {
+        report_failure(ref.first + k, 1, by);
+        return false;
+      }
       const uint32_t used = load_u32(page + kOffUsed);
-      if (used > kBodyBytes) return false;
       out->insert(out->end(), page + kHeaderBytes, page + kHeaderBytes + used);
       expected = load_u64(page + kOffNext);
     }
-    if (out->size() != ref.canonical_bytes) return false;
-    return options.plant_skip_page_verification || content_hash(*out) == ref.item_hash;
+    const bool ok = out->size() == ref.canonical_bytes &&
+                    (options.plant_skip_page_verification || content_hash(*out) == ref.item_hash);
+    if (!ok) report_failure(ref.first, ref.pages, by);
+    return ok;
   }
 
   void drop_chain(const OverflowRef& ref) {
@@ -1705,6 +1767,666 @@ struct BTree::Impl {
     return Step::kDone;
   }
 
+  // --- Scrub
+  // -------------------------------------------------------------------------------------------
+
+  static constexpr uint8_t kScrubSuperblock = 0;
+  static constexpr uint8_t kScrubSpaceMap = 1;
+  static constexpr uint8_t kScrubTree = 2;
+  static constexpr uint8_t kScrubEnd = 3;
+
+  enum class ScrubOutcome { kNext, kWait, kStop };
+
+  // Orders positions (key, rank) of the scrub's walk over the tree; a null key is before every
+  // key. A page at level L with lower bound l sits at (l, -L): before every page of its subtree
+  // (their keys are >= l, and those starting at l are lower in the tree, so of higher rank), and
+  // after every page of the subtrees to its left. A leaf's overflow chain sits at (its key, 1).
+  static int compare_positions(const uint8_t* a, int32_t a_rank, const uint8_t* b, int32_t b_rank) {
+    if (a == nullptr || b == nullptr) {
+      if (a != b) return a == nullptr ? -1 : 1;
+    } else if (const int c = compare_keys(a, b); c != 0) {
+      return c;
+    }
+    return a_rank < b_rank ? -1 : (a_rank > b_rank ? 1 : 0);
+  }
+
+  struct ScrubTarget {
+    enum class Kind { kEnd, kPage, kLeafChains, kChain };
+    Kind kind = Kind::kEnd;
+    ChildRef* ref = nullptr;
+    uint8_t level = 0;
+    const std::string* lower = nullptr;
+    const std::string* upper = nullptr;
+    OverflowRef chain;
+    const uint8_t* chain_key = nullptr;  // the chain's record, in a resident leaf or the copy
+  };
+
+  // The first page or chain at or after the run's cursor in the walk's order. kLeafChains: the
+  // cursor lies among the chains of a leaf that is not resident, which must be read to list them.
+  ScrubTarget find_scrub_target(ScrubRun& run) {
+    using Kind = ScrubTarget::Kind;
+    for (uint64_t restarts = 0;; ++restarts) {
+      // Each restart moves the cursor past a subtree: at most one per page.
+      DYN_ASSERT(restarts <= pages_in_tree + 1);
+      ScrubTarget target;
+      target.ref = &root;
+      target.level = root_level;
+      for (;;) {
+        const uint8_t* cursor = run.key.empty() ? nullptr : run.key.data();
+        const uint8_t* lower = target.lower ? key_bytes(*target.lower) : nullptr;
+        if (compare_positions(cursor, run.rank, lower, -int32_t{target.level}) <= 0) {
+          target.kind = Kind::kPage;
+          return target;
+        }
+        // The page is behind the cursor: what is left lies in its subtree, if anywhere.
+        const ChildRef& ref = *target.ref;
+        if (ref.corrupt || (!ref.node && target.level > 0)) break;
+        if (target.level == 0) {
+          const Node* leaf = ref.node.get();
+          if (leaf == nullptr && run.leaf_copy && run.leaf_copy_slot == ref.slot) {
+            leaf = run.leaf_copy.get();
+          }
+          if (leaf == nullptr) {
+            target.kind = Kind::kLeafChains;
+            return target;
+          }
+          bool found;
+          for (size_t i = leaf_lower_bound(leaf, cursor, &found); i < leaf->count(); ++i) {
+            const uint8_t* record = leaf->record(i);
+            if ((record[0] & kFlagOverflow) == 0) continue;
+            if (compare_positions(cursor, run.rank, record, 1) > 0) continue;  // done already
+            target.kind = Kind::kChain;
+            target.chain = overflow_of(leaf, i);
+            target.chain_key = record;
+            return target;
+          }
+          break;
+        }
+        Node* n = ref.node.get();
+        const size_t i = child_index(n, cursor);
+        if (i > 0) target.lower = &n->separators[i - 1];
+        if (i < n->separators.size()) target.upper = &n->separators[i];
+        target.ref = &n->children[i];
+        target.level = static_cast<uint8_t>(target.level - 1);
+      }
+      // Nothing left in this subtree: continue with the pages that start where it ends.
+      if (target.upper == nullptr) return ScrubTarget();
+      run.key.assign(target.upper->begin(), target.upper->end());
+      run.rank = INT32_MIN;
+    }
+  }
+
+  bool chain_unconfirmed(uint64_t first) const {
+    return std::any_of(unconfirmed_chains.begin(), unconfirmed_chains.end(),
+                       [first](const PageImage& image) { return image.slot == first; });
+  }
+
+  // A read that ended without data: kMediaError (a latent sector error, sticky) is a finding;
+  // anything else (the disk lost power) stops the step with the cursor unchanged.
+  bool stop_on_read_status(ScrubRun& run) {
+    if (read_status == sim::IoStatus::kOk || read_status == sim::IoStatus::kMediaError)
+      return false;
+    run.result.status = BTreeStatus::kIoError;
+    return true;
+  }
+
+  ScrubOutcome scrub_metadata(ScrubRun& run) {
+    ScrubStep& result = run.result;
+    uint64_t slot = 0;
+    uint64_t checksum = 0;
+    PageKind kind = kSuperPage;
+    if (run.stage == kScrubSuperblock) {
+      if (durable_super_slot < 0) {
+        run.stage = kScrubSpaceMap;
+        run.index = 0;
+        return ScrubOutcome::kNext;
+      }
+      slot = static_cast<uint64_t>(durable_super_slot);
+      checksum = durable_super_checksum;
+    } else {
+      if (run.index >= durable_space_map_slots.size()) {
+        run.stage = kScrubTree;
+        run.key.clear();
+        run.rank = INT32_MIN;
+        return ScrubOutcome::kNext;
+      }
+      slot = durable_space_map_slots[run.index];
+      checksum = durable_space_map_checksums[run.index];
+      kind = kSpaceMapPage;
+    }
+    if (!take_read(slot, 1)) {
+      request_read(slot, 1);
+      return ScrubOutcome::kWait;
+    }
+    if (stop_on_read_status(run)) return ScrubOutcome::kStop;
+    ++result.pages_examined;
+    const bool ok = read_status == sim::IoStatus::kOk &&
+                    verify_page(read_data.data(), slot, kind, true, checksum) &&
+                    (kind != kSuperPage || superblock_sane(read_data.data()));
+    if (ok) {
+      ++result.pages_read;
+    } else {
+      ++result.failures;
+      if (read_status == sim::IoStatus::kOk) {
+        ++counters.verification_failures;
+        report_failure(slot, 1, "scrub");
+      }
+      // Recovery would have to fall back to the older superblock or could not rebuild the free
+      // space: unhealthy until the checkpoints that rewrite them (see finish_checkpoint).
+      if (kind == kSuperPage) {
+        corrupt_super_slot = durable_super_slot;
+      } else {
+        durable_space_map_corrupt = true;
+      }
+      owner.superblock_corrupt_ = true;
+    }
+    if (run.stage == kScrubSuperblock) {
+      run.stage = kScrubSpaceMap;
+      run.index = 0;
+    } else {
+      ++run.index;
+    }
+    return ScrubOutcome::kNext;
+  }
+
+  // Re-reads one tree page (or, for kLeafChains, the leaf whose chains are next) and verifies it
+  // as load_child() does.
+  ScrubOutcome scrub_page(ScrubRun& run, const ScrubTarget& target) {
+    ScrubStep& result = run.result;
+    const bool listing_chains = target.kind == ScrubTarget::Kind::kLeafChains;
+    auto advance = [&] {
+      if (listing_chains) return;  // the cursor stays among the leaf's chains
+      if (target.lower) {
+        run.key.assign(target.lower->begin(), target.lower->end());
+      } else {
+        run.key.clear();
+      }
+      run.rank = 1 - int32_t{target.level};
+    };
+    ChildRef& ref = *target.ref;
+    Node* n = ref.node.get();
+    if (ref.corrupt || ref.slot == kNoSlot || (n != nullptr && needs_write(n))) {
+      ++result.pages_examined;
+      ++result.pages_skipped;
+      advance();
+      return ScrubOutcome::kNext;
+    }
+    if (n != nullptr && options.plant_scrub_trusts_resident_pages) {
+      ++result.pages_examined;
+      ++result.pages_read;
+      advance();
+      return ScrubOutcome::kNext;
+    }
+    if (!take_read(ref.slot, 1)) {
+      request_read(ref.slot, 1);
+      return ScrubOutcome::kWait;
+    }
+    if (stop_on_read_status(run)) return ScrubOutcome::kStop;
+    // Listing a leaf's chains again (the cursor stopped among them in an earlier step) is not
+    // charged to the budget: a step would otherwise spend a budget of one on it every time and
+    // never move on.
+    if (!listing_chains) ++result.pages_examined;
+    std::unique_ptr<Node> image;
+    if (read_status == sim::IoStatus::kOk &&
+        verify_page(read_data.data(), ref.slot, target.level == 0 ? kLeafPage : kInnerPage, true,
+                    ref.checksum)) {
+      image = parse_node(read_data.data(), target.level);
+    }
+    if (image) {
+      ++result.pages_read;
+      if (n == nullptr && target.level == 0) {
+        run.leaf_copy = std::move(image);
+        run.leaf_copy_slot = ref.slot;
+      }
+      advance();
+      return ScrubOutcome::kNext;
+    }
+    ++result.failures;
+    if (read_status == sim::IoStatus::kOk) {
+      ++counters.verification_failures;
+      report_failure(ref.slot, 1, "scrub");
+    }
+    mark_unhealthy(target.lower ? key_bytes(*target.lower) : nullptr,
+                   target.upper ? key_bytes(*target.upper) : nullptr);
+    if (n != nullptr) {
+      // The resident copy is good: keep serving it and have the next checkpoint write it anew.
+      mark_dirty(n);
+    } else {
+      ref.corrupt = true;
+    }
+    advance();
+    return ScrubOutcome::kNext;
+  }
+
+  ScrubOutcome scrub_chain(ScrubRun& run, const ScrubTarget& target) {
+    ScrubStep& result = run.result;
+    const OverflowRef& chain = target.chain;
+    // The cursor moves past this chain: (its key, 2). Copied first, the key lives in a leaf.
+    std::vector<uint8_t> key(target.chain_key, target.chain_key + key_length(target.chain_key));
+    key[0] &= kFlagKeyMask;
+    auto advance = [&] {
+      run.key = key;
+      run.rank = 2;
+    };
+    // Not on the media yet (pending, or written by a checkpoint that is not durable), or known.
+    if ((chain.first & kPendingBit) != 0 || chain_unconfirmed(chain.first) ||
+        corrupt_chains.contains(chain.first)) {
+      ++result.pages_examined;
+      ++result.pages_skipped;
+      advance();
+      return ScrubOutcome::kNext;
+    }
+    if (!take_read(chain.first, chain.pages)) {
+      request_read(chain.first, chain.pages);
+      return ScrubOutcome::kWait;
+    }
+    if (stop_on_read_status(run)) return ScrubOutcome::kStop;
+    result.pages_examined += chain.pages;
+    std::vector<uint8_t> bytes;
+    if (read_status == sim::IoStatus::kOk && verify_chain(chain, &bytes, "scrub")) {
+      result.pages_read += chain.pages;
+    } else {
+      ++result.failures;
+      if (read_status == sim::IoStatus::kOk) ++counters.verification_failures;
+      corrupt_chains.insert(chain.first);
+      mark_unhealthy(key.data(), target.upper ? key_bytes(*target.upper) : nullptr);
+    }
+    advance();
+    return ScrubOutcome::kNext;
+  }
+
+  Step run_scrub(Op& op) {
+    ScrubRun& run = *op.scrub;
+    for (uint64_t guard = 0;; ++guard) {
+      // Every round examines a page or moves to the next stage; listing a leaf's chains reads it
+      // once more.
+      DYN_ASSERT(guard <= 2 * uint64_t{run.max_pages} + 8);
+      if (run.stage == kScrubEnd || (!root_known && run.stage == kScrubTree)) {
+        run.stage = kScrubEnd;
+        run.result.pass_complete = true;
+        break;
+      }
+      if (run.result.pages_examined >= run.max_pages) break;
+      ScrubOutcome outcome = ScrubOutcome::kNext;
+      if (run.stage != kScrubTree) {
+        outcome = scrub_metadata(run);
+      } else {
+        const ScrubTarget target = find_scrub_target(run);
+        switch (target.kind) {
+          case ScrubTarget::Kind::kEnd:
+            run.stage = kScrubEnd;
+            break;
+          case ScrubTarget::Kind::kPage:
+          case ScrubTarget::Kind::kLeafChains:
+            outcome = scrub_page(run, target);
+            break;
+          case ScrubTarget::Kind::kChain:
+            outcome = scrub_chain(run, target);
+            break;
+        }
+      }
+      if (outcome == ScrubOutcome::kWait) return Step::kWait;
+      if (outcome == ScrubOutcome::kStop) break;
+    }
+    run.done(run);
+    return Step::kDone;
+  }
+
+  // --- Range digest and repair
+  // --------------------------------------------------------------------------------
+
+  // A key range as encoded keys (nullptr: open).
+  struct EncodedRange {
+    const uint8_t* begin = nullptr;
+    const uint8_t* end = nullptr;
+  };
+
+  static EncodedRange encoded_range(const Op& op) {
+    return EncodedRange{op.key.empty() ? nullptr : op.key.data(),
+                        op.has_end ? op.end_key.data() : nullptr};
+  }
+  // [lower, upper) lies inside the range.
+  static bool range_holds(const EncodedRange& range, const std::string* lower,
+                          const std::string* upper) {
+    const bool from = range.begin == nullptr ||
+                      (lower != nullptr && compare_keys(key_bytes(*lower), range.begin) >= 0);
+    const bool to = range.end == nullptr ||
+                    (upper != nullptr && compare_keys(key_bytes(*upper), range.end) <= 0);
+    return from && to;
+  }
+  static bool range_meets(const EncodedRange& range, const std::string* lower,
+                          const std::string* upper) {
+    const bool below_end =
+        range.end == nullptr || lower == nullptr || compare_keys(key_bytes(*lower), range.end) < 0;
+    const bool above_begin = range.begin == nullptr || upper == nullptr ||
+                             compare_keys(key_bytes(*upper), range.begin) > 0;
+    return below_end && above_begin;
+  }
+
+  Step run_range_digest(Op& op) {
+    const uint8_t* end = op.has_end ? op.end_key.data() : nullptr;
+    for (uint64_t guard = 0;; ++guard) {
+      DYN_ASSERT(guard <= pages_in_tree);  // one round per leaf
+      const uint8_t* cursor = op.key.empty() ? nullptr : op.key.data();
+      const Route route = descend(cursor);
+      if (route.kind == RouteKind::kWait) return Step::kWait;
+      if (route.kind != RouteKind::kLeaf) {
+        op.digest_done(route_status(route.kind), 0, 0);
+        return Step::kDone;
+      }
+      const Node* leaf = route.leaf;
+      bool found;
+      for (size_t i = leaf_lower_bound(leaf, cursor, &found); i < leaf->count(); ++i) {
+        const uint8_t* record = leaf->record(i);
+        if (end != nullptr && compare_keys(record, end) >= 0) {
+          op.digest_done(BTreeStatus::kOk, op.digest, op.count);
+          return Step::kDone;
+        }
+        if ((record[0] & kFlagOverflow) != 0 &&
+            corrupt_chains.contains(overflow_of(leaf, i).first)) {
+          op.digest_done(BTreeStatus::kCorrupt, 0, 0);
+          return Step::kDone;
+        }
+        op.digest += record_hash(leaf, i);
+        ++op.count;
+      }
+      if (route.upper == nullptr ||
+          (end != nullptr && compare_keys(key_bytes(*route.upper), end) >= 0)) {
+        op.digest_done(BTreeStatus::kOk, op.digest, op.count);
+        return Step::kDone;
+      }
+      op.key.assign(route.upper->begin(), route.upper->end());
+    }
+  }
+
+  // Why repair recounts the whole tree: a page that cannot be read takes with it the hashes of
+  // its items (and, for an inner page, which slots its subtree occupies), so content_digest,
+  // item_count and the page count cannot be adjusted by subtracting what was dropped. Keeping a
+  // digest per subtree in the parent's child pointer would know them, but it would change the page
+  // format and cost every write an update along its path. Repairs are rare (one per corruption
+  // found), so the repair instead reads every leaf outside its range once (phase 1) and recounts
+  // from what the tree then holds, which is exact by construction. The same walk gives the slots
+  // still referenced, so those of a lost subtree are found and vacated by a sweep.
+  enum class WalkOutcome { kNext, kFinished, kWait, kCorrupt, kIoError };
+
+  LeafSummary summarize(const Node* leaf) {
+    LeafSummary summary;
+    for (size_t i = 0; i < leaf->count(); ++i) {
+      summary.digest += record_hash(leaf, i);
+      ++summary.items;
+      if ((leaf->record(i)[0] & kFlagOverflow) == 0) continue;
+      const OverflowRef chain = overflow_of(leaf, i);
+      summary.chain_pages += chain.pages;
+      if ((chain.first & kPendingBit) == 0) summary.chains.emplace_back(chain.first, chain.pages);
+    }
+    return summary;
+  }
+
+  // Phase 1: visits the next leaf at or after the walk's cursor that does not lie inside the
+  // range, reading it if it is evicted. A leaf straddling a bound is pinned (marked dirty, so it
+  // stays resident for phase 2); one wholly outside is summarized in case it is evicted again.
+  WalkOutcome repair_visit_next_leaf(RepairRun& run, const EncodedRange& range) {
+    const uint8_t* cursor = run.cursor.empty() ? nullptr : run.cursor.data();
+    ChildRef* ref = &root;
+    Node* parent = nullptr;
+    const std::string* lower = nullptr;
+    const std::string* upper = nullptr;
+    for (;;) {
+      if (range_holds(range, lower, upper)) break;  // dropped in phase 2 without being read
+      if (ref->corrupt) return WalkOutcome::kCorrupt;
+      if (!ref->node) {
+        switch (load_child(*ref, parent, lower, upper)) {
+          case RouteKind::kLeaf:
+            break;
+          case RouteKind::kWait:
+            return WalkOutcome::kWait;
+          case RouteKind::kCorrupt:
+            return WalkOutcome::kCorrupt;
+          case RouteKind::kIoError:
+            return WalkOutcome::kIoError;
+        }
+      }
+      Node* n = ref->node.get();
+      if (n->leaf) {
+        if (range_meets(range, lower, upper)) {
+          mark_dirty(n);
+        } else if (ref->slot != kNoSlot) {
+          run.leaves[ref->slot] = summarize(n);
+        }
+        break;
+      }
+      const size_t i = child_index(n, cursor);
+      if (i > 0) lower = &n->separators[i - 1];
+      if (i < n->separators.size()) upper = &n->separators[i];
+      parent = n;
+      ref = &n->children[i];
+    }
+    if (upper == nullptr) return WalkOutcome::kFinished;
+    run.cursor.assign(upper->begin(), upper->end());
+    return WalkOutcome::kNext;
+  }
+
+  void forget_pending_chains(const Node* n) {
+    if (n->leaf) {
+      for (size_t i = 0; i < n->count(); ++i) {
+        if ((n->record(i)[0] & kFlagOverflow) == 0) continue;
+        const OverflowRef chain = overflow_of(n, i);
+        if (chain.first & kPendingBit) pending_chains.erase(chain.first & ~kPendingBit);
+      }
+      return;
+    }
+    for (const ChildRef& c : n->children) {
+      if (c.node) forget_pending_chains(c.node.get());
+    }
+  }
+
+  // Replaces the subtree behind `ref` (resident, evicted or lost) by an empty one of the same
+  // height: a path of inner pages with one child each down to an empty leaf, which it returns.
+  // The old pages' slots are left to the sweep.
+  Node* replace_with_empty(ChildRef& ref, Node* parent, uint8_t level) {
+    if (ref.node) {
+      forget_pending_chains(ref.node.get());
+      drop_subtree_lru(ref.node.get());
+    }
+    auto top = std::make_unique<Node>();
+    Node* bottom = top.get();
+    bottom->level = level;
+    bottom->leaf = level == 0;
+    while (bottom->level > 0) {
+      ChildRef child;
+      child.node = std::make_unique<Node>();
+      child.node->level = static_cast<uint8_t>(bottom->level - 1);
+      child.node->leaf = child.node->level == 0;
+      child.node->parent = bottom;
+      bottom->children.push_back(std::move(child));
+      bottom = bottom->children.back().node.get();
+    }
+    top->parent = parent;
+    ref = ChildRef();
+    ref.node = std::move(top);
+    return bottom;
+  }
+
+  // Phase 2: removes the range's content below `ref`, whose page straddles a bound of the range
+  // (it is resident: an inner page, or a leaf pinned in phase 1). Leaves it edits or creates go
+  // to `touched`.
+  void clear_range(ChildRef& ref, const std::string* lower, const std::string* upper,
+                   const EncodedRange& range, std::vector<Node*>& touched) {
+    Node* n = ref.node.get();
+    DYN_ASSERT(n != nullptr && !ref.corrupt);
+    if (n->leaf) {
+      bool found;
+      const size_t i = leaf_lower_bound(n, range.begin, &found);
+      while (i < n->count() &&
+             (range.end == nullptr || compare_keys(n->record(i), range.end) < 0)) {
+        if (n->record(i)[0] & kFlagOverflow) drop_chain(overflow_of(n, i));
+        leaf_remove(n, i);
+      }
+      mark_dirty(n);
+      touched.push_back(n);
+      return;
+    }
+    for (size_t i = 0; i < n->children.size(); ++i) {
+      const std::string* child_lower = i > 0 ? &n->separators[i - 1] : lower;
+      const std::string* child_upper = i < n->separators.size() ? &n->separators[i] : upper;
+      if (!range_meets(range, child_lower, child_upper)) continue;
+      if (range_holds(range, child_lower, child_upper)) {
+        touched.push_back(
+            replace_with_empty(n->children[i], n, static_cast<uint8_t>(n->level - 1)));
+      } else {
+        clear_range(n->children[i], child_lower, child_upper, range, touched);
+      }
+    }
+    mark_dirty(n);
+  }
+
+  // Content digest, item count and page count of the tree below `ref`, from the resident pages
+  // and, for evicted leaves, from what phase 1 read.
+  void recount_subtree(const ChildRef& ref, uint8_t level, const RepairRun& run, uint64_t* digest,
+                       uint64_t* items, uint64_t* pages) {
+    DYN_ASSERT(!ref.corrupt);
+    ++*pages;
+    const Node* n = ref.node.get();
+    if (n == nullptr) {
+      DYN_ASSERT(level == 0);
+      const auto found = run.leaves.find(ref.slot);
+      DYN_ASSERT_MSG(found != run.leaves.end(), "repair: an evicted leaf was never read");
+      *digest += found->second.digest;
+      *items += found->second.items;
+      *pages += found->second.chain_pages;
+      return;
+    }
+    if (n->leaf) {
+      for (size_t i = 0; i < n->count(); ++i) {
+        *digest += record_hash(n, i);
+        ++*items;
+        if (n->record(i)[0] & kFlagOverflow) *pages += overflow_of(n, i).pages;
+      }
+      return;
+    }
+    for (const ChildRef& c : n->children) {
+      recount_subtree(c, static_cast<uint8_t>(level - 1), run, digest, items, pages);
+    }
+  }
+
+  void mark_referenced(const ChildRef& ref, const RepairRun& run, std::vector<uint64_t>& bits) {
+    auto mark = [&bits](uint64_t s, uint64_t count) {
+      for (uint64_t k = s; k < s + count; ++k) bits[k / 64] |= uint64_t{1} << (k % 64);
+    };
+    if (ref.slot != kNoSlot) mark(ref.slot, 1);
+    const Node* n = ref.node.get();
+    if (n == nullptr) {
+      for (const auto& [first, pages] : run.leaves.at(ref.slot).chains) mark(first, pages);
+      return;
+    }
+    if (n->leaf) {
+      for (size_t i = 0; i < n->count(); ++i) {
+        if ((n->record(i)[0] & kFlagOverflow) == 0) continue;
+        const OverflowRef chain = overflow_of(n, i);
+        if ((chain.first & kPendingBit) == 0) mark(chain.first, chain.pages);
+      }
+      return;
+    }
+    for (const ChildRef& c : n->children) mark_referenced(c, run, bits);
+  }
+
+  // Vacates every slot in use that the tree no longer references and that is not already on its
+  // way out: the pages of dropped subtrees, lost ones included. The durable checkpoint may still
+  // reference them, so they are freed only when the next checkpoint is durable.
+  void sweep_unreferenced_slots(const RepairRun& run) {
+    std::vector<uint64_t> referenced(allocated.size(), 0);
+    mark_referenced(root, run, referenced);
+    for (uint64_t s : space_map_slots) referenced[s / 64] |= uint64_t{1} << (s % 64);
+    for (uint64_t s = kSuperblockSlots; s < options.region_sectors; ++s) {
+      if (!is_allocated(s) || is_releasing(s) || ((referenced[s / 64] >> (s % 64)) & 1)) continue;
+      vacate(s);
+      corrupt_chains.erase(s);
+      if (chain_cache.erase(s) > 0) {
+        chain_cache_order.erase(std::find(chain_cache_order.begin(), chain_cache_order.end(), s));
+      }
+    }
+  }
+
+  static bool bounds_inside(const KeyRangeBounds& inner, const KeyRangeBounds& outer) {
+    const bool from = !outer.begin || (inner.begin && *inner.begin >= *outer.begin);
+    const bool to = !outer.end || (inner.end && *inner.end <= *outer.end);
+    return from && to;
+  }
+
+  // Phase 2, with nothing left to read: drop the range's content, recount, insert the items,
+  // drop leaves left empty, sweep the slots nothing references.
+  void repair_apply(Op& op) {
+    RepairRun& run = *op.repair;
+    const EncodedRange range = encoded_range(op);
+    std::vector<Node*> touched;
+    if (range_holds(range, nullptr, nullptr)) {
+      if (root.node) {
+        forget_pending_chains(root.node.get());
+        drop_subtree_lru(root.node.get());
+      }
+      root = ChildRef();
+      root.node = std::make_unique<Node>();
+      root_level = 0;
+      touched.push_back(root.node.get());
+    } else {
+      clear_range(root, nullptr, nullptr, range, touched);
+    }
+    // From here on put_record and remove_node keep the three counts, as for any write.
+    content_digest = 0;
+    item_count = 0;
+    pages_in_tree = 0;
+    recount_subtree(root, root_level, run, &content_digest, &item_count, &pages_in_tree);
+    BTreeStatus status = BTreeStatus::kOk;
+    StatusDone record_status = [&status](BTreeStatus s) { status = s; };
+    for (Item& item : op.items) {
+      const Step step = run_put(item, record_status);
+      DYN_ASSERT_MSG(step == Step::kDone, "repair: a leaf in the range is not resident");
+      if (status != BTreeStatus::kOk) break;
+    }
+    for (Node* leaf : touched) {
+      if (leaf->count() == 0 && leaf->parent != nullptr) remove_node(leaf);
+    }
+    sweep_unreferenced_slots(run);
+    auto& unhealthy = owner.unhealthy_;
+    if (status == BTreeStatus::kOk) {
+      std::erase_if(unhealthy,
+                    [&run](const KeyRangeBounds& r) { return bounds_inside(r, run.bounds); });
+    } else {
+      mark_unhealthy(range.begin, range.end);
+    }
+    op.status_done(status);
+  }
+
+  Step run_repair(Op& op) {
+    if (checkpoint_running) return Step::kWait;  // its pages are not durable yet: let it finish
+    if (!root_known || space_unknown) {
+      op.status_done(BTreeStatus::kCorrupt);
+      return Step::kDone;
+    }
+    const EncodedRange range = encoded_range(op);
+    RepairRun& run = *op.repair;
+    for (uint64_t guard = 0;; ++guard) {
+      DYN_ASSERT(guard <= pages_in_tree + 1);  // one round per leaf or dropped subtree
+      switch (repair_visit_next_leaf(run, range)) {
+        case WalkOutcome::kNext:
+          continue;
+        case WalkOutcome::kWait:
+          return Step::kWait;
+        case WalkOutcome::kCorrupt:
+          op.status_done(BTreeStatus::kCorrupt);
+          return Step::kDone;
+        case WalkOutcome::kIoError:
+          op.status_done(BTreeStatus::kIoError);
+          return Step::kDone;
+        case WalkOutcome::kFinished:
+          break;
+      }
+      break;
+    }
+    repair_apply(op);
+    return Step::kDone;
+  }
+
   void run_clear() {
     // Every slot in use goes: the durable checkpoint keeps them until the next one is durable.
     for (uint64_t s = kSuperblockSlots; s < options.region_sectors; ++s) {
@@ -1848,6 +2570,7 @@ struct BTree::Impl {
     vacated.clear();
     run.super_slot = durable_super_slot == 1 ? 0 : 1;
     run.superblock = build_superblock(generation, run.super_slot, run.metadata);
+    run.super_checksum = load_u64(run.superblock.data() + kOffChecksum);
     checkpoint_running = true;
     counters.page_writes += images.size();
     issue_writes(std::move(images));
@@ -2010,10 +2733,12 @@ struct BTree::Impl {
       for (uint64_t s : run.vacated) release(s);
       durable_generation = run.generation;
       durable_super_slot = static_cast<int>(run.super_slot);
-      if (corrupt_super_slot == durable_super_slot) {
-        corrupt_super_slot = -1;
-        owner.superblock_corrupt_ = space_unknown;
-      }
+      durable_super_checksum = run.super_checksum;
+      durable_space_map_slots = space_map_slots;
+      durable_space_map_checksums = space_map_checksums;
+      durable_space_map_corrupt = false;
+      if (corrupt_super_slot == durable_super_slot) corrupt_super_slot = -1;
+      owner.superblock_corrupt_ = corrupt_super_slot >= 0 || space_unknown;
       owner.durable_metadata_ = std::move(run.metadata);
       unconfirmed_chains.clear();
       ++counters.checkpoints;
@@ -2070,6 +2795,7 @@ struct BTree::Impl {
         corrupt_super_slot = s;
         owner.superblock_corrupt_ = true;
         ++counters.verification_failures;
+        report_failure(static_cast<uint64_t>(s), 1, "read");
       }
       if (valid && (best < 0 || load_u64(page + kOffGeneration) > best_generation)) {
         best = s;
@@ -2105,6 +2831,7 @@ struct BTree::Impl {
     durable_generation = generation;
     next_generation = generation + 1;
     durable_super_slot = slot;
+    durable_super_checksum = load_u64(page + kOffChecksum);
     root = ChildRef();
     root.slot = load_u64(body);
     root.checksum = load_u64(body + 8);
@@ -2120,6 +2847,8 @@ struct BTree::Impl {
       space_map_checksums.push_back(load_u64(body + at + 8));
       at += 16;
     }
+    durable_space_map_slots = space_map_slots;
+    durable_space_map_checksums = space_map_checksums;
     recovery.found_checkpoint = true;
     recovery.item_count = item_count;
     recovery.metadata.generation = generation;
@@ -2180,6 +2909,7 @@ struct BTree::Impl {
     const uint64_t slot = space_map_slots[index];
     if (!verify_page(page, slot, kSpaceMapPage, true, space_map_checksums[index])) {
       ++counters.verification_failures;
+      report_failure(slot, 1, "read");
       space_unknown = true;
       owner.superblock_corrupt_ = true;
       if (recovery.status == BTreeStatus::kOk) recovery.status = BTreeStatus::kCorrupt;
@@ -2202,6 +2932,7 @@ struct BTree::Impl {
     if (!node) {
       task.ref->corrupt = true;
       ++counters.verification_failures;
+      report_failure(task.ref->slot, 1, "read");
       mark_unhealthy(task.lower.empty() ? nullptr : key_bytes(task.lower),
                      task.upper.empty() ? nullptr : key_bytes(task.upper));
       recovery.status = BTreeStatus::kCorrupt;
@@ -2252,6 +2983,12 @@ struct BTree::Impl {
         return run_checkpoint(op);
       case OpType::kDigest:
         return run_digest(op);
+      case OpType::kScrub:
+        return run_scrub(op);
+      case OpType::kRangeDigest:
+        return run_range_digest(op);
+      case OpType::kRepair:
+        return run_repair(op);
     }
     return Step::kDone;
   }
@@ -2430,6 +3167,82 @@ void BTree::digest(DigestDone done) {
   m.enqueue(std::move(op));
 }
 
+void BTree::scrub_pages(ScrubCursor cursor, uint32_t max_pages, ScrubDone done) {
+  Impl& m = *impl_;
+  if (m.queue.size() >= m.options.max_queued_operations) {
+    ScrubStep step;
+    step.status = BTreeStatus::kQueueFull;
+    step.next = std::move(cursor);
+    done(std::move(step));
+    return;
+  }
+  auto run = std::make_unique<Impl::ScrubRun>();
+  run->stage = cursor.stage_;
+  run->index = cursor.index_;
+  run->key = std::move(cursor.key_);
+  run->rank = cursor.rank_;
+  run->max_pages = max_pages;
+  run->done = [done = std::move(done)](Impl::ScrubRun& finished) {
+    ScrubStep step = std::move(finished.result);
+    step.next.stage_ = finished.stage;
+    step.next.index_ = finished.index;
+    step.next.key_ = std::move(finished.key);
+    step.next.rank_ = finished.rank;
+    done(std::move(step));
+  };
+  Impl::Op op;
+  op.type = Impl::OpType::kScrub;
+  op.scrub = std::move(run);
+  m.enqueue(std::move(op));
+}
+
+void BTree::range_digest(KeyRangeBounds range, DigestDone done) {
+  Impl& m = *impl_;
+  if (m.queue.size() >= m.options.max_queued_operations) {
+    done(BTreeStatus::kQueueFull, 0, 0);
+    return;
+  }
+  Impl::Op op;
+  op.type = Impl::OpType::kRangeDigest;
+  if (range.begin.has_value()) encode_key(*range.begin, op.key);
+  if (range.end.has_value()) {
+    op.has_end = true;
+    encode_key(*range.end, op.end_key);
+  }
+  op.digest_done = std::move(done);
+  m.enqueue(std::move(op));
+}
+
+void BTree::repair_range(KeyRangeBounds range, std::vector<Item> items, StatusDone done) {
+  Impl& m = *impl_;
+  DYN_ASSERT_MSG(!range.begin || !range.end || *range.begin < *range.end,
+                 "repair_range: the range is empty");
+  std::sort(items.begin(), items.end(),
+            [](const Item& a, const Item& b) { return a.key() < b.key(); });
+  for (size_t i = 0; i < items.size(); ++i) {
+    const PrimaryKey& key = items[i].key();
+    DYN_ASSERT_MSG((!range.begin || *range.begin <= key) && (!range.end || key < *range.end),
+                   "repair_range: an item lies outside the range");
+    DYN_ASSERT_MSG(i == 0 || items[i - 1].key() < key, "repair_range: two items share a key");
+  }
+  if (m.queue.size() >= m.options.max_queued_operations) {
+    done(BTreeStatus::kQueueFull);
+    return;
+  }
+  Impl::Op op;
+  op.type = Impl::OpType::kRepair;
+  if (range.begin.has_value()) encode_key(*range.begin, op.key);
+  if (range.end.has_value()) {
+    op.has_end = true;
+    encode_key(*range.end, op.end_key);
+  }
+  op.items = std::move(items);
+  op.status_done = std::move(done);
+  op.repair = std::make_unique<Impl::RepairRun>();
+  op.repair->bounds = std::move(range);
+  m.enqueue(std::move(op));
+}
+
 uint64_t BTree::content_digest() const {
   return impl_->content_digest;
 }
@@ -2442,6 +3255,7 @@ BTreeStats BTree::stats() const {
   BTreeStats s = m.counters;
   s.items = m.item_count;
   s.pages_in_tree = m.pages_in_tree;
+  s.free_page_slots = m.free_slots;
   if (m.root.node) m.walk_stats(m.root.node.get(), s);
   s.memory_bytes += sizeof(Impl) + (m.allocated.capacity() + m.releasing.capacity()) * 8 +
                     m.vacated.capacity() * 8 + m.key_scratch.capacity() +

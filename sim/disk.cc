@@ -339,6 +339,10 @@ IoStatus Disk::complete_write(PendingOp& op) {
     recycle_buffer(cached);
     cached = std::move(op.sectors[i]);
   }
+  if (ledger_.any_stored()) {
+    const SimTime now = simulation_.now();
+    for (uint64_t i = 0; i < sector_count; ++i) ledger_.on_cache_write(now, landed_sector + i);
+  }
   used_sectors_ += new_sectors;
   last_written_sector_ = landed_sector + sector_count - 1;
   ++stats_.writes;
@@ -411,6 +415,15 @@ ReadResult Disk::complete_read(const PendingOp& op) {
                 result.data.begin() + static_cast<std::ptrdiff_t>(i * sector_size));
     }
   }
+  if (ledger_.any_stored()) {
+    const SimTime now = simulation_.now();
+    for (uint64_t i = 0; i < sector_count; ++i) {
+      const uint64_t sector = first_sector + i;
+      if (ledger_.on_read(now, sector, cached_sectors_.contains(sector))) {
+        ++stats_.pending_flip_reads;
+      }
+    }
+  }
   ++stats_.reads;
   stats_.bytes_read += op.length_bytes;
   return result;
@@ -440,6 +453,7 @@ void Disk::discard(uint64_t offset_bytes, uint64_t length_bytes) {
   if (last_written_sector_ && *last_written_sector_ >= first && *last_written_sector_ < end) {
     last_written_sector_.reset();
   }
+  if (ledger_.any_stored()) ledger_.on_discard(simulation_.now(), first, end);
   used_sectors_ -= dropped;
   stats_.discarded_sectors += dropped;
   simulation_.fold_digest(mix(mix(kDiscardTag, first), end));
@@ -450,6 +464,7 @@ void Disk::complete_fsync() {
   // is allowed: a drive may destage its cache at any moment, and fsync only promises durability
   // for what completed before it. The adversary is slightly gentler than it could be (such a
   // write can no longer be lost), never wrong.
+  if (ledger_.any_stored()) ledger_.on_flush(simulation_.now(), cached_sectors_);
   for (auto& [sector, bytes] : cached_sectors_) {
     SectorBytes& durable = durable_sectors_[sector];
     recycle_buffer(durable);
@@ -499,6 +514,7 @@ void Disk::tear_last_written_sector() {
             old_bytes.begin());
   // used_sectors_ is unchanged: the sector moves from the cache to the media.
   durable_sectors_[sector] = std::move(old_bytes);
+  if (ledger_.any_stored()) ledger_.on_tear(simulation_.now(), sector, split);
   bad_sectors_.erase(sector);
   ++stats_.torn_writes;
   report(DiskFaultKind::kTornWrite, sector, sector, 0, split);
@@ -511,6 +527,7 @@ void Disk::drop_write_cache() {
   for (const auto& [sector, bytes] : cached_sectors_) {
     if (!durable_sectors_.contains(sector)) --used_sectors_;
   }
+  if (ledger_.any_stored()) ledger_.on_cache_lost(simulation_.now());
   cached_sectors_.clear();
   last_written_sector_.reset();
   stats_.lost_unsynced_sectors += lost;
@@ -546,26 +563,32 @@ void Disk::schedule_next_bit_rot() {
 }
 
 void Disk::apply_bit_rot(uint64_t sector, uint32_t bit) {
-  // Rot continues with or without power: it is a property of the media.
-  if (!holds_data(sector)) return;
-  flip_bit(sector, bit);
+  // Rot continues with or without power: it is a property of the media. A sector that holds no
+  // data is unmapped: the flip changes nothing anyone can read (the ledger notes it as absorbed).
+  if (!holds_data(sector)) {
+    ledger_.on_absorbed(simulation_.now(), sector, bit);
+    return;
+  }
+  flip_bit(sector, bit, FlipSource::kBitRot);
 }
 
-void Disk::flip_bit(uint64_t sector, uint32_t bit) {
+void Disk::flip_bit(uint64_t sector, uint32_t bit, FlipSource source) {
   const uint64_t byte_index = bit / 8;
   const auto mask = static_cast<uint8_t>(1u << (bit % 8));
   // The cached copy flips too: otherwise the next flush would overwrite the rotted media with the
   // clean cached copy, and a checker would wait forever for scrub to find a flip that vanished.
-  bool flipped = false;
+  bool in_durable = false;
+  bool in_cache = false;
   if (auto durable = durable_sectors_.find(sector); durable != durable_sectors_.end()) {
     durable->second[byte_index] ^= mask;
-    flipped = true;
+    in_durable = true;
   }
   if (auto cached = cached_sectors_.find(sector); cached != cached_sectors_.end()) {
     cached->second[byte_index] ^= mask;
-    flipped = true;
+    in_cache = true;
   }
-  DYN_ASSERT(flipped);
+  DYN_ASSERT(in_durable || in_cache);
+  ledger_.on_flip(simulation_.now(), sector, bit, source, in_durable, in_cache);
   ++stats_.bit_flips;
   report(DiskFaultKind::kBitFlip, sector, sector, bit, 1);
 }
@@ -607,7 +630,18 @@ void Disk::inject_bit_flip(uint64_t sector, uint32_t bit) {
     durable_sectors_.emplace(sector, SectorBytes(options_.sector_size_bytes, 0));
     ++used_sectors_;
   }
-  flip_bit(sector, bit);
+  flip_bit(sector, bit, FlipSource::kInjected);
+}
+
+void Disk::report_verification_failure(uint64_t first_sector, uint64_t sector_count,
+                                       const char* by) {
+  DYN_ASSERT(by != nullptr);
+  DYN_ASSERT(sector_count <= capacity_sectors_ && first_sector <= capacity_sectors_ - sector_count);
+  const SimTime now = simulation_.now();
+  for (uint64_t i = 0; i < sector_count; ++i) {
+    const uint64_t sector = first_sector + i;
+    ledger_.on_report(now, sector, cached_sectors_.contains(sector), by);
+  }
 }
 
 void Disk::inject_latent_error(uint64_t sector) {

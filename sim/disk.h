@@ -12,6 +12,10 @@
 //   misdirected writes that land on a nearby sector while reporting success (Bairavasundaram et
 //   al., "An Analysis of Data Corruption in the Storage Stack", FAST 2008, describe all three as
 //   seen in the field).
+// - Ground truth about bit flips (sim/corruption_ledger.h): every flip, where its bit is stored,
+//   and its fate (pending, detected by a report from the model, overwritten, discarded,
+//   absorbed), so a checker can prove that scrub found what rot did. Pure bookkeeping: it draws
+//   nothing, schedules nothing and leaves the trace fingerprint as it was.
 // - Limping and full disks: a slow factor on latencies, and writes that fail with kNoSpace.
 // - Timing: a FIFO service model with an IOPS limit, a bandwidth limit and a latency distribution
 //   per operation type.
@@ -31,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/corruption_ledger.h"
 #include "sim/distribution.h"
 #include "sim/event_queue.h"
 #include "sim/ids.h"
@@ -157,6 +162,10 @@ class Disk final : public EventSink {
     uint64_t latent_errors = 0;
     uint64_t lost_unsynced_sectors = 0;
     uint64_t discarded_sectors = 0;  // sectors that held data when discard() dropped them
+    // Sector reads (completed, kOk) that returned the bit of a flip nobody had reported yet: the
+    // ground truth for "corrupt bytes left the disk". Whether they were served is up to the
+    // model's verification; see CorruptionLedger::records() for which flip and when.
+    uint64_t pending_flip_reads = 0;
   };
 
   // REQUIRES: `simulation` outlives the disk; `stable_name` is unique in the run.
@@ -215,8 +224,19 @@ class Disk final : public EventSink {
   void inject_latent_error(uint64_t sector);
   void set_observer(DiskObserver* observer) { observer_ = observer; }
 
+  // Model code calls this when a page it read from these sectors failed verification (checksum,
+  // page number, kind, or the checksum its parent recorded). `by` is a short label for the ledger
+  // ("read", "scrub"); it is copied. Pending flips whose bit the sectors' readable copy holds are
+  // marked detected now (the first report wins); a sector holding no flipped bit (a torn or
+  // misdirected write, a stale image) is counted as such, which is not an error. It changes
+  // nothing the disk does: a real drive has no such command, the report only feeds the ledger
+  // that checkers read. REQUIRES: the range lies within the capacity.
+  void report_verification_failure(uint64_t first_sector, uint64_t sector_count, const char* by);
+
   // Inspection for tests and checkers; model code never calls these.
   const Stats& stats() const { return stats_; }
+  // Every bit flip this disk suffered and its fate. Model code never reads it.
+  const CorruptionLedger& corruption_ledger() const { return ledger_; }
   // Distinct sectors holding data (durable or cached) times the sector size.
   uint64_t used_bytes() const { return used_sectors_ * options_.sector_size_bytes; }
   // The durable bytes of one sector (zeros if it never reached the media).
@@ -275,7 +295,7 @@ class Disk final : public EventSink {
 
   void schedule_next_bit_rot();
   void apply_bit_rot(uint64_t sector, uint32_t bit);
-  void flip_bit(uint64_t sector, uint32_t bit);
+  void flip_bit(uint64_t sector, uint32_t bit, FlipSource source);
   void report(DiskFaultKind kind, uint64_t sector, uint64_t landed_sector, uint32_t bit,
               uint64_t count);
 
@@ -313,6 +333,7 @@ class Disk final : public EventSink {
   uint32_t bit_rot_bit_ = 0;
 
   Stats stats_;
+  CorruptionLedger ledger_;
 };
 
 }  // namespace dynasim::sim

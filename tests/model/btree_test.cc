@@ -647,6 +647,35 @@ TEST(BTreeTest, AMisdirectedPageFromAnotherSlotIsCaught) {
   EXPECT_EQ(f.get(key_of(1900)).first, BTreeStatus::kOk);
 }
 
+TEST(BTreeTest, PagesThatFailVerificationAreReportedToTheDisk) {
+  Fixture f;
+  for (uint64_t i = 0; i < 3000; ++i)
+    ASSERT_EQ(f.put(item_of(key_of(i), i, 120)), BTreeStatus::kOk);
+  ASSERT_EQ(f.checkpoint(), BTreeStatus::kOk);
+  f.tree->drop_clean_pages();
+  f.disk.inject_bit_flip(*f.tree->leaf_sector_for(key_of(200)), 8 * 900);
+  f.simulation.run_until(f.simulation.now() + sim::seconds(5));
+  EXPECT_EQ(f.get(key_of(200)).first, BTreeStatus::kCorrupt);
+  const sim::CorruptionLedger& ledger = f.disk.corruption_ledger();
+  ASSERT_EQ(ledger.records().size(), 1u);
+  const sim::BitFlipRecord& record = ledger.records()[0];
+  EXPECT_EQ(record.fate, sim::FlipFate::kDetected);
+  EXPECT_EQ(record.by, "read");
+  EXPECT_GE(record.fate_at - record.injected_at, sim::seconds(5));  // plus the read's latency
+  EXPECT_LT(record.fate_at - record.injected_at, sim::seconds(6));
+  // The read that returned the flip is the one that reported it: nothing corrupt got past.
+  EXPECT_EQ(record.first_read_at, std::optional<sim::SimTime>(record.fate_at));
+  EXPECT_EQ(f.disk.stats().pending_flip_reads, 1u);
+  // A page that fails without any flipped bit (another leaf's image, as a misdirected write
+  // leaves it) is reported too, and the disk counts it apart.
+  const uint64_t victim = *f.tree->leaf_sector_for(key_of(2500));
+  write_sector(f, victim, f.disk.durable_sector(*f.tree->leaf_sector_for(key_of(10))));
+  f.tree->drop_clean_pages();
+  EXPECT_EQ(f.get(key_of(2500)).first, BTreeStatus::kCorrupt);
+  EXPECT_EQ(ledger.reports_without_flip(), 1u);
+  EXPECT_EQ(ledger.reports_detecting(), 1u);
+}
+
 TEST(BTreeTest, ACorruptInnerPageFailsRecoveryForItsRange) {
   Fixture f;
   for (uint64_t i = 0; i < 20000; ++i)
