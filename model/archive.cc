@@ -863,7 +863,8 @@ ArchiveError check_segment_manifest(const ArchiveScope& scope, const SegmentRef&
                       "the manifest names another table, group or range", ref.key);
   }
   if (m.first_index != ref.first || m.last_index != ref.last) {
-    return make_error(ArchiveCheck::kManifest, LogIndex(), "first_index",
+    return make_error(ArchiveCheck::kManifest, LogIndex(),
+                      m.first_index != ref.first ? "first_index" : "last_index",
                       "the manifest's bounds [" + u64_text(m.first_index.value) + ", " +
                           u64_text(m.last_index.value) + "] are not the key's",
                       ref.key);

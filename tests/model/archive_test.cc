@@ -774,6 +774,19 @@ TEST(ArchiveAuditTest, DamagedObjectsForeignManifestsAndAMissingStartAreFound) {
   EXPECT_TRUE(late.ok()) << to_string(late.findings[0]);
   EXPECT_EQ(late.begins_after, LogIndex(4));
   EXPECT_EQ(late.archived_through, LogIndex(8));
+
+  // A valid segment stored under another segment's key: its manifest disagrees with the key.
+  const std::string misplaced = segment_key(scope.table, scope.group, LogIndex(1), LogIndex(4));
+  late_world.store.put(misplaced,
+                       std::make_shared<const std::vector<uint8_t>>(encode_segment(
+                           scope, LogIndex(5), LogIndex(8), archived(simple_log(8), 5, 8))),
+                       [](ObjectStatus) {});
+  late_world.simulation.run();
+  late = ArchiveAudit(late_world.store, scope).run();
+  ASSERT_EQ(late.findings.size(), 1u);
+  EXPECT_EQ(late.findings[0].check, ArchiveCheck::kManifest);
+  EXPECT_EQ(late.findings[0].field, "first_index");
+  EXPECT_EQ(late.findings[0].key, misplaced);
 }
 
 // --- Snapshots ----------------------------------------------------------------------------------
