@@ -2,7 +2,7 @@
 //
 // Code map, top to bottom:
 // - wire bodies (PaxosEnvelope, SnapshotChunkBody) and their sizes and digests;
-// - WAL record and checkpoint metadata encodings;
+// - checkpoint metadata encoding (WAL records are in model/wal_record.h);
 // - Impl: the replica table, the CPU queue, the tick index, and per-replica Ready handling,
 //   apply, reads, checkpoints, snapshots and recovery.
 #include "model/storage_node.h"
@@ -10,13 +10,13 @@
 #include "model/healing_protocol.h"
 
 #include <algorithm>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <set>
 #include <string>
 #include <utility>
 
+#include "model/wal_record.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -132,112 +132,14 @@ uint64_t response_digest(const StorageResponse& r) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Byte encodings: WAL records and checkpoint metadata. Little-endian, bounds-checked on read.
+// Checkpoint metadata. The WAL record encoding and the field codec are in model/wal_record.h.
 
-void put_u8(std::vector<uint8_t>& out, uint8_t v) {
-  out.push_back(v);
-}
-void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u64(std::vector<uint8_t>& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
-struct Reader {
-  const std::vector<uint8_t>& bytes;
-  size_t at = 0;
-  bool ok = true;
-  uint64_t get(int width) {
-    if (!ok || bytes.size() - at < static_cast<size_t>(width)) {
-      ok = false;
-      return 0;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < width; ++i) v |= static_cast<uint64_t>(bytes[at + i]) << (8 * i);
-    at += width;
-    return v;
-  }
-  uint8_t u8() { return static_cast<uint8_t>(get(1)); }
-  uint32_t u32() { return static_cast<uint32_t>(get(4)); }
-  uint64_t u64() { return get(8); }
-};
-
-void put_hard_state(std::vector<uint8_t>& out, const HardState& hs) {
-  put_u64(out, hs.promised.round);
-  put_u32(out, hs.promised.replica);
-  put_u64(out, hs.commit.value);
-}
-
-HardState get_hard_state(Reader& in) {
-  HardState hs;
-  hs.promised.round = in.u64();
-  hs.promised.replica = in.u32();
-  hs.commit = LogIndex(in.u64());
-  return hs;
-}
-
-// A WAL record: what one Ready (or part of it) asks to persist.
-//   u8 format, u8 has_hard_state, [hard state], u32 entry count, entries
-//   entry: u64 index, u64 ballot round, u32 ballot replica, u64 command id, u32 length, bytes
-// The length's top bit marks a configuration entry (commands are far below 2 GB).
-constexpr uint8_t kWalRecordFormat = 1;
-constexpr uint32_t kConfigurationFlag = uint32_t{1} << 31;
-
-struct WalBatch {
-  std::optional<HardState> hard_state;
-  std::vector<LogEntry> entries;
-};
-
-std::vector<uint8_t> encode_wal_record(const std::optional<HardState>& hard_state,
-                                       const LogEntry* entries, size_t count) {
-  size_t size = 2 + 4 + (hard_state ? 32 : 0);
-  for (size_t i = 0; i < count; ++i) size += 32 + entries[i].command.bytes.size();
-  std::vector<uint8_t> out;
-  out.reserve(size);
-  put_u8(out, kWalRecordFormat);
-  put_u8(out, hard_state ? 1 : 0);
-  if (hard_state) put_hard_state(out, *hard_state);
-  put_u32(out, static_cast<uint32_t>(count));
-  for (size_t i = 0; i < count; ++i) {
-    const LogEntry& e = entries[i];
-    put_u64(out, e.index.value);
-    put_u64(out, e.ballot.round);
-    put_u32(out, e.ballot.replica);
-    put_u64(out, e.command.id);
-    put_u32(out, static_cast<uint32_t>(e.command.bytes.size()) |
-                     (e.command.configuration ? kConfigurationFlag : 0));
-    out.insert(out.end(), e.command.bytes.begin(), e.command.bytes.end());
-  }
-  return out;
-}
-
-bool decode_wal_record(const std::vector<uint8_t>& bytes, WalBatch* out) {
-  Reader in{bytes};
-  if (in.u8() != kWalRecordFormat) return false;
-  const uint8_t has_hs = in.u8();
-  if (has_hs > 1) return false;
-  if (has_hs) out->hard_state = get_hard_state(in);
-  const uint32_t count = in.u32();
-  if (!in.ok) return false;
-  for (uint32_t i = 0; i < count && in.ok; ++i) {
-    LogEntry e;
-    e.index = LogIndex(in.u64());
-    e.ballot.round = in.u64();
-    e.ballot.replica = in.u32();
-    e.command.id = in.u64();
-    const uint32_t length_and_flag = in.u32();
-    e.command.configuration = (length_and_flag & kConfigurationFlag) != 0;
-    const uint32_t length = length_and_flag & ~kConfigurationFlag;
-    if (!in.ok || bytes.size() - in.at < length) return false;
-    std::vector<uint8_t> command_bytes(length);
-    if (length > 0) std::memcpy(command_bytes.data(), bytes.data() + in.at, length);
-    e.command.bytes = std::move(command_bytes);
-    in.at += length;
-    out->entries.push_back(std::move(e));
-  }
-  return in.ok && in.at == bytes.size();
-}
+using codec::get_hard_state;
+using codec::put_hard_state;
+using codec::put_u32;
+using codec::put_u64;
+using codec::put_u8;
+using codec::Reader;
 
 // What a replica's B-tree checkpoint records beside the tree.
 struct CheckpointState {
