@@ -167,6 +167,16 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         healing->optional_bool("plant_remove_log_replica_early", false);
     healing->finish();
   }
+  if (auto archival = reader.optional_object("archival")) {
+    storage->archival = archival->optional_bool("enabled", true);
+    storage->archive_entries_per_segment = archival->optional_uint(
+        "entries_per_segment", storage->archive_entries_per_segment, 1, 1'000'000);
+    storage->archive_snapshot_every_entries = archival->optional_uint(
+        "snapshot_every_entries", storage->archive_snapshot_every_entries, 0, 1'000'000'000);
+    storage->plant_accept_sequence_gap =
+        archival->optional_bool("plant_accept_sequence_gap", false);
+    archival->finish();
+  }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_quorum_of_one = plant->optional_bool("quorum_of_one", false);
     storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);

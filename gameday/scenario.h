@@ -73,6 +73,11 @@ struct StorageSpec {
   uint64_t log_replica_seed_entries = 64;
   uint64_t rebuild_bytes_per_second = 50'000'000;
   bool plant_remove_log_replica_early = false;
+  // WAL archival (docs/archival.md): off unless the scenario has an "archival" section.
+  bool archival = false;
+  uint64_t archive_entries_per_segment = 1024;
+  uint64_t archive_snapshot_every_entries = 16 * 1024;
+  bool plant_accept_sequence_gap = false;
 };
 
 // The clients: one workload process per client host; client hosts sit in their own rack in each

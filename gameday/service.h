@@ -60,6 +60,7 @@ class ServiceHarness {
   void build_placement(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
   void add_storage_nodes(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
   void add_clients();
+  void check_archive();
   std::vector<WorkloadProcess*> live_workloads();
 
   const ScenarioSpec& spec_;
@@ -83,6 +84,8 @@ class ServiceHarness {
   bool convergence_passed_ = false;
   bool healing_passed_ = true;
   std::string healing_failure_;
+  bool archive_passed_ = true;
+  nlohmann::json archive_report_;
   bool finished_ = false;
 };
 

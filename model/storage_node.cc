@@ -202,6 +202,7 @@ constexpr uint64_t kCookieCheckpoint = 3;
 constexpr uint64_t kCookieHealing = 4;      // the leaders' healing checks
 constexpr uint64_t kCookieNodeHeartbeat = 5;  // to auto-admin
 constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
+constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component, its cookie
 constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
 
 uint64_t make_cookie(uint64_t kind, uint64_t generation) {
@@ -252,6 +253,8 @@ struct StorageNode::Impl {
     LogIndex through;
     Configuration configuration;
   };
+
+  class ReplicaArchiveIo;
 
   // A new replica's first state, written as its first checkpoint.
   struct Seed {
@@ -325,6 +328,13 @@ struct StorageNode::Impl {
     uint64_t reported_epoch = 0;
     sim::TimerHandle pace_timer;
     uint64_t pace_session = 0;
+
+    // Archival.
+    std::unique_ptr<ReplicaArchiveIo> archive_io;
+    std::unique_ptr<Archiver> archiver;
+    std::unique_ptr<ReplicaArchiveIo> snapshot_io;
+    std::unique_ptr<SnapshotUploader> uploader;
+    bool snapshot_scanning = false;
 
     // Tick index key and lease reporting.
     sim::SimTime tick_at = sim::SimTime::max();
@@ -650,6 +660,7 @@ struct StorageNode::Impl {
     r.paxos = std::make_unique<PaxosReplica>(std::move(paxos_options), random, std::move(state),
                                              env->local_now());
     r.recovered = true;
+    start_archival(r);
     // The first Ready re-emits (applied_through, commit] as committed: the re-apply.
     after_input(r);
   }
@@ -1025,6 +1036,7 @@ struct StorageNode::Impl {
   void finish_apply(Replica& r, const LogEntry& entry, StorageStatus outcome) {
     DYN_ASSERT(entry.index == r.applied.next());
     r.applied = entry.index;
+    if (r.archiver) offer_to_archiver(r, entry);
     ++r.applied_since_checkpoint;
     if (options.observer != nullptr) {
       options.observer->on_applied(r.assignment.group, r.assignment.replica, entry.index,
@@ -1097,6 +1109,8 @@ struct StorageNode::Impl {
     if (r.checkpoint_urgent || r.wal->sectors_in_use() * 2 > options.wal_region_sectors) {
       keep_from = applied.value;
     }
+    // Nothing the object store has not acknowledged leaves the WAL or the log (docs/archival.md).
+    if (r.archiver) keep_from = std::min(keep_from, r.archiver->archived_through().value);
     CheckpointState state;
     state.applied = applied;
     const ReplayStart replay = replay_start(r, keep_from);
@@ -1352,6 +1366,8 @@ struct StorageNode::Impl {
 
   void install_snapshot(Replica& r, LogIndex through, const Configuration& configuration) {
     const InstallSnapshotStatus status = r.paxos->install_snapshot(through, configuration);
+    // The entries up to `through` are not this replica's to archive: its peers hold them.
+    if (r.archiver && !options.archival.plant_accept_sequence_gap) r.archiver->start_after(through);
     DYN_ASSERT(status != InstallSnapshotStatus::kRefusedWhileLeader);
     r.content_invalid = false;
     r.applied = std::max(r.applied, through);
@@ -1742,11 +1758,168 @@ struct StorageNode::Impl {
       case kCookieSnapshotPace:
         on_snapshot_pace(generation);
         return;
+      case kCookieArchive:
+        on_archive_timer(generation);
+        return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
     }
   }
 
+
+  // ------------------------------------------------------------------------------------------
+  // WAL archival (docs/archival.md).
+
+  // The archiver's and the snapshot uploader's I/O: timers come back through the node's timer
+  // with the replica, the component and the component's cookie in the generation.
+  class ReplicaArchiveIo final : public ArchiveIo {
+   public:
+    ReplicaArchiveIo(Impl& impl, size_t slot, uint64_t component)
+        : impl_(impl), slot_(slot), component_(component) {}
+    void set_timer(sim::Duration delay, uint64_t cookie) override {
+      DYN_ASSERT(cookie < (uint64_t{1} << 34));
+      impl_.env->set_timer(delay, make_cookie(kCookieArchive, (uint64_t{slot_} << 35) |
+                                                                  (component_ << 34) | cookie));
+    }
+    void put(std::string key, sim::ObjectBytes data, uint64_t content_checksum,
+             PutDone done) override {
+      impl_.env->object_put_with_checksum(std::move(key), std::move(data), content_checksum,
+                                          std::move(done));
+    }
+    void get(std::string key, GetDone done) override {
+      impl_.env->object_get(std::move(key), std::move(done));
+    }
+    void report_failure(const ArchiveError& error) override {
+      impl_.env->metrics().add("archive.failures", 1);
+      impl_.env->metrics().add(std::string("archive.failure.") + to_string(error.check), 1);
+    }
+
+   private:
+    Impl& impl_;
+    size_t slot_;
+    uint64_t component_;
+  };
+
+  void start_archival(Replica& r) {
+    if (!options.archival.enabled) return;
+    const ArchivalOptions& a = options.archival;
+    ArchiveScope scope;
+    scope.table = a.table;
+    scope.group = r.assignment.group;
+    if (r.assignment.group.value < a.group_hash_ranges.size()) {
+      scope.hash_begin = a.group_hash_ranges[r.assignment.group.value].first;
+      scope.hash_end = a.group_hash_ranges[r.assignment.group.value].second;
+    }
+    ArchiverOptions archiver_options;
+    archiver_options.scope = scope;
+    archiver_options.entries_per_segment = a.entries_per_segment;
+    archiver_options.max_pending_entries = 4 * a.entries_per_segment;
+    archiver_options.plant_accept_sequence_gap = a.plant_accept_sequence_gap;
+    const uint64_t seed = sim::splitmix64(node_seed ^ (uint64_t{r.assignment.group.value} << 20) ^
+                                          r.assignment.replica ^ 0xa5c11e);
+    r.archive_io = std::make_unique<ReplicaArchiveIo>(*this, r.slot, 0);
+    r.archiver = std::make_unique<Archiver>(archiver_options, *r.archive_io, sim::Random(seed));
+    r.snapshot_io = std::make_unique<ReplicaArchiveIo>(*this, r.slot, 1);
+    r.uploader = std::make_unique<SnapshotUploader>(scope, *r.snapshot_io,
+                                                    sim::Random(sim::splitmix64(seed)));
+    // What the log no longer holds was archived before (the log is compacted only behind the
+    // archive) or is a peer's to archive (a snapshot was installed).
+    if (r.paxos->compacted_through().value > 0) {
+      r.archiver->start_after(r.paxos->compacted_through());
+    }
+    // Entries applied at recovery (the checkpoint's) are offered from the log.
+    for (LogIndex index = r.paxos->compacted_through().next(); index <= r.applied;
+         index = index.next()) {
+      const LogEntry* entry = r.paxos->entry_at(index);
+      if (entry == nullptr || r.archiver->offer(*entry) == OfferStatus::kBackPressure) break;
+    }
+  }
+
+  // Applied entries go to the archiver in order. One refused for back-pressure (the store is
+  // slow or down) is offered again, from the log, once segments are acknowledged.
+  void offer_to_archiver(Replica& r, const LogEntry& entry) {
+    if (r.archiver->halted()) return;
+    if (r.archiver->offered_through().next() < entry.index) catch_up_archiver(r);
+    if (r.archiver->offered_through().next() == entry.index ||
+        options.archival.plant_accept_sequence_gap) {
+      r.archiver->offer(entry);
+    }
+    maybe_upload_snapshot(r);
+  }
+
+  void catch_up_archiver(Replica& r) {
+    LogIndex index = std::max(r.archiver->offered_through(), r.archiver->start()).next();
+    for (; index < r.applied; index = index.next()) {
+      const LogEntry* entry = r.paxos->entry_at(index);
+      if (entry == nullptr) {
+        // Compacted without archiving: only a snapshot install does that; its start_after
+        // already covers it unless the plant skipped it.
+        return;
+      }
+      if (r.archiver->offer(*entry) == OfferStatus::kBackPressure) return;
+    }
+  }
+
+  void on_archive_timer(uint64_t generation) {
+    const uint64_t slot = generation >> 35;
+    const uint64_t component = (generation >> 34) & 1;
+    const uint64_t cookie = generation & ((uint64_t{1} << 34) - 1);
+    if (slot >= replicas.size()) return;
+    Replica& r = *replicas[slot];
+    if (r.dropped || !r.archiver) return;
+    if (component == 0) {
+      r.archiver->on_timer(cookie);
+      catch_up_archiver(r);
+    } else {
+      r.uploader->on_timer(cookie);
+    }
+  }
+
+  // The leader uploads a partition snapshot every snapshot_every_entries archived entries
+  // (P22 section 5.5). Its items are read under a short hold, as a paced rebuild reads them.
+  void maybe_upload_snapshot(Replica& r) {
+    if (!r.uploader || r.snapshot_scanning || r.uploader->busy() || r.kind != MemberKind::kFull ||
+        r.paxos->role() != PaxosRole::kLeader || r.content_invalid || !r.healthy) {
+      return;
+    }
+    SnapshotPolicy policy;
+    policy.every_archived_entries = options.archival.snapshot_every_entries;
+    if (!policy.due(r.archiver->archived_through(), r.uploader->uploaded_through())) return;
+    if (r.applying || r.checkpoint_running) return;  // tried again after the next apply
+    r.snapshot_scanning = true;
+    ++r.apply_holds;
+    auto items = std::make_shared<std::vector<Item>>();
+    scan_for_upload(r, std::nullopt, r.applied, items);
+  }
+
+  void scan_for_upload(Replica& r, std::optional<PrimaryKey> from, LogIndex through,
+                       std::shared_ptr<std::vector<Item>> items) {
+    const size_t slot = r.slot;
+    r.tree->scan(std::move(from), kSnapshotChunkItems,
+                 [this, slot, through, items](BTreeStatus status, std::vector<Item> chunk,
+                                              std::optional<PrimaryKey> next) {
+                   Replica& rep = *replicas[slot];
+                   if (status == BTreeStatus::kOk) {
+                     items->insert(items->end(), std::make_move_iterator(chunk.begin()),
+                                   std::make_move_iterator(chunk.end()));
+                     if (next && !rep.dropped) {
+                       scan_for_upload(rep, std::move(next), through, items);
+                       return;
+                     }
+                   }
+                   rep.snapshot_scanning = false;
+                   --rep.apply_holds;
+                   if (rep.dropped) return;
+                   if (status == BTreeStatus::kOk) {
+                     ArchiveError refusal;
+                     if (rep.uploader->upload(through, *items, &refusal) ==
+                         SnapshotUploader::Start::kStarted) {
+                       env->metrics().add("archive.snapshots_started", 1);
+                     }
+                   }
+                   pump_apply(rep);
+                 });
+  }
 
   // ------------------------------------------------------------------------------------------
   // Healing, the new replica's side: create it from its seed, or delete it.

@@ -31,6 +31,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/archive.h"
 #include "model/btree.h"
 #include "model/paxos.h"
 #include "model/storage_protocol.h"
@@ -81,6 +82,23 @@ struct StorageCostModel {
   uint32_t max_queued_messages = 100'000;  // beyond: requests answered kBusy, others dropped
 };
 
+// WAL archival (P22 sections 5.1, 5.2, 5.5; docs/archival.md): every replica runs an archiver
+// that uploads its group's committed log in fixed segments to the object store after the
+// archiver's checks; the local WAL (and the in-memory log) are truncated only behind what the
+// store acknowledged; the leader uploads a partition snapshot every so many archived entries.
+struct ArchivalOptions {
+  bool enabled = false;
+  TableId table{0};
+  uint64_t entries_per_segment = 1024;
+  uint64_t snapshot_every_entries = 16 * 1024;
+  // The groups' hash ranges, by group id, for the archiver's ownership check (the placement's).
+  std::vector<std::pair<uint64_t, uint64_t>> group_hash_ranges;
+  // Planted bug for the archive audit: the node does not restart its archiver after a snapshot
+  // install, and the archiver's sequence check is skipped, so a segment with a hole can be
+  // uploaded. Never set outside tests.
+  bool plant_accept_sequence_gap = false;
+};
+
 struct StorageNodeOptions {
   std::vector<ReplicaAssignment> replicas;
   // Template for every replica's Paxos; self and members are filled per replica.
@@ -100,6 +118,7 @@ struct StorageNodeOptions {
   StorageCostModel cost;
   StorageObserver* observer = nullptr;  // may be null
   HealingOptions healing;
+  ArchivalOptions archival;
   // Disk slots for replicas (each wal_region_sectors + btree_region_sectors); the replica
   // directory (which slot holds which group's replica) sits right after them. Replicas created
   // by healing take slots not used since the node started. 0: as many as the disk holds.

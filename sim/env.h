@@ -50,6 +50,11 @@ class Env {
   virtual Disk& disk(uint32_t index) = 0;
   virtual void object_put(std::string key, ObjectBytes data,
                           InplaceFunction<void(ObjectStatus), 48> done) = 0;
+  // The same put, with a checksum of the content that the store verifies before it stores
+  // anything (kChecksumMismatch when the bytes do not match it).
+  virtual void object_put_with_checksum(std::string key, ObjectBytes data,
+                                        uint64_t content_checksum,
+                                        InplaceFunction<void(ObjectStatus), 48> done) = 0;
   virtual void object_get(std::string key, InplaceFunction<void(ObjectResult), 48> done) = 0;
   virtual void object_list(
       std::string prefix,

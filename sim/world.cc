@@ -123,6 +123,14 @@ class World::ProcessSlot final : public Env, public EventSink {
           if (incarnation_ == incarnation) done(status);
         });
   }
+  void object_put_with_checksum(std::string key, ObjectBytes data, uint64_t content_checksum,
+                                InplaceFunction<void(ObjectStatus), 48> done) override {
+    world_.object_store_->put_with_checksum(
+        std::move(key), std::move(data), content_checksum,
+        [this, incarnation = incarnation_, done = std::move(done)](ObjectStatus status) mutable {
+          if (incarnation_ == incarnation) done(status);
+        });
+  }
   void object_get(std::string key, InplaceFunction<void(ObjectResult), 48> done) override {
     world_.object_store_->get(
         std::move(key),

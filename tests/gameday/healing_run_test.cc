@@ -82,5 +82,34 @@ TEST(ServiceRun, PlantedEarlyLogReplicaRemovalIsCaught) {
   ADD_FAILURE() << "no seed in 1..3 caught the early removal of the log replica";
 }
 
+// Archival runs beside healing: with a short log tail, replicas that join are sent snapshots, so
+// their archivers must start after them. The audit of every group's archive passes; with the
+// planted bug (no restart after a snapshot install, no sequence check) it finds the hole.
+TEST(ServiceRun, ArchiveAuditPassesAndCatchesAPlantedSequenceGap) {
+  const std::vector<std::string> short_tail = {"storage.log_tail_entries=100",
+                                               "storage.checkpoint_every_entries=100"};
+  const Outcome clean = run(short_healing(short_tail), 1);
+  ASSERT_TRUE(clean.passed) << clean.summary["checks"].dump(2);
+  const nlohmann::json& archive = clean.summary["checks"]["archive"];
+  EXPECT_GT(archive["segments"].get<uint64_t>(), 12u);
+  EXPECT_GT(archive["archived_through_min"].get<uint64_t>(), 0u);
+
+  std::vector<std::string> planted = short_tail;
+  planted.push_back("storage.archival.plant_accept_sequence_gap=true");
+  const ScenarioSpec spec = short_healing(planted);
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    const Outcome outcome = run(spec, seed);
+    if (outcome.passed) continue;
+    EXPECT_FALSE(outcome.summary["checks"]["archive"]["passed"].get<bool>())
+        << outcome.summary["checks"].dump(2);
+    std::printf("planted sequence gap caught at seed %llu: %s\n  %s\n",
+                static_cast<unsigned long long>(seed),
+                outcome.summary["checks"]["archive"]["first_violation"].get<std::string>().c_str(),
+                outcome.reproduce.c_str());
+    return;
+  }
+  ADD_FAILURE() << "no seed in 1..3 caught the planted sequence gap";
+}
+
 }  // namespace
 }  // namespace dynasim::gameday
