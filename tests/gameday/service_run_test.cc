@@ -122,7 +122,8 @@ void expect_caught(const std::vector<std::string>& plant, const std::vector<std:
 
 TEST(ServiceRun, WithoutPlantsTheSeedsOfThePlantTestsPass) {
   const ScenarioSpec spec = game_day();
-  for (uint64_t seed = 3; seed <= 4; ++seed) {
+  // Seeds 1 and 2 pass in the test above; 6 is where send-before-fsync is caught.
+  for (const uint64_t seed : {3, 4, 6}) {
     const Outcome outcome = run(spec, seed);
     EXPECT_TRUE(outcome.passed) << outcome.reproduce << "\n" << outcome.summary["checks"].dump(2);
   }
@@ -141,7 +142,7 @@ TEST(ServiceRun, PlantedQuorumOfOneIsCaught) {
 TEST(ServiceRun, PlantedSendBeforeFsyncIsCaught) {
   // Acceptances sent before fsync are lost when every storage node loses power at once; the
   // slot then gets another command (paxos_safety) or an acknowledged write is gone (durability).
-  expect_caught({"storage.plant.send_before_fsync=true"}, {"durability", "paxos_safety"}, 4);
+  expect_caught({"storage.plant.send_before_fsync=true"}, {"durability", "paxos_safety"}, 10);
 }
 
 TEST(ServiceRun, PlantedNoLeaseWaitIsCaught) {
