@@ -73,6 +73,11 @@ struct StorageSpec {
   uint64_t log_replica_seed_entries = 64;
   uint64_t rebuild_bytes_per_second = 50'000'000;
   bool plant_remove_log_replica_early = false;
+  // Scrub against bit rot (docs/scrub.md): off unless the scenario has a "scrub" section.
+  bool scrub = false;
+  double scrub_pages_per_second = 200;
+  uint32_t scrub_pages_per_step = 8;
+  uint32_t plant_scrub_skip_replica = 0;  // planted bug: this replica number never scrubs
 };
 
 // The clients: one workload process per client host; client hosts sit in their own rack in each

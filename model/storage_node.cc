@@ -2563,6 +2563,21 @@ struct StorageNode::Impl {
     on_range_items(r, answer);
   }
 
+  // For checkers (StorageNode::sector_use).
+  StorageNode::SectorUse sector_use(uint64_t sector) const {
+    if (slot_sectors == 0) return StorageNode::SectorUse::kOther;
+    const uint64_t disk_slot = sector / slot_sectors;
+    for (const auto& r : replicas) {
+      if (r->dropped || r->disk_slot != disk_slot) continue;
+      if (sector - disk_slot * slot_sectors < options.wal_region_sectors) {
+        return StorageNode::SectorUse::kWal;
+      }
+      return r->tree->sector_referenced(sector) ? StorageNode::SectorUse::kBTreeLive
+                                                : StorageNode::SectorUse::kBTreeFree;
+    }
+    return StorageNode::SectorUse::kOther;
+  }
+
   // ==========================================================================================
   // End of scrub and repair.
 
@@ -2621,6 +2636,10 @@ std::vector<ReplicaSnapshot> StorageNode::inspect() const {
     if (!r->dropped) out.push_back(impl_->snapshot_of(*r));
   }
   return out;
+}
+
+StorageNode::SectorUse StorageNode::sector_use(uint64_t sector) const {
+  return impl_->sector_use(sector);
 }
 
 size_t StorageNode::replica_count() const {

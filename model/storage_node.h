@@ -149,6 +149,14 @@ class StorageNode final : public sim::Process {
   // of StorageNodeOptions::replicas.
   std::vector<ReplicaSnapshot> inspect() const;
   size_t replica_count() const;
+  // For checkers: what a sector of this node's disk holds now (docs/scrub.md).
+  enum class SectorUse : uint8_t {
+    kBTreeLive,  // a page a hosted replica's B-tree still uses: scrub must find rot here
+    kBTreeFree,  // a free page slot of a hosted replica's B-tree region
+    kWal,        // a hosted replica's WAL region (the WAL verifies records, scrub does not)
+    kOther,      // the replica directory, or a slot no hosted replica uses
+  };
+  SectorUse sector_use(uint64_t sector) const;
 
  private:
   struct Impl;
