@@ -6,7 +6,9 @@
 // command touches one key and its condition reads only that key, so the requester, once it has
 // installed the items, skips every log entry with index <= as_of whose key lies in the range (its
 // effect is already in the items) and applies every later entry normally. A requester whose own
-// applied index is already above as_of drops the reply and asks again later.
+// applied index is already above as_of drops the reply and asks again later; to make that rare,
+// the requester pauses its applies while it waits and names its applied index (`at_least`), and
+// the peer answers only once it has applied that far.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +30,9 @@ struct RangeRequestBody final : sim::MessageBody {
   uint32_t to_replica = 0;
   uint64_t request_id = 0;
   KeyRangeBounds range;
+  // The requester's applied index (it holds its apply pipeline until the answer): a peer behind
+  // it waits until it has applied this far, since older items would undo entries.
+  LogIndex at_least;
 };
 
 // kRangeItems: the answer. `ok` false: the peer cannot serve the range now (not recovered,

@@ -938,6 +938,7 @@ struct StorageNode::Impl {
       start_apply(r, std::move(entry));
     }
     r.in_pump = false;
+    if (r.scrub && !r.scrub->to_serve.empty()) serve_queued_range_requests(r);
     if (!apply_blocked(r)) maybe_checkpoint(r);
     serve_deferred_reads(r);
     if (!r.applying) start_next_snapshot(r);
@@ -2168,7 +2169,8 @@ struct StorageNode::Impl {
   // skipped (their effect is in the items), and no checkpoint, snapshot or range is served from
   // the tree (its state is not the state at one index). Everything else the node does is
   // untouched; the hooks elsewhere are: the timer cookie and its dispatch, the two message
-  // dispatch cases, scrub_skip_entry() in start_apply, scrub_blocks_state_reads() in
+  // dispatch cases, scrub_skip_entry() in start_apply, serving queued range requests in
+  // pump_apply (a peer waits until it has applied as far as the requester), scrub_blocks_state_reads() in
   // start_checkpoint and start_next_snapshot, and scrub_forget() when a snapshot install clears
   // the tree.
 
@@ -2184,11 +2186,19 @@ struct StorageNode::Impl {
     sim::SimTime deadline;
     sim::SimTime backoff_until;
     bool installing = false;
+    // The apply pipeline is held from a request until its answer is installed or given up, so
+    // the answer (as of at least our applied index) is not overtaken by our own applies.
+    bool holding = false;
     std::shared_ptr<const RangeItemsBody> answer;  // waiting for the apply pipeline to pause
     // Repaired ranges and the index they reflect, until applied reaches it.
     std::vector<std::pair<KeyRangeBounds, LogIndex>> skips;
     // Peers' requests waiting for this replica's apply pipeline to pause (bounded).
-    std::deque<std::pair<sim::Address, RangeRequestBody>> to_serve;
+    struct QueuedRangeRequest {
+      sim::Address from;
+      RangeRequestBody request;
+      sim::SimTime queued_at;
+    };
+    std::deque<QueuedRangeRequest> to_serve;
     bool serving = false;
   };
   static constexpr size_t kMaxRangeRequestsQueued = 8;
@@ -2256,6 +2266,7 @@ struct StorageNode::Impl {
     r.scrub->answer.reset();
     r.scrub->request_id = 0;
     r.scrub->repairing = false;
+    set_repair_hold(r, false);
     r.scrub->cursor = ScrubCursor();
   }
 
@@ -2266,6 +2277,11 @@ struct StorageNode::Impl {
     serve_queued_range_requests(r);
     if (r.kind != MemberKind::kFull || r.content_invalid) return;
     repair_bookkeeping(r);
+    if (!r.tree->healthy() && r.tree->unhealthy_ranges().empty() && !r.checkpoint_running) {
+      // Scrub found the superblock or a space map page bad: checkpoints rewrite them (the space
+      // map at the next, the superblock slot at the second), so ask for them.
+      request_checkpoint(r);
+    }
     if (!s.stepping && r.assignment.replica != options.scrub.plant_skip_replica) scrub_step(r);
   }
 
@@ -2319,10 +2335,23 @@ struct StorageNode::Impl {
     }
   }
 
+  void set_repair_hold(Replica& r, bool hold) {
+    ScrubReplicaState& s = *r.scrub;
+    if (s.holding == hold) return;
+    s.holding = hold;
+    if (hold) {
+      ++r.apply_holds;
+    } else {
+      --r.apply_holds;
+      pump_apply(r);
+    }
+  }
+
   void retry_repair(Replica& r) {
     ScrubReplicaState& s = *r.scrub;
     s.request_id = 0;
     if (++s.attempts >= options.scrub.max_repair_attempts) {
+      set_repair_hold(r, false);
       // This round failed. The range stays unhealthy (reads of it answer kUnhealthy, an apply
       // that needs it stalls); a later round tries again after the backoff.
       env->metrics().add("scrub.repair_failures", 1);
@@ -2367,6 +2396,9 @@ struct StorageNode::Impl {
     body->to_replica = *peer;
     body->request_id = s.request_id;
     body->range = s.range;
+    set_repair_hold(r, true);
+    // An apply already in flight will finish: the answer must cover it too.
+    body->at_least = r.applying ? r.applied.next() : r.applied;
     sim::Message message;
     message.type = static_cast<uint32_t>(StorageMessageType::kRangeRequest);
     message.size_bytes = kMessageHeaderBytes;
@@ -2404,7 +2436,7 @@ struct StorageNode::Impl {
     std::shared_ptr<const RangeItemsBody> answer = std::move(s.answer);
     s.answer.reset();
     s.installing = true;
-    ++r.apply_holds;
+    set_repair_hold(r, true);
     const size_t slot = r.slot;
     r.tree->repair_range(answer->range, answer->items,
                          [this, slot, answer](BTreeStatus status) {
@@ -2415,7 +2447,6 @@ struct StorageNode::Impl {
   void on_repaired(Replica& r, BTreeStatus status, const RangeItemsBody& answer) {
     ScrubReplicaState& s = *r.scrub;
     s.installing = false;
-    --r.apply_holds;
     if (r.dropped) return;
     if (status != BTreeStatus::kOk) {
       if (status == BTreeStatus::kCorrupt) {
@@ -2425,7 +2456,6 @@ struct StorageNode::Impl {
         env->metrics().add("scrub.repairs_widened", 1);
       }
       retry_repair(r);
-      pump_apply(r);
       return;
     }
     env->metrics().add("scrub.repairs", 1);
@@ -2440,9 +2470,9 @@ struct StorageNode::Impl {
         r.apply_stalled = false;
       }
       r.checkpoint_wanted = true;
-    } else {
-      repair_bookkeeping(r);  // the next damaged range
     }
+    set_repair_hold(r, false);
+    if (!r.tree->unhealthy_ranges().empty()) repair_bookkeeping(r);  // the next damaged range
     pump_apply(r);
   }
 
@@ -2464,14 +2494,22 @@ struct StorageNode::Impl {
       reply_range(r, from, request, false, LogIndex(), {});
       return;
     }
-    s.to_serve.emplace_back(from, request);
+    s.to_serve.push_back(ScrubReplicaState::QueuedRangeRequest{from, request, env->local_now()});
     serve_queued_range_requests(r);
   }
 
   void serve_queued_range_requests(Replica& r) {
     ScrubReplicaState& s = scrub_state(r);
+    // Requests their requester has given up on (it asks another peer after repair_timeout).
+    while (!s.to_serve.empty() &&
+           env->local_now() - s.to_serve.front().queued_at >= options.scrub.repair_timeout) {
+      s.to_serve.pop_front();
+    }
     if (s.serving || s.to_serve.empty() || r.applying) return;
-    auto [from, request] = std::move(s.to_serve.front());
+    // Not applied as far as the requester yet: wait (pump_apply and the ticks come back here).
+    if (can_serve_range(r) && r.applied < s.to_serve.front().request.at_least) return;
+    const sim::Address from = s.to_serve.front().from;
+    const RangeRequestBody request = std::move(s.to_serve.front().request);
     s.to_serve.pop_front();
     if (!can_serve_range(r)) {
       reply_range(r, from, request, false, LogIndex(), {});
