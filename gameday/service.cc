@@ -262,10 +262,11 @@ void ServiceHarness::judge_scrub() {
           continue;
         }
         ++injected;
-        const bool in_wal_region = d == 0 && record.sector % slot_sectors < layout.wal_region_sectors;
+        const bool in_wal_region =
+            d == 0 && record.sector % slot_sectors < layout.wal_region_sectors;
         if (record.first_read_at) {
-          const bool detected_then = record.fate == sim::FlipFate::kDetected &&
-                                     record.fate_at == *record.first_read_at;
+          const bool detected_then =
+              record.fate == sim::FlipFate::kDetected && record.fate_at == *record.first_read_at;
           if (!detected_then) {
             if (in_wal_region) {
               ++wal_reads;
@@ -319,39 +320,41 @@ void ServiceHarness::judge_scrub() {
   std::sort(delays.begin(), delays.end());
   auto percentile = [&](double p) {
     if (delays.empty()) return 0.0;
-    const size_t index = std::min(delays.size() - 1, static_cast<size_t>(p * static_cast<double>(delays.size())));
+    const size_t index =
+        std::min(delays.size() - 1, static_cast<size_t>(p * static_cast<double>(delays.size())));
     return delays[index];
   };
   auto counter = [&](std::string_view name) -> int64_t {
     auto it = world_.counters().find(name);
     return it == world_.counters().end() ? 0 : it->second;
   };
-  scrub_report_ = {
-      {"corruptions_injected", injected},
-      {"absorbed", absorbed},
-      {"detected", detected},
-      {"detected_by_scrub", detected_by_scrub},
-      {"detected_by_read", detected - detected_by_scrub},
-      {"repaired", counter("scrub.repairs")},
-      {"repair_failures", counter("scrub.repair_failures")},
-      {"overwritten", overwritten},
-      {"discarded", discarded},
-      {"pending", pending_live + on_free_space + on_wal + pending_unknown},
-      {"pending_on_live_data", pending_live},
-      {"on_free_space", on_free_space},
-      {"on_wal", on_wal},
-      {"pending_unknown", pending_unknown},
-      {"corrupted_reads_served", served},
-      {"wal_reads_unreported", wal_reads},
-      {"detection_delay_s",
-       {{"p50", percentile(0.50)}, {"p99", percentile(0.99)},
-        {"max", delays.empty() ? 0.0 : delays.back()}}},
-      {"pages_scrubbed", counter("scrub.pages_read")},
-      {"passes", counter("scrub.passes")},
-      {"pages_per_second_per_replica", spec_.storage->scrub_pages_per_second}};
+  scrub_report_ = {{"corruptions_injected", injected},
+                   {"absorbed", absorbed},
+                   {"detected", detected},
+                   {"detected_by_scrub", detected_by_scrub},
+                   {"detected_by_read", detected - detected_by_scrub},
+                   {"repaired", counter("scrub.repairs")},
+                   {"repair_failures", counter("scrub.repair_failures")},
+                   {"overwritten", overwritten},
+                   {"discarded", discarded},
+                   {"pending", pending_live + on_free_space + on_wal + pending_unknown},
+                   {"pending_on_live_data", pending_live},
+                   {"on_free_space", on_free_space},
+                   {"on_wal", on_wal},
+                   {"pending_unknown", pending_unknown},
+                   {"corrupted_reads_served", served},
+                   {"wal_reads_unreported", wal_reads},
+                   {"detection_delay_s",
+                    {{"p50", percentile(0.50)},
+                     {"p99", percentile(0.99)},
+                     {"max", delays.empty() ? 0.0 : delays.back()}}},
+                   {"pages_scrubbed", counter("scrub.pages_read")},
+                   {"passes", counter("scrub.passes")},
+                   {"pages_per_second_per_replica", spec_.storage->scrub_pages_per_second}};
   scrub_passed_ = pending_live == 0 && served == 0;
   if (pending_live > 0) {
-    scrub_failure_ = std::to_string(pending_live) + " flips on live data stayed pending; " + first_miss;
+    scrub_failure_ =
+        std::to_string(pending_live) + " flips on live data stayed pending; " + first_miss;
   } else if (served > 0) {
     scrub_failure_ = std::to_string(served) + " reads handed a flipped bit on without detecting it";
   }

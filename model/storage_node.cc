@@ -1172,7 +1172,7 @@ struct StorageNode::Impl {
       return;
     }
     if (r.applying || r.checkpoint_running) return;  // retried when those finish
-    if (scrub_blocks_state_reads(r)) return;           // retried after the repair
+    if (scrub_blocks_state_reads(r)) return;         // retried after the repair
     const SnapshotNeeded need = r.snapshot_queue.front();
     r.snapshot_queue.pop_front();
     if (r.applied < need.through) {
@@ -2170,9 +2170,9 @@ struct StorageNode::Impl {
   // the tree (its state is not the state at one index). Everything else the node does is
   // untouched; the hooks elsewhere are: the timer cookie and its dispatch, the two message
   // dispatch cases, scrub_skip_entry() in start_apply, serving queued range requests in
-  // pump_apply (a peer waits until it has applied as far as the requester), scrub_blocks_state_reads() in
-  // start_checkpoint and start_next_snapshot, and scrub_forget() when a snapshot install clears
-  // the tree.
+  // pump_apply (a peer waits until it has applied as far as the requester),
+  // scrub_blocks_state_reads() in start_checkpoint and start_next_snapshot, and scrub_forget() when
+  // a snapshot install clears the tree.
 
   struct ScrubReplicaState {
     ScrubCursor cursor;
@@ -2213,8 +2213,8 @@ struct StorageNode::Impl {
 
   sim::Duration scrub_interval() const {
     const ScrubOptions& s = options.scrub;
-    const double seconds =
-        static_cast<double>(std::max<uint32_t>(1, s.pages_per_step)) / std::max(1e-3, s.pages_per_second);
+    const double seconds = static_cast<double>(std::max<uint32_t>(1, s.pages_per_step)) /
+                           std::max(1e-3, s.pages_per_second);
     return sim::Duration(static_cast<int64_t>(seconds * 1e9));
   }
 
@@ -2301,7 +2301,9 @@ struct StorageNode::Impl {
       ScrubReplicaState& state = *rep.scrub;
       state.stepping = false;
       env->metrics().add("scrub.pages_read", static_cast<int64_t>(step.pages_read));
-      if (step.failures > 0) env->metrics().add("scrub.failures", static_cast<int64_t>(step.failures));
+      if (step.failures > 0) {
+        env->metrics().add("scrub.failures", static_cast<int64_t>(step.failures));
+      }
       if (step.status == BTreeStatus::kOk) {
         state.cursor = step.pass_complete ? ScrubCursor() : step.next;
         if (step.pass_complete) env->metrics().add("scrub.passes", 1);
@@ -2438,10 +2440,9 @@ struct StorageNode::Impl {
     s.installing = true;
     set_repair_hold(r, true);
     const size_t slot = r.slot;
-    r.tree->repair_range(answer->range, answer->items,
-                         [this, slot, answer](BTreeStatus status) {
-                           on_repaired(*replicas[slot], status, *answer);
-                         });
+    r.tree->repair_range(answer->range, answer->items, [this, slot, answer](BTreeStatus status) {
+      on_repaired(*replicas[slot], status, *answer);
+    });
   }
 
   void on_repaired(Replica& r, BTreeStatus status, const RangeItemsBody& answer) {

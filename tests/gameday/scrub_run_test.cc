@@ -20,16 +20,18 @@ const std::string kBitRot = std::string(DYNASIM_SOURCE_DIR) + "/scenarios/bit-ro
 // Rot at 10^8 flips per TB-hour for the four minutes of traffic, then a quiet minute in which
 // scrub finishes its passes.
 ScenarioSpec short_bit_rot(const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> overrides = {
-      "duration=4m",
-      "heal=1m",
-      "workload.verify_after=15s",
-      "workload.keys=20000",
-      "checks.availability_window=1m",
-      "faults.timeline=["
-      "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-a/r0\",\"value\":100000000,\"for\":\"4m\"},"
-      "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-b/r0\",\"value\":100000000,\"for\":\"4m\"},"
-      "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-c/r0\",\"value\":100000000,\"for\":\"4m\"}]"};
+  std::vector<std::string> overrides = {"duration=4m",
+                                        "heal=1m",
+                                        "workload.verify_after=15s",
+                                        "workload.keys=20000",
+                                        "checks.availability_window=1m",
+                                        "faults.timeline=["
+                                        "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-a/"
+                                        "r0\",\"value\":100000000,\"for\":\"4m\"},"
+                                        "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-b/"
+                                        "r0\",\"value\":100000000,\"for\":\"4m\"},"
+                                        "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-c/"
+                                        "r0\",\"value\":100000000,\"for\":\"4m\"}]"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
   return load_scenario(kBitRot, overrides);
 }

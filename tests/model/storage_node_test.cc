@@ -642,7 +642,8 @@ TEST(StorageNodeScrub, ScrubFindsRotUnderAResidentLeafAndTheReplicaRepairsItWhil
     auto in = c.put(0, item_of(inside, "v" + std::to_string(round)));
     ASSERT_TRUE(in.has_value());
     EXPECT_EQ(in->status, StorageStatus::kOk);
-    auto out = c.put(0, item_of("k" + std::to_string(100 + round % 10), "w" + std::to_string(round)));
+    auto out =
+        c.put(0, item_of("k" + std::to_string(100 + round % 10), "w" + std::to_string(round)));
     ASSERT_TRUE(out.has_value());
     c.run_for(sim::milliseconds(20));
   }
