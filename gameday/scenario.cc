@@ -177,7 +177,17 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         archival->optional_bool("plant_accept_sequence_gap", false);
     archival->finish();
   }
+  if (auto scrub = reader.optional_object("scrub")) {
+    storage->scrub = scrub->optional_bool("enabled", true);
+    storage->scrub_pages_per_second = scrub->optional_number(
+        "pages_per_second", storage->scrub_pages_per_second, 0.01, 1'000'000);
+    storage->scrub_pages_per_step = static_cast<uint32_t>(
+        scrub->optional_uint("pages_per_step", storage->scrub_pages_per_step, 1, 4096));
+    scrub->finish();
+  }
   if (auto plant = reader.optional_object("plant")) {
+    storage->plant_scrub_skip_replica =
+        static_cast<uint32_t>(plant->optional_uint("scrub_skip_replica", 0, 0, 3));
     storage->plant_quorum_of_one = plant->optional_bool("quorum_of_one", false);
     storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);
     storage->plant_follower_strong_reads = plant->optional_bool("follower_strong_reads", false);

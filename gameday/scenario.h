@@ -78,6 +78,11 @@ struct StorageSpec {
   uint64_t archive_entries_per_segment = 1024;
   uint64_t archive_snapshot_every_entries = 16 * 1024;
   bool plant_accept_sequence_gap = false;
+  // Scrub against bit rot (docs/scrub.md): off unless the scenario has a "scrub" section.
+  bool scrub = false;
+  double scrub_pages_per_second = 200;
+  uint32_t scrub_pages_per_step = 8;
+  uint32_t plant_scrub_skip_replica = 0;  // planted bug: this replica number never scrubs
 };
 
 // The clients: one workload process per client host; client hosts sit in their own rack in each

@@ -1,5 +1,7 @@
 #include "gameday/service.h"
 
+#include <algorithm>
+
 #include "gameday/linearizability.h"
 #include "gameday/units.h"
 #include "gameday/workload.h"
@@ -84,6 +86,12 @@ void ServiceHarness::add_storage_nodes(
     for (const model::GroupPlacement& group : placement_.groups) {
       base.archival.group_hash_ranges.emplace_back(group.hash_begin, group.hash_end);
     }
+  }
+  if (storage.scrub) {
+    base.scrub.enabled = true;
+    base.scrub.pages_per_second = storage.scrub_pages_per_second;
+    base.scrub.pages_per_step = storage.scrub_pages_per_step;
+    base.scrub.plant_skip_replica = storage.plant_scrub_skip_replica;
   }
 
   for (const std::vector<sim::HostId>& az_hosts : storage_hosts_by_az) {
@@ -228,11 +236,143 @@ void ServiceHarness::finish() {
                          sim::format_duration(limit);
     }
   }
+  if (spec_.storage->scrub) judge_scrub();
+}
+
+// The scrub check (docs/scrub.md). Every flip of every storage disk's corruption ledger is put in
+// one class by its fate and, if still pending, by what its sector holds at the end:
+// - detected (by scrub or by a read), overwritten, discarded: decided;
+// - absorbed: it hit a sector that never held data (not counted as injected);
+// - pending in a page a hosted replica's B-tree still uses: a miss; the check fails;
+// - pending on free space: a free page slot of a B-tree region, or a sector no replica uses (a
+//   dropped replica's slot): nothing will read it again, so nothing can detect it;
+// - pending in a WAL region: out of the B-tree scrub's reach (the WAL verifies its records when
+//   recovery reads them, and rewrites or trims its sectors; it does not report to the ledger).
+// corrupted_reads_served: flips in a B-tree region whose first read while pending did not detect
+// them at that instant. The tree verifies a page in the callback of the read that returned it and
+// reports a failure there, so a read that the tree rejected has first_read_at == fate_at with
+// fate kDetected; any other first read handed the flipped bit on (to a client, to an apply, or to
+// a peer) unverified. WAL-region flips read while pending are counted apart
+// (wal_reads_unreported): the WAL rejects a failed record but does not report it.
+void ServiceHarness::judge_scrub() {
+  const model::StorageNodeOptions layout;  // the service keeps the default disk layout
+  const uint64_t slot_sectors = layout.wal_region_sectors + layout.btree_region_sectors;
+  uint64_t injected = 0, absorbed = 0, detected = 0, detected_by_scrub = 0, overwritten = 0;
+  uint64_t discarded = 0, pending_live = 0, on_free_space = 0, on_wal = 0, pending_unknown = 0;
+  uint64_t served = 0, wal_reads = 0;
+  std::vector<double> delays;
+  std::string first_miss;
+  for (const sim::Address& address : storage_nodes_) {
+    const auto* node = dynamic_cast<const model::StorageNode*>(world_.process_at(address));
+    for (uint32_t d = 0; d < world_.disk_count(address.host); ++d) {
+      const sim::Disk& disk = world_.disk(address.host, d);
+      for (const sim::BitFlipRecord& record : disk.corruption_ledger().records()) {
+        if (record.fate == sim::FlipFate::kAbsorbed) {
+          ++absorbed;
+          continue;
+        }
+        ++injected;
+        const bool in_wal_region =
+            d == 0 && record.sector % slot_sectors < layout.wal_region_sectors;
+        if (record.first_read_at) {
+          const bool detected_then =
+              record.fate == sim::FlipFate::kDetected && record.fate_at == *record.first_read_at;
+          if (!detected_then) {
+            if (in_wal_region) {
+              ++wal_reads;
+            } else {
+              ++served;
+            }
+          }
+        }
+        switch (record.fate) {
+          case sim::FlipFate::kDetected:
+            ++detected;
+            if (record.by == "scrub") ++detected_by_scrub;
+            delays.push_back(static_cast<double>((record.fate_at - record.injected_at).ns) / 1e9);
+            break;
+          case sim::FlipFate::kOverwritten:
+            ++overwritten;
+            break;
+          case sim::FlipFate::kDiscarded:
+            ++discarded;
+            break;
+          case sim::FlipFate::kAbsorbed:
+            break;
+          case sim::FlipFate::kPending: {
+            if (node == nullptr || d != 0) {
+              ++pending_unknown;
+              break;
+            }
+            switch (node->sector_use(record.sector)) {
+              case model::StorageNode::SectorUse::kBTreeLive:
+                ++pending_live;
+                if (first_miss.empty()) {
+                  first_miss = "a flip in a live B-tree page of " + world_.host_name(address.host) +
+                               " (sector " + std::to_string(record.sector) + ", injected at " +
+                               sim::format_time(record.injected_at) + ") was never detected";
+                }
+                break;
+              case model::StorageNode::SectorUse::kWal:
+                ++on_wal;
+                break;
+              case model::StorageNode::SectorUse::kBTreeFree:
+              case model::StorageNode::SectorUse::kOther:
+                ++on_free_space;
+                break;
+            }
+            break;
+          }
+        }
+      }
+    }
+  }
+  std::sort(delays.begin(), delays.end());
+  auto percentile = [&](double p) {
+    if (delays.empty()) return 0.0;
+    const size_t index =
+        std::min(delays.size() - 1, static_cast<size_t>(p * static_cast<double>(delays.size())));
+    return delays[index];
+  };
+  auto counter = [&](std::string_view name) -> int64_t {
+    auto it = world_.counters().find(name);
+    return it == world_.counters().end() ? 0 : it->second;
+  };
+  scrub_report_ = {{"corruptions_injected", injected},
+                   {"absorbed", absorbed},
+                   {"detected", detected},
+                   {"detected_by_scrub", detected_by_scrub},
+                   {"detected_by_read", detected - detected_by_scrub},
+                   {"repaired", counter("scrub.repairs")},
+                   {"repair_failures", counter("scrub.repair_failures")},
+                   {"overwritten", overwritten},
+                   {"discarded", discarded},
+                   {"pending", pending_live + on_free_space + on_wal + pending_unknown},
+                   {"pending_on_live_data", pending_live},
+                   {"on_free_space", on_free_space},
+                   {"on_wal", on_wal},
+                   {"pending_unknown", pending_unknown},
+                   {"corrupted_reads_served", served},
+                   {"wal_reads_unreported", wal_reads},
+                   {"detection_delay_s",
+                    {{"p50", percentile(0.50)},
+                     {"p99", percentile(0.99)},
+                     {"max", delays.empty() ? 0.0 : delays.back()}}},
+                   {"pages_scrubbed", counter("scrub.pages_read")},
+                   {"passes", counter("scrub.passes")},
+                   {"pages_per_second_per_replica", spec_.storage->scrub_pages_per_second}};
+  scrub_passed_ = pending_live == 0 && served == 0;
+  if (pending_live > 0) {
+    scrub_failure_ =
+        std::to_string(pending_live) + " flips on live data stayed pending; " + first_miss;
+  } else if (served > 0) {
+    scrub_failure_ = std::to_string(served) + " reads handed a flipped bit on without detecting it";
+  }
 }
 
 bool ServiceHarness::passed() const {
   return durability_passed_ && linearizability_passed_ && convergence_passed_ &&
-         paxos_safety_->passed() && healing_passed_ && archive_passed_;
+         paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_;
 }
 
 // Every group's archive, audited in the object store (model::ArchiveAudit): segments decode and
@@ -283,6 +423,7 @@ std::string ServiceHarness::first_failure() const {
   }
   if (!healing_passed_) return "healing: " + healing_failure_;
   if (!archive_passed_) return "archive: " + archive_report_.value("first_violation", "");
+  if (!scrub_passed_) return "scrub: " + scrub_failure_;
   return "";
 }
 
@@ -300,6 +441,10 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
     healing.erase("redundancy");
     healing["log_replicas"] = spec_.storage->log_replicas;
     summary["healing"] = healing;
+  }
+  if (spec_.storage->scrub) {
+    summary["checks"]["scrub"] = {{"passed", scrub_passed_}, {"first_violation", scrub_failure_}};
+    summary["scrub"] = scrub_report_;
   }
 
   // Availability as the clients saw it, per window of the workload phase.

@@ -8,6 +8,8 @@
 // - durability: every acknowledged write is still there (judged on the read-back pass);
 // - linearizability: per key, over every attempt the clients saw (gameday/linearizability.h);
 // - replica_convergence: the replicas of each group hold equal content at equal applied index;
+// - scrub (when the scenario enables it): every bit flip on data a replica's B-tree still uses was
+//   detected unless overwritten first, and no read handed a flipped bit on without detecting it;
 // - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
 //   strong reads only inside the holder's window.
 #pragma once
@@ -83,6 +85,11 @@ class ServiceHarness {
   bool linearizability_passed_ = false;
   bool convergence_passed_ = false;
   bool healing_passed_ = true;
+  // Scrub (docs/scrub.md): the corruption ledgers of the storage disks, judged at the end.
+  void judge_scrub();
+  nlohmann::json scrub_report_;
+  bool scrub_passed_ = true;
+  std::string scrub_failure_;
   std::string healing_failure_;
   bool archive_passed_ = true;
   nlohmann::json archive_report_;

@@ -3266,6 +3266,15 @@ BTreeStats BTree::stats() const {
   return s;
 }
 
+bool BTree::sector_referenced(uint64_t disk_sector) const {
+  const Impl& m = *impl_;
+  const uint64_t first = m.options.region_offset_bytes / kPageBytes;
+  if (disk_sector < first || disk_sector >= first + m.options.region_sectors) return false;
+  const uint64_t slot = disk_sector - first;
+  if (slot < kSuperblockSlots) return static_cast<int>(slot) == m.durable_super_slot;
+  return m.is_allocated(slot) && !m.is_releasing(slot);
+}
+
 std::optional<uint64_t> BTree::leaf_sector_for(const PrimaryKey& key) const {
   const Impl& m = *impl_;
   std::vector<uint8_t> encoded;

@@ -257,6 +257,10 @@ class BTree {
   // Inspection for tests: the disk sector of the durable page of the leaf that holds `key`, if
   // that leaf is resident and has been written by a checkpoint.
   std::optional<uint64_t> leaf_sector_for(const PrimaryKey& key) const;
+  // Inspection for checkers: whether the disk sector holds a page the tree still uses (the
+  // durable superblock, or a slot the space map counts as in use and not waiting to be freed).
+  // Rot elsewhere in the region is on free space: nothing will read it again.
+  bool sector_referenced(uint64_t disk_sector) const;
   // Evicts every clean page that a durable checkpoint holds (tests use it to force re-reads).
   void drop_clean_pages();
   // The page layout, for tests and sizing: bytes of a page, and the largest leaf record kept

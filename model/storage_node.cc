@@ -8,6 +8,7 @@
 #include "model/storage_node.h"
 
 #include "model/healing_protocol.h"
+#include "model/scrub_protocol.h"
 
 #include <algorithm>
 #include <deque>
@@ -203,6 +204,7 @@ constexpr uint64_t kCookieHealing = 4;      // the leaders' healing checks
 constexpr uint64_t kCookieNodeHeartbeat = 5;  // to auto-admin
 constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
 constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component, its cookie
+constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeeping
 constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
 
 uint64_t make_cookie(uint64_t kind, uint64_t generation) {
@@ -270,6 +272,8 @@ struct StorageNode::Impl {
     Seed seed;
     sim::SimTime last_sent;
   };
+
+  struct ScrubReplicaState;  // in "Scrub and repair" below
 
   struct Replica {
     size_t slot = 0;        // index in `replicas` (callbacks carry it)
@@ -340,6 +344,8 @@ struct StorageNode::Impl {
     sim::SimTime tick_at = sim::SimTime::max();
     sim::SimTime reported_lease_until;  // zero: nothing reported as held
     bool lease_reported = false;
+
+    std::unique_ptr<ScrubReplicaState> scrub;  // created by the scrubber when first needed
   };
 
   struct QueuedMessage {
@@ -943,12 +949,14 @@ struct StorageNode::Impl {
       start_apply(r, std::move(entry));
     }
     r.in_pump = false;
+    if (r.scrub && !r.scrub->to_serve.empty()) serve_queued_range_requests(r);
     if (!apply_blocked(r)) maybe_checkpoint(r);
     serve_deferred_reads(r);
     if (!r.applying) start_next_snapshot(r);
   }
 
   void start_apply(Replica& r, LogEntry entry) {
+    if (r.kind == MemberKind::kFull && scrub_skip_entry(r, entry)) return;
     if (entry.command.is_noop() || entry.command.is_configuration() || r.kind == MemberKind::kLog) {
       // A log replica holds no items: it only moves its applied index (for checkpoints).
       // Paxos acts on configurations itself; the checkpoint records the one at `applied`.
@@ -1099,6 +1107,7 @@ struct StorageNode::Impl {
 
   void start_checkpoint(Replica& r) {
     if (r.apply_stalled || !r.healthy) return;  // never checkpoint state we could not apply
+    if (scrub_blocks_state_reads(r)) return;
     r.checkpoint_running = true;
     r.checkpoint_wanted = false;
     ++r.apply_holds;  // the tree must hold exactly `applied` while the checkpoint is taken
@@ -1177,6 +1186,7 @@ struct StorageNode::Impl {
       return;
     }
     if (r.applying || r.checkpoint_running) return;  // retried when those finish
+    if (scrub_blocks_state_reads(r)) return;         // retried after the repair
     const SnapshotNeeded need = r.snapshot_queue.front();
     r.snapshot_queue.pop_front();
     if (r.applied < need.through) {
@@ -1321,6 +1331,7 @@ struct StorageNode::Impl {
       r.receiving =
           SnapshotReceive{chunk.from_replica, chunk.session, 0, chunk.through, chunk.configuration};
       r.content_invalid = true;
+      scrub_forget(r);
       if (r.kind == MemberKind::kFull) r.tree->clear([](BTreeStatus) {});
       env->metrics().add("storage.snapshots_received", 1);
     }
@@ -1728,6 +1739,10 @@ struct StorageNode::Impl {
         if (body != nullptr) on_place_reply(*body);
         return;
       }
+      case StorageMessageType::kRangeRequest:
+      case StorageMessageType::kRangeItems:
+        dispatch_scrub(from, message);
+        return;
       case StorageMessageType::kSnapshotRequest:
       case StorageMessageType::kResponse:
       case StorageMessageType::kNodeHeartbeat:
@@ -1760,6 +1775,9 @@ struct StorageNode::Impl {
         return;
       case kCookieArchive:
         on_archive_timer(generation);
+        return;
+      case kCookieScrub:
+        on_scrub_timer();
         return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
@@ -2311,6 +2329,470 @@ struct StorageNode::Impl {
     send_drop(r, m.from, from, committed.epoch);
   }
 
+  // ==========================================================================================
+  // Scrub and repair (P22 section 5.3; docs/scrub.md; off unless options.scrub.enabled).
+  //
+  // One node timer (kCookieScrub) runs every pages_per_step / pages_per_second seconds. At each
+  // tick every full replica scrubs its next pages_per_step durable pages (BTree::scrub_pages) and
+  // does its repair bookkeeping: a replica whose tree lists a damaged key range (found by scrub,
+  // by a read, or by an apply that stalled) asks a healthy full peer for the range's items
+  // (RangeRequestBody), and on the answer replaces the range (BTree::repair_range) under an
+  // apply hold. The repaired range then reflects the peer's applied index `as_of`; until this
+  // replica has applied past it, entries with index <= as_of whose key lies in the range are
+  // skipped (their effect is in the items), and no checkpoint, snapshot or range is served from
+  // the tree (its state is not the state at one index). Everything else the node does is
+  // untouched; the hooks elsewhere are: the timer cookie and its dispatch, the two message
+  // dispatch cases, scrub_skip_entry() in start_apply, serving queued range requests in
+  // pump_apply (a peer waits until it has applied as far as the requester),
+  // scrub_blocks_state_reads() in start_checkpoint and start_next_snapshot, and scrub_forget() when
+  // a snapshot install clears the tree.
+
+  struct ScrubReplicaState {
+    ScrubCursor cursor;
+    bool stepping = false;  // a scrub_pages step is in flight
+    // The current repair round.
+    bool repairing = false;
+    KeyRangeBounds range;
+    uint32_t attempts = 0;
+    uint64_t request_id = 0;  // the request awaiting an answer (0: none)
+    uint32_t asked_replica = 0;
+    sim::SimTime deadline;
+    sim::SimTime backoff_until;
+    bool installing = false;
+    // The apply pipeline is held from a request until its answer is installed or given up, so
+    // the answer (as of at least our applied index) is not overtaken by our own applies.
+    bool holding = false;
+    std::shared_ptr<const RangeItemsBody> answer;  // waiting for the apply pipeline to pause
+    // Repaired ranges and the index they reflect, until applied reaches it.
+    std::vector<std::pair<KeyRangeBounds, LogIndex>> skips;
+    // Peers' requests waiting for this replica's apply pipeline to pause (bounded).
+    struct QueuedRangeRequest {
+      sim::Address from;
+      RangeRequestBody request;
+      sim::SimTime queued_at;
+    };
+    std::deque<QueuedRangeRequest> to_serve;
+    bool serving = false;
+  };
+  static constexpr size_t kMaxRangeRequestsQueued = 8;
+  static constexpr uint32_t kRangeScanItems = 256;
+
+  uint64_t next_range_request = 1;
+
+  ScrubReplicaState& scrub_state(Replica& r) {
+    if (!r.scrub) r.scrub = std::make_unique<ScrubReplicaState>();
+    return *r.scrub;
+  }
+
+  sim::Duration scrub_interval() const {
+    const ScrubOptions& s = options.scrub;
+    const double seconds = static_cast<double>(std::max<uint32_t>(1, s.pages_per_step)) /
+                           std::max(1e-3, s.pages_per_second);
+    return sim::Duration(static_cast<int64_t>(seconds * 1e9));
+  }
+
+  void arm_scrub_timer() {
+    if (!options.scrub.enabled) return;
+    env->set_timer(scrub_interval(), make_cookie(kCookieScrub, 0));
+  }
+
+  void on_scrub_timer() {
+    for (auto& r : replicas) {
+      if (!r->dropped) scrub_tick(*r);
+    }
+    arm_scrub_timer();
+  }
+
+  // Hook for start_apply: true if the entry's effect is already in a repaired range (its key lies
+  // in the range and its index is at or below the range's as_of). The entry is then finished
+  // without touching the tree. A conditional write's outcome is not known here, so its client
+  // (at a leader) gets no answer and sees a timeout, the honest "unknown".
+  bool scrub_skip_entry(Replica& r, const LogEntry& entry) {
+    if (!r.scrub || r.scrub->skips.empty()) return false;
+    if (entry.command.is_noop() || entry.command.is_configuration()) return false;
+    WriteCommand command;
+    if (!WriteCommand::decode(entry.command.bytes, &command)) return false;
+    for (const auto& [range, as_of] : r.scrub->skips) {
+      if (entry.index <= as_of && in_range(range, command.key)) {
+        env->metrics().add("scrub.entries_skipped", 1);
+        if (command.condition.kind != Condition::Kind::kNone) r.waiters.erase(entry.index.value);
+        finish_apply(r, entry, StorageStatus::kOk);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Hook for checkpoints and snapshot sends: while a repaired range is ahead of `applied`, or a
+  // range is damaged, the tree is not the state at one log index and must not be made durable
+  // or copied.
+  bool scrub_blocks_state_reads(const Replica& r) const {
+    if (!options.scrub.enabled) return false;
+    if (r.scrub && (!r.scrub->skips.empty() || r.scrub->installing)) return true;
+    return !r.tree->unhealthy_ranges().empty();
+  }
+
+  // Hook for a snapshot install, which clears the tree: nothing repaired before it holds.
+  void scrub_forget(Replica& r) {
+    if (!r.scrub) return;
+    r.scrub->skips.clear();
+    r.scrub->answer.reset();
+    r.scrub->request_id = 0;
+    r.scrub->repairing = false;
+    set_repair_hold(r, false);
+    r.scrub->cursor = ScrubCursor();
+  }
+
+  void scrub_tick(Replica& r) {
+    if (!r.recovered || r.failed || !r.paxos) return;
+    ScrubReplicaState& s = scrub_state(r);
+    drop_reached_skips(r);
+    serve_queued_range_requests(r);
+    if (r.kind != MemberKind::kFull || r.content_invalid) return;
+    repair_bookkeeping(r);
+    if (!r.tree->healthy() && r.tree->unhealthy_ranges().empty() && !r.checkpoint_running) {
+      // Scrub found the superblock or a space map page bad: checkpoints rewrite them (the space
+      // map at the next, the superblock slot at the second), so ask for them.
+      request_checkpoint(r);
+    }
+    if (!s.stepping && r.assignment.replica != options.scrub.plant_skip_replica) scrub_step(r);
+  }
+
+  void drop_reached_skips(Replica& r) {
+    auto& skips = r.scrub->skips;
+    skips.erase(std::remove_if(skips.begin(), skips.end(),
+                               [&](const auto& skip) { return skip.second <= r.applied; }),
+                skips.end());
+  }
+
+  void scrub_step(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    s.stepping = true;
+    const size_t slot = r.slot;
+    r.tree->scrub_pages(s.cursor, options.scrub.pages_per_step, [this, slot](ScrubStep step) {
+      Replica& rep = *replicas[slot];
+      ScrubReplicaState& state = *rep.scrub;
+      state.stepping = false;
+      env->metrics().add("scrub.pages_read", static_cast<int64_t>(step.pages_read));
+      if (step.failures > 0) {
+        env->metrics().add("scrub.failures", static_cast<int64_t>(step.failures));
+      }
+      if (step.status == BTreeStatus::kOk) {
+        state.cursor = step.pass_complete ? ScrubCursor() : step.next;
+        if (step.pass_complete) env->metrics().add("scrub.passes", 1);
+      } else if (step.status == BTreeStatus::kIoError) {
+        state.cursor = step.next;
+      }
+      if (rep.dropped) return;
+      if (step.failures > 0) repair_bookkeeping(rep);
+    });
+  }
+
+  // Starts, retries or finishes the repair of the tree's damaged ranges.
+  void repair_bookkeeping(Replica& r) {
+    ScrubReplicaState& s = scrub_state(r);
+    if (s.installing) return;
+    const sim::SimTime now = env->local_now();
+    if (s.answer) {
+      try_install(r);
+      return;
+    }
+    if (!s.repairing) {
+      if (r.tree->unhealthy_ranges().empty() || now < s.backoff_until) return;
+      s.repairing = true;
+      s.range = r.tree->unhealthy_ranges().front();
+      s.attempts = 0;
+      send_range_request(r);
+      return;
+    }
+    if (s.request_id == 0 || now >= s.deadline) {
+      retry_repair(r);
+    }
+  }
+
+  void set_repair_hold(Replica& r, bool hold) {
+    ScrubReplicaState& s = *r.scrub;
+    if (s.holding == hold) return;
+    s.holding = hold;
+    if (hold) {
+      ++r.apply_holds;
+    } else {
+      --r.apply_holds;
+      pump_apply(r);
+    }
+  }
+
+  void retry_repair(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    s.request_id = 0;
+    if (++s.attempts >= options.scrub.max_repair_attempts) {
+      set_repair_hold(r, false);
+      // This round failed. The range stays unhealthy (reads of it answer kUnhealthy, an apply
+      // that needs it stalls); a later round tries again after the backoff.
+      env->metrics().add("scrub.repair_failures", 1);
+      s.repairing = false;
+      s.backoff_until = env->local_now() + options.scrub.repair_backoff;
+      return;
+    }
+    send_range_request(r);
+  }
+
+  // The peer to ask at this attempt: the leader if it is another replica, then the full voters
+  // other than this replica, in turn.
+  std::optional<uint32_t> repair_peer(const Replica& r, uint32_t attempt) const {
+    std::vector<uint32_t> candidates;
+    const uint32_t self = r.assignment.replica;
+    const std::optional<uint32_t> leader = r.paxos->leader_hint();
+    if (leader && *leader != self && r.paxos->role() != PaxosRole::kLeader) {
+      candidates.push_back(*leader);
+    }
+    for (const Member& m : r.paxos->configuration().members) {
+      if (m.replica == self || m.kind != MemberKind::kFull || !m.voter) continue;
+      if (leader && m.replica == *leader && !candidates.empty()) continue;
+      candidates.push_back(m.replica);
+    }
+    if (candidates.empty()) return std::nullopt;
+    return candidates[attempt % candidates.size()];
+  }
+
+  void send_range_request(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    s.deadline = env->local_now() + options.scrub.repair_timeout;
+    const std::optional<uint32_t> peer = repair_peer(r, s.attempts);
+    std::optional<sim::Address> to;
+    if (peer) to = member_address(r, *peer);
+    s.request_id = (node_seed << 20) ^ next_range_request++;
+    if (s.request_id == 0) s.request_id = 1;
+    s.asked_replica = peer.value_or(0);
+    if (!to) return;  // retried at the deadline
+    auto body = std::make_shared<RangeRequestBody>();
+    body->group = r.assignment.group;
+    body->from_replica = r.assignment.replica;
+    body->to_replica = *peer;
+    body->request_id = s.request_id;
+    body->range = s.range;
+    set_repair_hold(r, true);
+    // An apply already in flight will finish: the answer must cover it too.
+    body->at_least = r.applying ? r.applied.next() : r.applied;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kRangeRequest);
+    message.size_bytes = kMessageHeaderBytes;
+    message.digest = mix(mix(body->group.value, body->request_id), *peer);
+    message.body = std::move(body);
+    env->metrics().add("scrub.repair_requests", 1);
+    env->send(*to, std::move(message));
+  }
+
+  void on_range_items(Replica& r, const std::shared_ptr<const RangeItemsBody>& answer) {
+    if (!r.scrub || !r.scrub->repairing || r.scrub->request_id != answer->request_id) return;
+    ScrubReplicaState& s = *r.scrub;
+    s.request_id = 0;
+    if (!answer->ok || r.content_invalid || r.failed) {
+      retry_repair(r);
+      return;
+    }
+    s.answer = answer;
+    try_install(r);
+  }
+
+  // Installs the answer once the apply pipeline is idle: an apply in flight (a conditional
+  // write's get, then its put) must not straddle the repair.
+  void try_install(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    if (!s.answer || s.installing) return;
+    if (r.applied > s.answer->as_of) {
+      // The peer is behind this replica: its items would undo entries applied here.
+      s.answer.reset();
+      env->metrics().add("scrub.stale_answers", 1);
+      retry_repair(r);
+      return;
+    }
+    if (r.applying || r.content_invalid || r.receiving) return;  // the next tick tries again
+    std::shared_ptr<const RangeItemsBody> answer = std::move(s.answer);
+    s.answer.reset();
+    s.installing = true;
+    set_repair_hold(r, true);
+    const size_t slot = r.slot;
+    r.tree->repair_range(answer->range, answer->items, [this, slot, answer](BTreeStatus status) {
+      on_repaired(*replicas[slot], status, *answer);
+    });
+  }
+
+  void on_repaired(Replica& r, BTreeStatus status, const RangeItemsBody& answer) {
+    ScrubReplicaState& s = *r.scrub;
+    s.installing = false;
+    if (r.dropped) return;
+    if (status != BTreeStatus::kOk) {
+      if (status == BTreeStatus::kCorrupt) {
+        // A damaged page outside the range (or straddling a bound): repair a range covering it.
+        // The whole key space covers every page.
+        s.range = KeyRangeBounds{};
+        env->metrics().add("scrub.repairs_widened", 1);
+      }
+      retry_repair(r);
+      return;
+    }
+    env->metrics().add("scrub.repairs", 1);
+    if (answer.as_of > r.applied) s.skips.emplace_back(answer.range, answer.as_of);
+    s.repairing = false;
+    s.attempts = 0;
+    if (r.tree->unhealthy_ranges().empty()) {
+      // Nothing damaged is left: serve and apply again. The pages scrub found bad while resident
+      // were marked dirty, so the next checkpoint (once applied reaches every as_of) rewrites them.
+      if (!r.failed) {
+        r.healthy = true;
+        r.apply_stalled = false;
+      }
+      r.checkpoint_wanted = true;
+    }
+    set_repair_hold(r, false);
+    if (!r.tree->unhealthy_ranges().empty()) repair_bookkeeping(r);  // the next damaged range
+    pump_apply(r);
+  }
+
+  // The peer's side.
+
+  bool can_serve_range(const Replica& r) const {
+    return r.recovered && !r.failed && r.paxos && r.kind == MemberKind::kFull &&
+           !r.content_invalid && r.healthy && !r.apply_stalled && !r.receiving &&
+           !scrub_blocks_state_reads(r);
+  }
+
+  void on_range_request(Replica& r, sim::Address from, const RangeRequestBody& request) {
+    if (!can_serve_range(r)) {
+      reply_range(r, from, request, false, LogIndex(), {});
+      return;
+    }
+    ScrubReplicaState& s = scrub_state(r);
+    if (s.to_serve.size() >= kMaxRangeRequestsQueued) {
+      reply_range(r, from, request, false, LogIndex(), {});
+      return;
+    }
+    s.to_serve.push_back(ScrubReplicaState::QueuedRangeRequest{from, request, env->local_now()});
+    serve_queued_range_requests(r);
+  }
+
+  void serve_queued_range_requests(Replica& r) {
+    ScrubReplicaState& s = scrub_state(r);
+    // Requests their requester has given up on (it asks another peer after repair_timeout).
+    while (!s.to_serve.empty() &&
+           env->local_now() - s.to_serve.front().queued_at >= options.scrub.repair_timeout) {
+      s.to_serve.pop_front();
+    }
+    if (s.serving || s.to_serve.empty() || r.applying) return;
+    // Not applied as far as the requester yet: wait (pump_apply and the ticks come back here).
+    if (can_serve_range(r) && r.applied < s.to_serve.front().request.at_least) return;
+    const sim::Address from = s.to_serve.front().from;
+    const RangeRequestBody request = std::move(s.to_serve.front().request);
+    s.to_serve.pop_front();
+    if (!can_serve_range(r)) {
+      reply_range(r, from, request, false, LogIndex(), {});
+      return;
+    }
+    // A short hold, as snapshot sends take: the items read are exactly the state at `applied`.
+    s.serving = true;
+    ++r.apply_holds;
+    auto collected = std::make_shared<std::vector<Item>>();
+    scan_range(r, from, request, r.applied, request.range.begin, collected);
+  }
+
+  void scan_range(Replica& r, sim::Address from, const RangeRequestBody& request, LogIndex as_of,
+                  std::optional<PrimaryKey> at, std::shared_ptr<std::vector<Item>> collected) {
+    const size_t slot = r.slot;
+    r.tree->scan(std::move(at), kRangeScanItems,
+                 [this, slot, from, request, as_of, collected](
+                     BTreeStatus status, std::vector<Item> items, std::optional<PrimaryKey> next) {
+                   Replica& rep = *replicas[slot];
+                   bool done = status != BTreeStatus::kOk || !next;
+                   for (Item& item : items) {
+                     if (request.range.end && !(item.key() < *request.range.end)) {
+                       done = true;
+                       break;
+                     }
+                     collected->push_back(std::move(item));
+                   }
+                   if (status == BTreeStatus::kOk && !done && !rep.dropped) {
+                     scan_range(rep, from, request, as_of, std::move(next), collected);
+                     return;
+                   }
+                   rep.scrub->serving = false;
+                   --rep.apply_holds;
+                   if (rep.dropped) return;
+                   const bool ok = status == BTreeStatus::kOk;
+                   if (!ok && status == BTreeStatus::kCorrupt) rep.healthy = false;
+                   reply_range(rep, from, request, ok, as_of,
+                               ok ? std::move(*collected) : std::vector<Item>{});
+                   if (ok) env->metrics().add("scrub.ranges_served", 1);
+                   pump_apply(rep);
+                   serve_queued_range_requests(rep);
+                 });
+  }
+
+  void reply_range(const Replica& r, sim::Address to, const RangeRequestBody& request, bool ok,
+                   LogIndex as_of, std::vector<Item> items) {
+    auto body = std::make_shared<RangeItemsBody>();
+    body->group = r.assignment.group;
+    body->from_replica = r.assignment.replica;
+    body->to_replica = request.from_replica;
+    body->request_id = request.request_id;
+    body->ok = ok;
+    body->range = request.range;
+    body->as_of = as_of;
+    uint64_t bytes = kMessageHeaderBytes;
+    uint64_t digest = mix(mix(request.request_id, ok ? 1 : 0), as_of.value);
+    for (const Item& item : items) {
+      bytes += item_wire_bytes(item);
+      digest = mix(digest, item.checksum());
+    }
+    body->items = std::move(items);
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kRangeItems);
+    message.size_bytes = static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
+    message.digest = digest;
+    message.body = std::move(body);
+    env->send(to, std::move(message));
+  }
+
+  // Dispatch of the two messages.
+  void dispatch_scrub(sim::Address from, const sim::Message& message) {
+    if (!options.scrub.enabled) return;
+    if (message.type == static_cast<uint32_t>(StorageMessageType::kRangeRequest)) {
+      const auto* request = dynamic_cast<const RangeRequestBody*>(message.body.get());
+      if (request == nullptr) return;
+      auto found = slot_of_group.find(request->group.value);
+      if (found == slot_of_group.end()) return;
+      Replica& r = *replicas[found->second];
+      if (r.dropped || r.assignment.replica != request->to_replica) return;
+      on_range_request(r, from, *request);
+      return;
+    }
+    auto answer = std::dynamic_pointer_cast<const RangeItemsBody>(message.body);
+    if (answer == nullptr) return;
+    auto found = slot_of_group.find(answer->group.value);
+    if (found == slot_of_group.end()) return;
+    Replica& r = *replicas[found->second];
+    if (r.dropped || r.assignment.replica != answer->to_replica) return;
+    on_range_items(r, answer);
+  }
+
+  // For checkers (StorageNode::sector_use).
+  StorageNode::SectorUse sector_use(uint64_t sector) const {
+    if (slot_sectors == 0) return StorageNode::SectorUse::kOther;
+    const uint64_t disk_slot = sector / slot_sectors;
+    for (const auto& r : replicas) {
+      if (r->dropped || r->disk_slot != disk_slot) continue;
+      if (sector - disk_slot * slot_sectors < options.wal_region_sectors) {
+        return StorageNode::SectorUse::kWal;
+      }
+      return r->tree->sector_referenced(sector) ? StorageNode::SectorUse::kBTreeLive
+                                                : StorageNode::SectorUse::kBTreeFree;
+    }
+    return StorageNode::SectorUse::kOther;
+  }
+
+  // ==========================================================================================
+  // End of scrub and repair.
+
   // ------------------------------------------------------------------------------------------
   // Inspection.
 
@@ -2346,6 +2828,7 @@ StorageNode::~StorageNode() = default;
 void StorageNode::on_start(sim::Env& env) {
   impl_->start(env);
   env.set_timer(impl_->options.checkpoint_interval, make_cookie(kCookieCheckpoint, 0));
+  impl_->arm_scrub_timer();
 }
 
 void StorageNode::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
@@ -2365,6 +2848,10 @@ std::vector<ReplicaSnapshot> StorageNode::inspect() const {
     if (!r->dropped) out.push_back(impl_->snapshot_of(*r));
   }
   return out;
+}
+
+StorageNode::SectorUse StorageNode::sector_use(uint64_t sector) const {
+  return impl_->sector_use(sector);
 }
 
 size_t StorageNode::replica_count() const {

@@ -99,6 +99,31 @@ struct ArchivalOptions {
   bool plant_accept_sequence_gap = false;
 };
 
+// Scrub against bit rot (P22 section 5.3: data at rest is verified continuously, and a damaged
+// copy is repaired from a good one; docs/scrub.md). Each full replica re-reads its B-tree's
+// durable pages at a pace; a replica whose tree lists a damaged key range (found by scrub, by a
+// read or by an apply) fetches the range's items from a healthy peer (model/scrub_protocol.h) and
+// repairs it. Off by default.
+struct ScrubOptions {
+  bool enabled = false;
+  // Pages each full replica re-reads per second. Our assumption: the paper gives no pace. Every
+  // page read holds the tree's FIFO for one disk read, so this is the cost knob; the
+  // "scrub.pages_read" metric counts what it spends, "scrub.passes" the passes completed.
+  double pages_per_second = 200;
+  // Pages per scrub step: the pace is kept by running a step every
+  // pages_per_step / pages_per_second seconds, which is also the period of repair bookkeeping.
+  uint32_t pages_per_step = 8;
+  // A repair request not answered within this is sent again (to the next peer).
+  sim::Duration repair_timeout = sim::seconds(1);
+  // Attempts per repair round (requests, refused or stale answers, failed installs); after them
+  // the replica counts a repair failure and waits repair_backoff before a new round.
+  uint32_t max_repair_attempts = 12;
+  sim::Duration repair_backoff = sim::seconds(10);
+  // Planted bug for the game day's scrub check: the replica with this number (1..) in every group
+  // never runs its scrubber (repairs still run). 0: none. Never set outside tests.
+  uint32_t plant_skip_replica = 0;
+};
+
 struct StorageNodeOptions {
   std::vector<ReplicaAssignment> replicas;
   // Template for every replica's Paxos; self and members are filled per replica.
@@ -119,6 +144,7 @@ struct StorageNodeOptions {
   StorageObserver* observer = nullptr;  // may be null
   HealingOptions healing;
   ArchivalOptions archival;
+  ScrubOptions scrub;
   // Disk slots for replicas (each wal_region_sectors + btree_region_sectors); the replica
   // directory (which slot holds which group's replica) sits right after them. Replicas created
   // by healing take slots not used since the node started. 0: as many as the disk holds.
@@ -142,6 +168,14 @@ class StorageNode final : public sim::Process {
   // of StorageNodeOptions::replicas.
   std::vector<ReplicaSnapshot> inspect() const;
   size_t replica_count() const;
+  // For checkers: what a sector of this node's disk holds now (docs/scrub.md).
+  enum class SectorUse : uint8_t {
+    kBTreeLive,  // a page a hosted replica's B-tree still uses: scrub must find rot here
+    kBTreeFree,  // a free page slot of a hosted replica's B-tree region
+    kWal,        // a hosted replica's WAL region (the WAL verifies records, scrub does not)
+    kOther,      // the replica directory, or a slot no hosted replica uses
+  };
+  SectorUse sector_use(uint64_t sector) const;
 
  private:
   struct Impl;

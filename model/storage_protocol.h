@@ -48,6 +48,9 @@ enum class StorageMessageType : uint32_t {
   kPlaceReply = 107,     // auto-admin to the leader
   kEnsureReplica = 108,  // a group's leader to a node: host this new replica (idempotent)
   kDropReplica = 109,    // to a node: this replica left the group's configuration; delete it
+  // Scrub repair (model/scrub_protocol.h, docs/scrub.md).
+  kRangeRequest = 110,  // a replica with a damaged key range to a healthy peer
+  kRangeItems = 111,    // the peer's items of the range, as of its applied index
 };
 
 // A condition on the item a write lands on (DynamoDB's ConditionExpression, the subset the direct

@@ -86,6 +86,7 @@ struct ClusterOptions {
   bool fast_protocol = true;
   sim::DiskOptions disk;
   StorageObserver* observer = nullptr;
+  ScrubOptions scrub;
 };
 
 // Three storage hosts (one per AZ) and a client host.
@@ -134,6 +135,7 @@ struct Cluster {
     n.log_tail_entries = options.log_tail_entries;
     n.plant_send_before_fsync = options.plant_send_before_fsync;
     n.observer = options.observer;
+    n.scrub = options.scrub;
     return n;
   }
 
@@ -574,6 +576,131 @@ TEST(StorageNodeCorruption, BitFlipInABTreePageMakesTheReplicaUnhealthyAndNeverS
   auto write = c.put(0, item_of("k999", "after"));
   ASSERT_TRUE(write.has_value());
   EXPECT_EQ(write->status, StorageStatus::kOk);
+}
+
+// Scrub and repair (docs/scrub.md). Writes 60 items (one carrying a marker) and checkpoints, then
+// flips a bit in every durable copy of the marker's leaf on one follower's disk. Returns the node
+// index of that follower and the flipped sectors.
+std::pair<int, std::vector<uint64_t>> rot_the_marker_leaf(Cluster& c, const ClusterOptions& o) {
+  c.run_for(sim::seconds(2));
+  const std::string filler(600, 'f');
+  for (int k = 0; k < 60; ++k) {
+    const std::string key = "k" + std::to_string(100 + k);
+    const std::string value = k == 30 ? "MARKER-" + std::string(500, 'm') : filler;
+    auto response = c.put(0, item_of(key, value));
+    EXPECT_TRUE(response.has_value() && response->status == StorageStatus::kOk);
+  }
+  c.run_for(sim::seconds(3));  // every replica checkpoints what it applied
+  const int leader = c.leader_of(0);
+  EXPECT_NE(leader, 0);
+  const int victim = leader % 3;  // a follower's node index
+  sim::Disk& disk = c.world.disk(c.hosts[victim], 0);
+  const uint64_t first = o.wal_region_sectors;
+  std::vector<uint64_t> flipped;
+  for (uint64_t s = first; s < first + o.btree_region_sectors; ++s) {
+    const std::vector<uint8_t> bytes = disk.durable_sector(s);
+    const std::string text(bytes.begin(), bytes.end());
+    const size_t at = text.find("MARKER-mmmm");
+    if (at != std::string::npos) {
+      disk.inject_bit_flip(s, static_cast<uint32_t>((at + 10) * 8));
+      flipped.push_back(s);
+    }
+  }
+  EXPECT_FALSE(flipped.empty());
+  return {victim, flipped};
+}
+
+int64_t counter(Cluster& c, std::string_view name) {
+  auto it = c.world.counters().find(name);
+  return it == c.world.counters().end() ? 0 : it->second;
+}
+
+// The leaf is resident: the follower keeps serving it from memory, so only scrub, re-reading the
+// media, can find the rot. The follower repairs the range from a peer while writes to keys inside
+// the range continue (the skip rule), and the replicas converge.
+TEST(StorageNodeScrub, ScrubFindsRotUnderAResidentLeafAndTheReplicaRepairsItWhileWritesContinue) {
+  ClusterOptions o;
+  o.groups = 1;
+  o.checkpoint_interval = sim::seconds(1);
+  o.scrub.enabled = true;
+  o.scrub.pages_per_second = 100;
+  o.scrub.pages_per_step = 2;
+  Cluster c(o);
+  const auto [victim, flipped] = rot_the_marker_leaf(c, o);
+  // Writes outside the damaged leaf's range until scrub has found the rot (a write into the range
+  // would make the leaf dirty, and the next checkpoint would move it off the rotten slot)...
+  for (int round = 0; round < 200 && counter(c, "scrub.failures") == 0; ++round) {
+    auto out = c.put(0, item_of("k" + std::to_string(100 + round % 10), "u"));
+    ASSERT_TRUE(out.has_value());
+    c.run_for(sim::milliseconds(5));
+  }
+  ASSERT_GT(counter(c, "scrub.failures"), 0);
+  // ... then inside it (k130 itself and keys sorting right after it) and outside it, while the
+  // repair runs and after.
+  for (int round = 0; round < 60; ++round) {
+    const std::string inside = round % 2 == 0 ? "k130" : "k130-" + std::to_string(round % 7);
+    auto in = c.put(0, item_of(inside, "v" + std::to_string(round)));
+    ASSERT_TRUE(in.has_value());
+    EXPECT_EQ(in->status, StorageStatus::kOk);
+    auto out =
+        c.put(0, item_of("k" + std::to_string(100 + round % 10), "w" + std::to_string(round)));
+    ASSERT_TRUE(out.has_value());
+    c.run_for(sim::milliseconds(20));
+  }
+  c.run_for(sim::seconds(5));
+  const sim::CorruptionLedger& ledger = c.world.disk(c.hosts[victim], 0).corruption_ledger();
+  uint64_t by_scrub = 0;
+  for (const sim::BitFlipRecord& record : ledger.records()) {
+    if (record.fate == sim::FlipFate::kDetected && record.by == "scrub") ++by_scrub;
+  }
+  EXPECT_GE(by_scrub, 1u);
+  EXPECT_GE(counter(c, "scrub.repairs"), 1);
+  EXPECT_GT(counter(c, "scrub.pages_read"), 0);
+  std::printf("scrub: pages_read %lld repairs %lld entries_skipped %lld stale %lld\n",
+              static_cast<long long>(counter(c, "scrub.pages_read")),
+              static_cast<long long>(counter(c, "scrub.repairs")),
+              static_cast<long long>(counter(c, "scrub.entries_skipped")),
+              static_cast<long long>(counter(c, "scrub.stale_answers")));
+  EXPECT_TRUE(c.converged());
+  const ReplicaSnapshot s = c.node(victim)->inspect()[0];
+  EXPECT_TRUE(s.healthy);
+  // The victim serves the range again, with the latest writes.
+  auto read = c.eventual_get(victim, 0, "k130");
+  ASSERT_TRUE(read.has_value());
+  ASSERT_EQ(read->status, StorageStatus::kOk);
+  EXPECT_EQ(value_of(*read->item), "v58");
+}
+
+// The leaf is not resident (the follower restarted): writes into the damaged range stall the
+// follower's apply on kCorrupt until the repair; the entries the repaired range already holds are
+// skipped, later ones applied, and the replicas converge.
+TEST(StorageNodeScrub, AnApplyStalledOnARottenLeafResumesAfterTheRepairSkippingWhatTheRangeHolds) {
+  ClusterOptions o;
+  o.groups = 1;
+  o.checkpoint_interval = sim::seconds(1);
+  o.scrub.enabled = true;
+  o.scrub.pages_per_second = 20;  // slow: the writes below find the rot before scrub does
+  o.scrub.pages_per_step = 1;
+  Cluster c(o);
+  const auto [victim, flipped] = rot_the_marker_leaf(c, o);
+  c.world.power_off(c.hosts[victim]);
+  c.world.power_on(c.hosts[victim]);
+  c.run_for(sim::milliseconds(500));
+  for (int round = 0; round < 40; ++round) {
+    auto in = c.put(0, item_of(round % 2 == 0 ? "k130" : "k130-x", "v" + std::to_string(round)));
+    ASSERT_TRUE(in.has_value());
+    EXPECT_EQ(in->status, StorageStatus::kOk);
+    c.run_for(sim::milliseconds(20));
+  }
+  c.run_for(sim::seconds(5));
+  EXPECT_GE(counter(c, "storage.apply_stalled"), 1);
+  EXPECT_GE(counter(c, "scrub.repairs"), 1);
+  EXPECT_GE(counter(c, "scrub.entries_skipped"), 1);
+  EXPECT_TRUE(c.converged());
+  auto read = c.eventual_get(victim, 0, "k130-x");
+  ASSERT_TRUE(read.has_value());
+  ASSERT_EQ(read->status, StorageStatus::kOk);
+  EXPECT_EQ(value_of(*read->item), "v39");
 }
 
 TEST(StorageNodeSnapshot, AReplicaBehindCompactionGetsASnapshotAndConverges) {
