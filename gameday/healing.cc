@@ -50,6 +50,21 @@ void HealingRecorder::on_replica_lost(model::GroupId group, sim::Address node, u
   losses_.push_back(loss);
 }
 
+void HealingRecorder::on_replica_returned(model::GroupId group, sim::Address node,
+                                          uint32_t replica, sim::SimTime local_now) {
+  (void)node;
+  (void)local_now;
+  const sim::SimTime now = world_.simulation().now();
+  for (Loss& loss : losses_) {
+    if (loss.group != group || loss.replica != replica || loss.returned) continue;
+    if (loss.quorum_restored && loss.full_replica) continue;  // healed already
+    loss.returned = now;
+    if (!loss.two_copies_end) loss.two_copies_end = now;
+    if (!loss.quorum_restored) loss.quorum_restored = now;
+    if (!loss.full_replica) loss.full_replica = now;
+  }
+}
+
 void HealingRecorder::on_configuration_committed(model::GroupId group, sim::Address node,
                                                  const model::Configuration& configuration,
                                                  sim::SimTime local_now) {
@@ -104,7 +119,9 @@ nlohmann::json HealingRecorder::report() const {
   std::vector<double> quorum;
   std::vector<double> full;
   uint64_t unfinished = 0;
+  uint64_t returned = 0;
   for (const Loss& loss : losses_) {
+    if (loss.returned) ++returned;
     auto seconds = [&](sim::SimTime end) { return (end - loss.lost_at).ns / 1e9; };
     if (loss.two_copies_end) two_copies.push_back(seconds(*loss.two_copies_end));
     if (loss.quorum_restored) quorum.push_back(seconds(*loss.quorum_restored));
@@ -135,9 +152,11 @@ nlohmann::json HealingRecorder::report() const {
                        {"detected_at", sim::format_time(loss.detected_at)},
                        {"two_copies_at", at(loss.two_copies_end)},
                        {"quorum_restored_at", at(loss.quorum_restored)},
-                       {"full_replica_at", at(loss.full_replica)}});
+                       {"full_replica_at", at(loss.full_replica)},
+                       {"returned_at", at(loss.returned)}});
   }
   return {{"events", losses_.size()},
+          {"returned_before_healed", returned},
           {"slowest", slowest},
           {"unfinished", unfinished},
           {"configurations_committed", configurations_committed_},

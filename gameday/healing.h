@@ -6,6 +6,8 @@
 // - quorum restore: until a configuration without the lost voter and with at least three voters
 //   commits, so the group again survives one more failure;
 // - full replica: until the group is three full voters with no log replica.
+// A lost replica that is heard again before healing removed it (a short outage, a partition that
+// healed) ends its loss at that moment, and is counted as returned.
 // And it checks the redundancy invariant healing must keep: no committed configuration has
 // fewer voters than a group is built with (the planted bug that retires the log replica before
 // the full replica has caught up breaks it).
@@ -33,6 +35,8 @@ class HealingRecorder final : public model::StorageObserver {
   void on_strong_read(model::GroupId, uint32_t, sim::SimTime) override {}
   void on_replica_lost(model::GroupId group, sim::Address node, uint32_t replica,
                        sim::SimTime local_now, sim::SimTime local_last_heard) override;
+  void on_replica_returned(model::GroupId group, sim::Address node, uint32_t replica,
+                           sim::SimTime local_now) override;
   void on_configuration_committed(model::GroupId group, sim::Address node,
                                   const model::Configuration& configuration,
                                   sim::SimTime local_now) override;
@@ -45,6 +49,8 @@ class HealingRecorder final : public model::StorageObserver {
     std::optional<sim::SimTime> two_copies_end;
     std::optional<sim::SimTime> quorum_restored;
     std::optional<sim::SimTime> full_replica;
+    // It came back (was heard again) before healing removed it: the group is whole again then.
+    std::optional<sim::SimTime> returned;
   };
   const std::vector<Loss>& losses() const { return losses_; }
   bool passed() const { return violations_ == 0; }
@@ -83,6 +89,10 @@ class ObserverFanout final : public model::StorageObserver {
   }
   void on_replica_hosted(model::GroupId g, uint32_t r, sim::Address node) override {
     for (auto* o : observers_) o->on_replica_hosted(g, r, node);
+  }
+  void on_replica_returned(model::GroupId g, sim::Address node, uint32_t r,
+                           sim::SimTime n) override {
+    for (auto* o : observers_) o->on_replica_returned(g, node, r, n);
   }
   void on_replica_lost(model::GroupId g, sim::Address node, uint32_t r, sim::SimTime n,
                        sim::SimTime l) override {

@@ -2138,6 +2138,10 @@ struct StorageNode::Impl {
         learner = &peer;
         continue;
       }
+      if (now - peer.last_heard < h.replica_lost_after && r.reported_lost.erase(peer.replica) > 0 &&
+          options.observer != nullptr) {
+        options.observer->on_replica_returned(r.assignment.group, env->self(), peer.replica, now);
+      }
       if (now - peer.last_heard >= h.replica_lost_after) {
         if (lost == nullptr) lost = &peer;
         if (r.reported_lost.insert(peer.replica).second && options.observer != nullptr) {

@@ -150,6 +150,11 @@ class StorageObserver {
                                sim::SimTime local_now, sim::SimTime local_last_heard) {
     (void)group, (void)node, (void)replica, (void)local_now, (void)local_last_heard;
   }
+  // A voter the leader had reported lost was heard from again before healing removed it.
+  virtual void on_replica_returned(GroupId group, sim::Address node, uint32_t replica,
+                                   sim::SimTime local_now) {
+    (void)group, (void)node, (void)replica, (void)local_now;
+  }
   // The group's leader (on `node`) committed a configuration entry.
   virtual void on_configuration_committed(GroupId group, sim::Address node,
                                           const Configuration& configuration,
