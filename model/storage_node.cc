@@ -386,6 +386,9 @@ struct StorageNode::Impl {
   std::vector<std::function<void()>> directory_waiters;  // run when the directory is durable
   std::set<size_t> disk_slots_used;  // this incarnation: never reused before a restart
   uint64_t next_place_request = 1;
+  // Groups whose replica left this node, and a node to send their clients to (lost at restart:
+  // the client then tries another replica).
+  std::map<uint32_t, sim::Address> moved_groups;
 
   // ------------------------------------------------------------------------------------------
   // Boot.
@@ -1454,6 +1457,17 @@ struct StorageNode::Impl {
   void on_request(sim::Address from, const std::shared_ptr<const StorageRequest>& request) {
     auto found = slot_of_group.find(request->group.value);
     if (found == slot_of_group.end()) {
+      // A group whose replica left this node: point the client at where the group went (the
+      // node that told us, or a member we knew), as a leader hint. Clients find groups through
+      // the static placement until request routers and MemDS take over (a later layer), so
+      // without this a group healed away from all its first nodes would be unreachable.
+      auto moved = moved_groups.find(request->group.value);
+      if (moved != moved_groups.end()) {
+        env->metrics().add("healing.clients_redirected", 1);
+        respond_group(request->group, from, request->request_id, StorageStatus::kNotLeader, {},
+                      moved->second, LogIndex());
+        return;
+      }
       respond_group(request->group, from, request->request_id, StorageStatus::kNoSuchGroup, {}, {},
                     LogIndex());
       return;
@@ -1731,7 +1745,7 @@ struct StorageNode::Impl {
       }
       case StorageMessageType::kDropReplica: {
         const auto* body = dynamic_cast<const DropReplicaBody*>(message.body.get());
-        if (body != nullptr) on_drop_replica(*body);
+        if (body != nullptr) on_drop_replica(from, *body);
         return;
       }
       case StorageMessageType::kPlaceReply: {
@@ -2005,7 +2019,7 @@ struct StorageNode::Impl {
     });
   }
 
-  void on_drop_replica(const DropReplicaBody& body) {
+  void on_drop_replica(sim::Address from, const DropReplicaBody& body) {
     auto found = slot_of_group.find(body.group.value);
     if (found == slot_of_group.end()) return;
     Replica& r = *replicas[found->second];
@@ -2016,10 +2030,22 @@ struct StorageNode::Impl {
       return;
     }
     drop_replica(r);
+    moved_groups[body.group.value] = from;  // a member of the committed configuration
   }
 
   void drop_replica(Replica& r) {
     if (r.dropped) return;
+    // Where the group lives now, as far as this replica knew: another member of its latest
+    // configuration (on_drop_replica replaces it with the node that sent the notice).
+    if (r.paxos) {
+      for (const Member& member : r.paxos->configuration().members) {
+        const sim::Address address = address_of(member.endpoint);
+        if (member.replica != r.assignment.replica && address != env->self()) {
+          moved_groups[r.assignment.group.value] = address;
+          break;
+        }
+      }
+    }
     r.dropped = true;
     r.failed = true;
     auto found = slot_of_group.find(r.assignment.group.value);

@@ -61,6 +61,8 @@ TEST(ServiceRun, HealingRestoresEveryGroupAndReplaysIdentically) {
   EXPECT_LE(healing["time_at_two_copies_s"]["p99"].get<double>(),
             healing["full_replica_s"]["p99"].get<double>());
   EXPECT_EQ(first.summary["checks"]["durability"]["lost_writes"].get<uint64_t>(), 0u);
+  // Clients that reached a node whose replica left were sent on to the group's new home.
+  EXPECT_GT(first.summary["metrics"].value("healing.clients_redirected", 0), 0);
   EXPECT_TRUE(first.summary["checks"]["replica_convergence"]["passed"].get<bool>());
   const Outcome second = run(spec, 1);
   EXPECT_EQ(first.trace_hash, second.trace_hash);
