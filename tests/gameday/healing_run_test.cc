@@ -10,6 +10,7 @@
 
 #include "gameday/run.h"
 #include "gameday/scenario.h"
+#include "tests/gameday/service_run_support.h"
 
 namespace dynasim::gameday {
 namespace {
@@ -34,18 +35,10 @@ ScenarioSpec short_healing(const std::vector<std::string>& extra = {}) {
   return load_scenario(kHealing, overrides);
 }
 
-struct Outcome {
-  bool passed = false;
-  uint64_t trace_hash = 0;
-  nlohmann::json summary;
-  std::string reproduce;
-};
+using Outcome = ServiceRunOutcome;
 
 Outcome run(const ScenarioSpec& spec, uint64_t seed) {
-  ScenarioRun scenario_run(spec, seed);
-  scenario_run.run_to_end();
-  return Outcome{scenario_run.passed(), scenario_run.simulation().trace_hash(),
-                 scenario_run.summary(0), scenario_run.reproduce_command()};
+  return run_service(spec, seed);
 }
 
 TEST(ServiceRun, HealingRestoresEveryGroupAndReplaysIdentically) {
