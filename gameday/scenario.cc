@@ -183,6 +183,16 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         "pages_per_second", storage->scrub_pages_per_second, 0.01, 1'000'000);
     storage->scrub_pages_per_step = static_cast<uint32_t>(
         scrub->optional_uint("pages_per_step", storage->scrub_pages_per_step, 1, 4096));
+    storage->compare_interval = scrub->optional_duration(
+        "compare_interval", storage->compare_interval, sim::Duration(0), sim::hours(24 * 365));
+    storage->compare_fanout = static_cast<uint32_t>(
+        scrub->optional_uint("compare_fanout", storage->compare_fanout, 2, 256));
+    storage->compare_leaf_items =
+        scrub->optional_uint("compare_leaf_items", storage->compare_leaf_items, 1, 1'000'000'000);
+    storage->compare_max_depth = static_cast<uint32_t>(
+        scrub->optional_uint("compare_max_depth", storage->compare_max_depth, 0, 64));
+    storage->compare_timeout = scrub->optional_duration(
+        "compare_timeout", storage->compare_timeout, sim::milliseconds(10), sim::hours(1));
     scrub->finish();
   }
   if (auto plant = reader.optional_object("plant")) {
@@ -192,6 +202,17 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);
     storage->plant_follower_strong_reads = plant->optional_bool("follower_strong_reads", false);
     storage->plant_send_before_fsync = plant->optional_bool("send_before_fsync", false);
+    storage->plant_compare_ignore_replica =
+        static_cast<uint32_t>(plant->optional_uint("compare_ignore_replica", 0, 0, 3));
+    if (auto divergent = plant->optional_object("divergent_apply")) {
+      storage->plant_divergent_apply_replica =
+          static_cast<uint32_t>(divergent->required_uint("replica", 1, 3));
+      storage->plant_divergent_apply_every =
+          divergent->required_uint("every", 1, 1'000'000'000);
+      storage->plant_divergent_apply_until = divergent->optional_duration(
+          "until", sim::Duration(INT64_MAX), sim::Duration(0), sim::Duration(INT64_MAX));
+      divergent->finish();
+    }
     plant->finish();
   }
   reader.finish();

@@ -83,6 +83,18 @@ struct StorageSpec {
   double scrub_pages_per_second = 200;
   uint32_t scrub_pages_per_step = 8;
   uint32_t plant_scrub_skip_replica = 0;  // planted bug: this replica number never scrubs
+  // Replica comparison by range digests (docs/scrub.md, "Comparing replicas"); 0 interval: off.
+  sim::Duration compare_interval = sim::seconds(60);
+  uint32_t compare_fanout = 8;
+  uint64_t compare_leaf_items = 32;
+  uint32_t compare_max_depth = 8;
+  sim::Duration compare_timeout = sim::seconds(10);
+  uint32_t plant_compare_ignore_replica = 0;  // planted bug: leaders ignore this one's reports
+  // Planted software bug (model::DivergentApplyPlant): this replica number diverges silently on
+  // every `every`-th write it applies, until `until` after the start.
+  uint32_t plant_divergent_apply_replica = 0;
+  uint64_t plant_divergent_apply_every = 0;
+  sim::Duration plant_divergent_apply_until{INT64_MAX};  // INT64_MAX: the whole run
 };
 
 // The clients: one workload process per client host; client hosts sit in their own rack in each

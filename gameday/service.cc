@@ -92,6 +92,19 @@ void ServiceHarness::add_storage_nodes(
     base.scrub.pages_per_second = storage.scrub_pages_per_second;
     base.scrub.pages_per_step = storage.scrub_pages_per_step;
     base.scrub.plant_skip_replica = storage.plant_scrub_skip_replica;
+    base.scrub.compare_interval = storage.compare_interval;
+    base.scrub.compare_fanout = storage.compare_fanout;
+    base.scrub.compare_leaf_items = storage.compare_leaf_items;
+    base.scrub.compare_max_depth = storage.compare_max_depth;
+    base.scrub.compare_timeout = storage.compare_timeout;
+    base.scrub.plant_compare_ignore_replica = storage.plant_compare_ignore_replica;
+  }
+  if (storage.plant_divergent_apply_replica != 0) {
+    base.plant_divergent_apply.replica = storage.plant_divergent_apply_replica;
+    base.plant_divergent_apply.every = storage.plant_divergent_apply_every;
+    if (storage.plant_divergent_apply_until != sim::Duration(INT64_MAX)) {
+      base.plant_divergent_apply.until = sim::SimTime::zero() + storage.plant_divergent_apply_until;
+    }
   }
 
   for (const std::vector<sim::HostId>& az_hosts : storage_hosts_by_az) {
@@ -358,6 +371,12 @@ void ServiceHarness::judge_scrub() {
                     {{"p50", percentile(0.50)},
                      {"p99", percentile(0.99)},
                      {"max", delays.empty() ? 0.0 : delays.back()}}},
+                   {"compare", {{"rounds", counter("scrub.compare_rounds")},
+                                {"narrowing_rounds", counter("scrub.compare_narrowing_rounds")},
+                                {"ranges_compared", counter("scrub.compare_ranges")},
+                                {"divergent_ranges", counter("scrub.divergent_ranges")},
+                                {"no_majority", counter("scrub.compare_no_majority")},
+                                {"incomplete_rounds", counter("scrub.compare_incomplete")}}},
                    {"pages_scrubbed", counter("scrub.pages_read")},
                    {"passes", counter("scrub.passes")},
                    {"pages_per_second_per_replica", spec_.storage->scrub_pages_per_second}};

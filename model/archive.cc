@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "model/scrub_protocol.h"
 #include "model/wal_record.h"
 #include "sim/check.h"
 
@@ -351,7 +352,10 @@ ArchiveError check_segment_entries(const ArchiveScope& scope, LogIndex first, Lo
                         "read from the WAL");
     }
     const Command command = entry.command();
-    if (command.is_noop() || command.is_configuration()) continue;  // not a partition's data
+    // Not a partition's data: no-ops, configurations and scrub's digest markers.
+    if (command.is_noop() || command.is_configuration() || DigestMarker::is_marker(command.bytes)) {
+      continue;
+    }
     WriteCommand write;
     if (!WriteCommand::decode(command.bytes, &write)) {
       return make_error(ArchiveCheck::kOwnership, entry.index, "command",

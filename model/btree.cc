@@ -3243,6 +3243,13 @@ void BTree::repair_range(KeyRangeBounds range, std::vector<Item> items, StatusDo
   m.enqueue(std::move(op));
 }
 
+void BTree::mark_range_unhealthy(KeyRangeBounds range) {
+  for (const KeyRangeBounds& listed : unhealthy_) {
+    if (listed.begin == range.begin && listed.end == range.end) return;
+  }
+  unhealthy_.push_back(std::move(range));
+}
+
 uint64_t BTree::content_digest() const {
   return impl_->content_digest;
 }

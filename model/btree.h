@@ -249,6 +249,10 @@ class BTree {
 
   // Key ranges with a page that failed verification. Empty while the tree is healthy.
   const std::vector<KeyRangeBounds>& unhealthy_ranges() const { return unhealthy_; }
+  // Lists `range` as unhealthy although no page failed: the replica found, by comparing digests
+  // with its peers, that its content there differs from a majority's (docs/scrub.md). Reads of it
+  // are refused and repair_range() clears it, as for a range whose page failed verification.
+  void mark_range_unhealthy(KeyRangeBounds range);
   bool healthy() const { return unhealthy_.empty() && !superblock_corrupt_; }
   // The metadata of the last durable checkpoint (generation 0: none yet).
   const CheckpointMetadata& durable_metadata() const { return durable_metadata_; }

@@ -205,6 +205,8 @@ constexpr uint64_t kCookieNodeHeartbeat = 5;  // to auto-admin
 constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
 constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component, its cookie
 constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeeping
+// The attribute DivergentApplyPlant adds: not the workload's "ver", so reads still judge right.
+constexpr const char* kPlantedDivergenceAttribute = "planted_divergence";
 constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
 
 uint64_t make_cookie(uint64_t kind, uint64_t generation) {
@@ -959,6 +961,10 @@ struct StorageNode::Impl {
   }
 
   void start_apply(Replica& r, LogEntry entry) {
+    if (!entry.command.is_configuration() && DigestMarker::is_marker(entry.command.bytes)) {
+      apply_digest_marker(r, entry);
+      return;
+    }
     if (r.kind == MemberKind::kFull && scrub_skip_entry(r, entry)) return;
     if (entry.command.is_noop() || entry.command.is_configuration() || r.kind == MemberKind::kLog) {
       // A log replica holds no items: it only moves its applied index (for checkpoints).
@@ -967,12 +973,17 @@ struct StorageNode::Impl {
       return;
     }
     // Points into the command's bytes, which the entry keeps alive while it applies.
-    const std::optional<std::span<const uint8_t>> put_item =
-        WriteCommand::unconditional_put_item(entry.command.bytes);
+    const bool diverge = planted_divergence_due(r);
+    std::optional<std::span<const uint8_t>> put_item;
+    if (!diverge) put_item = WriteCommand::unconditional_put_item(entry.command.bytes);
     WriteCommand command;
     if (!put_item) {
       const bool decoded = WriteCommand::decode(entry.command.bytes, &command);
       DYN_ASSERT_MSG(decoded, "a committed command does not decode");
+      if (diverge && command.op == StorageOp::kPut) {
+        command.item.set(kPlantedDivergenceAttribute, true);
+        env->metrics().add("plant.divergent_applies", 1);
+      }
     }
     r.applying = true;
     // One apply at a time per replica: the entry waits in the replica, and the callbacks carry
@@ -1755,6 +1766,8 @@ struct StorageNode::Impl {
       }
       case StorageMessageType::kRangeRequest:
       case StorageMessageType::kRangeItems:
+      case StorageMessageType::kDigestReport:
+      case StorageMessageType::kRangeSuspect:
         dispatch_scrub(from, message);
         return;
       case StorageMessageType::kSnapshotRequest:
@@ -2403,6 +2416,25 @@ struct StorageNode::Impl {
     };
     std::deque<QueuedRangeRequest> to_serve;
     bool serving = false;
+    // A peer a leader named as holding the majority's content of a suspect range: asked first.
+    uint32_t preferred_peer = 0;
+
+    // Replica comparison, while leader (see "Replica comparison" below).
+    struct CompareRound {
+      uint64_t round = 0;
+      LogIndex index;  // the marker's
+      uint32_t depth = 0;
+      std::vector<KeyRangeBounds> ranges;
+      std::vector<uint32_t> expected;  // the full voters when the marker was proposed
+      std::map<uint32_t, std::vector<RangeDigest>> reports;  // by replica
+      sim::SimTime deadline;
+      bool narrowing = false;  // the leader is reading its keys to cut differing ranges
+    };
+    std::optional<CompareRound> compare;
+    sim::SimTime next_compare_at = sim::SimTime::max();  // max: not scheduled yet
+    // Ranges to narrow that could not be proposed yet (the log refused the marker).
+    std::optional<std::pair<uint32_t, std::vector<KeyRangeBounds>>> narrow_pending;
+    uint64_t divergent_puts = 0;  // the planted bug's count of writes applied
   };
   static constexpr size_t kMaxRangeRequestsQueued = 8;
   static constexpr uint32_t kRangeScanItems = 256;
@@ -2480,6 +2512,7 @@ struct StorageNode::Impl {
     serve_queued_range_requests(r);
     if (r.kind != MemberKind::kFull || r.content_invalid) return;
     repair_bookkeeping(r);
+    compare_tick(r);
     if (!r.tree->healthy() && r.tree->unhealthy_ranges().empty() && !r.checkpoint_running) {
       // Scrub found the superblock or a space map page bad: checkpoints rewrite them (the space
       // map at the next, the superblock slot at the second), so ask for them.
@@ -2572,6 +2605,11 @@ struct StorageNode::Impl {
   std::optional<uint32_t> repair_peer(const Replica& r, uint32_t attempt) const {
     std::vector<uint32_t> candidates;
     const uint32_t self = r.assignment.replica;
+    const uint32_t preferred = r.scrub ? r.scrub->preferred_peer : 0;
+    if (attempt == 0 && preferred != 0 && preferred != self) {
+      const Member* m = r.paxos->configuration().find(preferred);
+      if (m != nullptr && m->kind == MemberKind::kFull) return preferred;
+    }
     const std::optional<uint32_t> leader = r.paxos->leader_hint();
     if (leader && *leader != self && r.paxos->role() != PaxosRole::kLeader) {
       candidates.push_back(*leader);
@@ -2665,6 +2703,7 @@ struct StorageNode::Impl {
     env->metrics().add("scrub.repairs", 1);
     if (answer.as_of > r.applied) s.skips.emplace_back(answer.range, answer.as_of);
     s.repairing = false;
+    s.preferred_peer = 0;
     s.attempts = 0;
     if (r.tree->unhealthy_ranges().empty()) {
       // Nothing damaged is left: serve and apply again. The pages scrub found bad while resident
@@ -2786,6 +2825,11 @@ struct StorageNode::Impl {
   // Dispatch of the two messages.
   void dispatch_scrub(sim::Address from, const sim::Message& message) {
     if (!options.scrub.enabled) return;
+    if (message.type == static_cast<uint32_t>(StorageMessageType::kDigestReport) ||
+        message.type == static_cast<uint32_t>(StorageMessageType::kRangeSuspect)) {
+      dispatch_compare(message);
+      return;
+    }
     if (message.type == static_cast<uint32_t>(StorageMessageType::kRangeRequest)) {
       const auto* request = dynamic_cast<const RangeRequestBody*>(message.body.get());
       if (request == nullptr) return;
@@ -2803,6 +2847,341 @@ struct StorageNode::Impl {
     Replica& r = *replicas[found->second];
     if (r.dropped || r.assignment.replica != answer->to_replica) return;
     on_range_items(r, answer);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Replica comparison: range digests that narrow down to the differing range
+  // (model/scrub_protocol.h; docs/scrub.md, "Comparing replicas"). Scrub's page verification
+  // finds bits that changed at rest; this finds replicas whose content differs although every
+  // page verifies: a software bug in an apply, a repair or a snapshot install.
+  //
+  // The leader proposes a DigestMarker through the log every compare_interval. Each full replica
+  // computes the marker's range digests when it applies the marker, so every replica digests the
+  // state at the same index: the digests are tree operations queued behind everything applied
+  // before the marker and ahead of everything applied after it (the tree runs its operations in
+  // order). Each reports to the proposer, which judges each range by majority and either orders
+  // the differing replica to repair the range or cuts it into pieces for the next round.
+
+  static constexpr size_t kMaxNarrowedRanges = 8;  // differing ranges narrowed per round
+
+  uint64_t next_compare_round = 1;
+
+  // Planted bug (DivergentApplyPlant): true for every `every`-th write this replica applies.
+  bool planted_divergence_due(Replica& r) {
+    const DivergentApplyPlant& plant = options.plant_divergent_apply;
+    if (plant.replica == 0 || plant.every == 0 || r.assignment.replica != plant.replica) {
+      return false;
+    }
+    if (env->local_now() >= plant.until) return false;
+    return ++scrub_state(r).divergent_puts % plant.every == 0;
+  }
+
+  // start_apply's hook for a marker: queue the digests, then move `applied` past the marker.
+  void apply_digest_marker(Replica& r, const LogEntry& entry) {
+    DigestMarker marker;
+    const bool decoded = DigestMarker::decode(entry.command.bytes, &marker);
+    DYN_ASSERT_MSG(decoded, "a committed digest marker does not decode");
+    if (options.scrub.enabled && r.kind == MemberKind::kFull) {
+      compute_marker_digests(r, marker, entry.index);
+    }
+    finish_apply(r, entry, StorageStatus::kOk);
+  }
+
+  // True when the tree is the state at `applied` and fit to digest: no repaired range ahead of
+  // it, no range known damaged, nothing being installed.
+  bool can_digest(const Replica& r) const {
+    return r.recovered && !r.failed && !r.content_invalid && !r.receiving &&
+           !scrub_blocks_state_reads(r);
+  }
+
+  void compute_marker_digests(Replica& r, const DigestMarker& marker, LogIndex at) {
+    struct Pending {
+      DigestReportBody report;
+      size_t remaining = 0;
+    };
+    auto pending = std::make_shared<Pending>();
+    pending->report.group = r.assignment.group;
+    pending->report.from_replica = r.assignment.replica;
+    pending->report.to_replica = marker.leader;
+    pending->report.round = marker.round;
+    pending->report.at = at;
+    pending->report.digests.resize(marker.ranges.size());
+    if (!can_digest(r) || marker.ranges.empty()) {
+      send_digest_report(r, std::move(pending->report));  // every digest !ok
+      return;
+    }
+    pending->remaining = marker.ranges.size();
+    const size_t slot = r.slot;
+    for (size_t i = 0; i < marker.ranges.size(); ++i) {
+      r.tree->range_digest(marker.ranges[i], [this, slot, pending, i](BTreeStatus status,
+                                                                     uint64_t digest,
+                                                                     uint64_t items) {
+        if (status == BTreeStatus::kOk) {
+          pending->report.digests[i] = RangeDigest{true, digest, items};
+        } else if (status == BTreeStatus::kCorrupt) {
+          env->metrics().add("scrub.compare_read_failures", 1);
+        }
+        if (--pending->remaining > 0) return;
+        Replica& rep = *replicas[slot];
+        if (rep.dropped) return;
+        // A page that failed while digesting listed its range unhealthy: repair it.
+        if (status == BTreeStatus::kCorrupt) repair_bookkeeping(rep);
+        send_digest_report(rep, std::move(pending->report));
+      });
+    }
+  }
+
+  void send_digest_report(Replica& r, DigestReportBody report) {
+    env->metrics().add("scrub.compare_reports", 1);
+    if (report.to_replica == r.assignment.replica) {
+      on_digest_report(r, report);
+      return;
+    }
+    const std::optional<sim::Address> to = member_address(r, report.to_replica);
+    if (!to) return;  // the proposer is gone: its round times out
+    auto body = std::make_shared<DigestReportBody>(std::move(report));
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kDigestReport);
+    message.size_bytes =
+        static_cast<uint32_t>(kMessageHeaderBytes + 24 * body->digests.size());
+    uint64_t digest = mix(mix(body->group.value, body->round), body->from_replica);
+    for (const RangeDigest& d : body->digests) digest = mix(mix(digest, d.digest), d.items);
+    message.digest = digest;
+    message.body = std::move(body);
+    env->send(*to, std::move(message));
+  }
+
+  // At each scrub tick of a full replica: start a round when one is due, end one that timed out.
+  void compare_tick(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    const ScrubOptions& o = options.scrub;
+    if (o.compare_interval <= sim::Duration(0)) return;
+    if (r.paxos->role() != PaxosRole::kLeader) {
+      s.compare.reset();
+      s.narrow_pending.reset();
+      s.next_compare_at = sim::SimTime::max();
+      return;
+    }
+    const sim::SimTime now = env->local_now();
+    if (s.compare) {
+      if (!s.compare->narrowing && now >= s.compare->deadline) conclude_compare(r);
+      return;
+    }
+    if (s.narrow_pending) {
+      auto [depth, ranges] = std::move(*s.narrow_pending);
+      s.narrow_pending.reset();
+      start_compare(r, depth, std::move(ranges));
+      return;
+    }
+    if (s.next_compare_at == sim::SimTime::max()) {
+      // A new leader's first round comes after a spread of up to one interval, so the groups of
+      // a node do not all compare at once.
+      const uint64_t spread = sim::splitmix64(node_seed ^ r.assignment.group.value) % 1024;
+      s.next_compare_at = now + o.compare_interval / 1024 * static_cast<int64_t>(spread);
+      return;
+    }
+    if (now < s.next_compare_at) return;
+    s.next_compare_at = now + o.compare_interval;
+    start_compare(r, 0, {KeyRangeBounds{}});
+  }
+
+  void start_compare(Replica& r, uint32_t depth, std::vector<KeyRangeBounds> ranges) {
+    ScrubReplicaState& s = *r.scrub;
+    DigestMarker marker;
+    marker.round = sim::splitmix64(node_seed ^ (uint64_t{r.assignment.group.value} << 32) ^
+                                   next_compare_round++);
+    marker.leader = r.assignment.replica;
+    marker.depth = depth;
+    marker.ranges = std::move(ranges);
+    Command command;
+    command.id = sim::splitmix64(marker.round) | 1;  // never the no-op's 0
+    command.bytes = marker.encode();
+    const ProposeResult result = r.paxos->propose(std::move(command), env->local_now());
+    if (result.status != ProposeStatus::kOk) {
+      env->metrics().add("scrub.compare_refused", 1);
+      if (depth > 0) s.narrow_pending.emplace(depth, std::move(marker.ranges));
+      after_input(r);
+      return;
+    }
+    ScrubReplicaState::CompareRound round;
+    round.round = marker.round;
+    round.index = result.index;
+    round.depth = depth;
+    round.ranges = std::move(marker.ranges);
+    for (const Member& m : r.paxos->configuration().members) {
+      if (m.voter && m.kind == MemberKind::kFull) round.expected.push_back(m.replica);
+    }
+    round.deadline = env->local_now() + options.scrub.compare_timeout;
+    s.compare = std::move(round);
+    env->metrics().add(depth == 0 ? "scrub.compare_rounds" : "scrub.compare_narrowing_rounds", 1);
+    env->metrics().add("scrub.compare_ranges", static_cast<int64_t>(s.compare->ranges.size()));
+    after_input(r);
+  }
+
+  void on_digest_report(Replica& r, const DigestReportBody& report) {
+    if (!r.scrub || !r.scrub->compare) return;
+    ScrubReplicaState::CompareRound& round = *r.scrub->compare;
+    if (report.round != round.round || round.narrowing) return;
+    if (report.digests.size() != round.ranges.size()) return;
+    if (report.from_replica == options.scrub.plant_compare_ignore_replica) return;  // planted
+    if (std::find(round.expected.begin(), round.expected.end(), report.from_replica) ==
+        round.expected.end()) {
+      return;
+    }
+    round.reports[report.from_replica] = report.digests;
+    if (round.reports.size() == round.expected.size()) conclude_compare(r);
+  }
+
+  // Judges every range of the round: the differing replicas of a small (or deep) range are told
+  // to repair it; larger differing ranges are cut for the next round.
+  void conclude_compare(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    ScrubReplicaState::CompareRound& round = *s.compare;
+    if (round.reports.size() < round.expected.size()) {
+      env->metrics().add("scrub.compare_incomplete", 1);
+    }
+    std::vector<KeyRangeBounds> to_narrow;
+    for (size_t i = 0; i < round.ranges.size(); ++i) {
+      std::vector<std::pair<uint32_t, RangeDigest>> digests;
+      for (const auto& [replica, reported] : round.reports) digests.emplace_back(replica, reported[i]);
+      const RangeVerdict verdict = judge_range(digests, round.expected.size());
+      if (!verdict.majority) {
+        size_t ok = 0;
+        for (const auto& d : digests) ok += d.second.ok ? 1 : 0;
+        if (ok >= 2) env->metrics().add("scrub.compare_no_majority", 1);
+        continue;
+      }
+      if (verdict.differing.empty()) continue;
+      const KeyRangeBounds& range = round.ranges[i];
+      const bool leaf = verdict.majority->items <= options.scrub.compare_leaf_items ||
+                        round.depth >= options.scrub.compare_max_depth;
+      if (!leaf) {
+        if (to_narrow.size() < kMaxNarrowedRanges) to_narrow.push_back(range);
+        continue;
+      }
+      for (uint32_t replica : verdict.differing) {
+        env->metrics().add("scrub.divergent_ranges", 1);
+        suspect_range(r, replica, range, verdict.agreeing.front(), round.round);
+      }
+    }
+    if (to_narrow.empty()) {
+      s.compare.reset();
+      return;
+    }
+    round.narrowing = true;
+    auto keys = std::make_shared<std::vector<std::vector<PrimaryKey>>>(to_narrow.size());
+    collect_keys(r, std::make_shared<std::vector<KeyRangeBounds>>(std::move(to_narrow)), 0,
+                 std::nullopt, keys);
+  }
+
+  // Reads the keys of ranges[i..] from the leader's tree (in kRangeScanItems batches), then cuts
+  // each range at its keys' quantiles and proposes the pieces.
+  void collect_keys(Replica& r, std::shared_ptr<std::vector<KeyRangeBounds>> ranges, size_t i,
+                    std::optional<PrimaryKey> at,
+                    std::shared_ptr<std::vector<std::vector<PrimaryKey>>> keys) {
+    const size_t slot = r.slot;
+    const uint64_t round = r.scrub->compare->round;
+    std::optional<PrimaryKey> from = at ? std::move(at) : (*ranges)[i].begin;
+    r.tree->scan(std::move(from), kRangeScanItems,
+                 [this, slot, round, ranges, i, keys](BTreeStatus status, std::vector<Item> items,
+                                                      std::optional<PrimaryKey> next) {
+                   Replica& rep = *replicas[slot];
+                   if (rep.dropped || !rep.scrub || !rep.scrub->compare ||
+                       rep.scrub->compare->round != round) {
+                     return;
+                   }
+                   if (status != BTreeStatus::kOk || rep.paxos->role() != PaxosRole::kLeader) {
+                     rep.scrub->compare.reset();  // a later round starts over
+                     return;
+                   }
+                   const KeyRangeBounds& range = (*ranges)[i];
+                   bool done = !next;
+                   for (const Item& item : items) {
+                     if (range.end && !(item.key() < *range.end)) {
+                       done = true;
+                       break;
+                     }
+                     (*keys)[i].push_back(item.key());
+                   }
+                   if (!done) {
+                     collect_keys(rep, ranges, i, std::move(next), keys);
+                     return;
+                   }
+                   if (i + 1 < ranges->size()) {
+                     collect_keys(rep, ranges, i + 1, std::nullopt, keys);
+                     return;
+                   }
+                   std::vector<KeyRangeBounds> pieces;
+                   for (size_t k = 0; k < ranges->size(); ++k) {
+                     for (KeyRangeBounds& piece : cut_range(
+                              (*ranges)[k],
+                              quantile_splits((*keys)[k], options.scrub.compare_fanout))) {
+                       pieces.push_back(std::move(piece));
+                     }
+                   }
+                   const uint32_t depth = rep.scrub->compare->depth + 1;
+                   rep.scrub->compare.reset();
+                   start_compare(rep, depth, std::move(pieces));
+                 });
+  }
+
+  void suspect_range(Replica& r, uint32_t replica, const KeyRangeBounds& range, uint32_t good,
+                     uint64_t round) {
+    RangeSuspectBody suspect;
+    suspect.group = r.assignment.group;
+    suspect.from_replica = r.assignment.replica;
+    suspect.to_replica = replica;
+    suspect.round = round;
+    suspect.range = range;
+    suspect.good_replica = good;
+    if (replica == r.assignment.replica) {
+      on_range_suspect(r, suspect);
+      return;
+    }
+    const std::optional<sim::Address> to = member_address(r, replica);
+    if (!to) return;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(StorageMessageType::kRangeSuspect);
+    message.size_bytes = kMessageHeaderBytes;
+    message.digest = mix(mix(suspect.group.value, round), replica);
+    message.body = std::make_shared<RangeSuspectBody>(std::move(suspect));
+    env->send(*to, std::move(message));
+  }
+
+  // The differing replica's side: list the range as damaged, so reads of it are refused and the
+  // repair bookkeeping replaces it with a majority replica's items.
+  void on_range_suspect(Replica& r, const RangeSuspectBody& suspect) {
+    if (!r.recovered || r.failed || r.kind != MemberKind::kFull || r.content_invalid) return;
+    ScrubReplicaState& s = scrub_state(r);
+    r.tree->mark_range_unhealthy(suspect.range);
+    if (!s.repairing) s.preferred_peer = suspect.good_replica;
+    env->metrics().add("scrub.suspect_ranges", 1);
+    repair_bookkeeping(r);
+  }
+
+  void dispatch_compare(const sim::Message& message) {
+    GroupId group;
+    uint32_t to_replica = 0;
+    const auto* report = dynamic_cast<const DigestReportBody*>(message.body.get());
+    const auto* suspect = dynamic_cast<const RangeSuspectBody*>(message.body.get());
+    if (report != nullptr) {
+      group = report->group;
+      to_replica = report->to_replica;
+    } else if (suspect != nullptr) {
+      group = suspect->group;
+      to_replica = suspect->to_replica;
+    } else {
+      return;
+    }
+    auto found = slot_of_group.find(group.value);
+    if (found == slot_of_group.end()) return;
+    Replica& r = *replicas[found->second];
+    if (r.dropped || r.assignment.replica != to_replica) return;
+    if (report != nullptr) {
+      on_digest_report(r, *report);
+    } else {
+      on_range_suspect(r, *suspect);
+    }
   }
 
   // For checkers (StorageNode::sector_use).

@@ -122,6 +122,31 @@ struct ScrubOptions {
   // Planted bug for the game day's scrub check: the replica with this number (1..) in every group
   // never runs its scrubber (repairs still run). 0: none. Never set outside tests.
   uint32_t plant_skip_replica = 0;
+
+  // Replica comparison (model/scrub_protocol.h): every compare_interval each group's leader
+  // proposes a digest marker over the whole key space; 0 turns comparison off. A range where a
+  // replica differs from a majority is cut into compare_fanout pieces per round until it holds at
+  // most compare_leaf_items items (at the leader) or compare_max_depth rounds were taken, then
+  // the differing replica repairs it. Reports not in within compare_timeout end the round with
+  // what came. Our assumptions: P22 gives no period or fanout.
+  sim::Duration compare_interval = sim::seconds(60);
+  uint32_t compare_fanout = 8;
+  uint64_t compare_leaf_items = 32;
+  uint32_t compare_max_depth = 8;
+  sim::Duration compare_timeout = sim::seconds(10);
+  // Planted bug for the convergence check: a leader ignores the digest reports of the replica
+  // with this number, so a divergence there is never found. 0: none. Never set outside tests.
+  uint32_t plant_compare_ignore_replica = 0;
+};
+
+// Planted software bug for the replica comparison (never set outside tests): the replica with
+// number `replica` in every group applies every `every`-th put it applies with an extra attribute
+// the command does not carry (a silent state-machine divergence with valid checksums, which page
+// verification cannot see), while its local clock is before `until`.
+struct DivergentApplyPlant {
+  uint32_t replica = 0;  // 0: off
+  uint64_t every = 0;
+  sim::SimTime until = sim::SimTime::max();
 };
 
 struct StorageNodeOptions {
@@ -153,6 +178,7 @@ struct StorageNodeOptions {
   // Planted bug for the durability checker: send Paxos messages (acceptances, acks) before the
   // WAL's fsync completed. Never set outside tests.
   bool plant_send_before_fsync = false;
+  DivergentApplyPlant plant_divergent_apply;
 };
 
 class StorageNode final : public sim::Process {

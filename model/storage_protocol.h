@@ -51,6 +51,9 @@ enum class StorageMessageType : uint32_t {
   // Scrub repair (model/scrub_protocol.h, docs/scrub.md).
   kRangeRequest = 110,  // a replica with a damaged key range to a healthy peer
   kRangeItems = 111,    // the peer's items of the range, as of its applied index
+  // Replica comparison (model/scrub_protocol.h).
+  kDigestReport = 112,  // a replica's range digests at a marker, to the marker's proposer
+  kRangeSuspect = 113,  // the leader to a replica that differs from a majority: repair the range
 };
 
 // A condition on the item a write lands on (DynamoDB's ConditionExpression, the subset the direct
