@@ -87,6 +87,7 @@ struct ClusterOptions {
   sim::DiskOptions disk;
   StorageObserver* observer = nullptr;
   ScrubOptions scrub;
+  DivergentApplyPlant plant_divergent_apply;
 };
 
 // Three storage hosts (one per AZ) and a client host.
@@ -136,6 +137,7 @@ struct Cluster {
     n.plant_send_before_fsync = options.plant_send_before_fsync;
     n.observer = options.observer;
     n.scrub = options.scrub;
+    n.plant_divergent_apply = options.plant_divergent_apply;
     return n;
   }
 
@@ -701,6 +703,105 @@ TEST(StorageNodeScrub, AnApplyStalledOnARottenLeafResumesAfterTheRepairSkippingW
   ASSERT_TRUE(read.has_value());
   ASSERT_EQ(read->status, StorageStatus::kOk);
   EXPECT_EQ(value_of(*read->item), "v39");
+}
+
+// Replica comparison (docs/scrub.md, "Comparing replicas"). The planted bug makes one replica
+// apply every 7th write with an attribute the command does not carry; pages verify, so only
+// comparing content finds it. `leader_diverges` picks the replica: a follower, or the leader
+// itself, which must then repair its own ranges from a follower. Returns whether the replicas
+// converged within 30 s after the writes; `c_out` gets the cluster's counters.
+struct DivergenceRun {
+  bool converged = false;
+  int64_t divergent_applies = 0;
+  int64_t narrowing_rounds = 0;
+  int64_t divergent_ranges = 0;
+  int64_t repairs = 0;
+  bool repaired_items_clean = true;
+};
+
+DivergenceRun run_divergence(bool leader_diverges, bool compare) {
+  ClusterOptions o;
+  o.groups = 1;
+  o.checkpoint_interval = sim::seconds(1);
+  o.scrub.enabled = true;
+  o.scrub.pages_per_second = 50;
+  o.scrub.pages_per_step = 5;
+  o.scrub.compare_interval = compare ? sim::seconds(2) : sim::Duration(0);
+  o.scrub.compare_fanout = 4;
+  o.scrub.compare_leaf_items = 4;
+  int leader = 0;
+  {
+    Cluster probe(o);
+    probe.run_for(sim::seconds(2));
+    leader = probe.leader_of(0);
+  }
+  EXPECT_NE(leader, 0);
+  // The same seed elects the same leader: plant the bug on it, or on a follower.
+  const int diverging = leader_diverges ? leader - 1 : leader % 3;
+  o.plant_divergent_apply.replica = static_cast<uint32_t>(diverging + 1);
+  o.plant_divergent_apply.every = 7;
+  o.plant_divergent_apply.until = sim::SimTime::zero() + sim::seconds(6);
+  Cluster c(o);
+  c.run_for(sim::seconds(2));
+  EXPECT_EQ(c.leader_of(0), leader);
+  for (int k = 0; k < 120; ++k) {
+    auto out = c.put(0, item_of("k" + std::to_string(1000 + k), "v" + std::to_string(k)));
+    EXPECT_TRUE(out.has_value() && out->status == StorageStatus::kOk);
+    c.run_for(sim::milliseconds(10));
+  }
+  DivergenceRun run;
+  for (int i = 0; i < 300 && !run.converged; ++i) {
+    c.run_for(sim::milliseconds(100));
+    run.converged = c.converged();
+  }
+  run.divergent_applies = counter(c, "plant.divergent_applies");
+  run.narrowing_rounds = counter(c, "scrub.compare_narrowing_rounds");
+  run.divergent_ranges = counter(c, "scrub.divergent_ranges");
+  run.repairs = counter(c, "scrub.repairs");
+  std::printf("compare %d: divergent applies %lld, narrowing rounds %lld, divergent ranges %lld, "
+              "repairs %lld, converged %d\n",
+              compare ? 1 : 0, static_cast<long long>(run.divergent_applies),
+              static_cast<long long>(run.narrowing_rounds),
+              static_cast<long long>(run.divergent_ranges), static_cast<long long>(run.repairs),
+              run.converged ? 1 : 0);
+  // What the diverging replica serves: the items as written, once repaired.
+  for (int k = 0; k < 120; ++k) {
+    auto read = c.eventual_get(diverging, 0, "k" + std::to_string(1000 + k));
+    if (!read || read->status != StorageStatus::kOk || !read->item) {
+      run.repaired_items_clean = false;
+      continue;
+    }
+    if (read->item->find("planted_divergence") != nullptr) run.repaired_items_clean = false;
+  }
+  return run;
+}
+
+TEST(StorageNodeCompare, AFollowerThatDivergedIsFoundByNarrowingDigestsAndRepaired) {
+  const DivergenceRun run = run_divergence(false, true);
+  EXPECT_GT(run.divergent_applies, 0);
+  EXPECT_TRUE(run.converged);
+  EXPECT_GT(run.narrowing_rounds, 0);
+  EXPECT_GE(run.divergent_ranges, 1);
+  EXPECT_GE(run.repairs, 1);
+  EXPECT_TRUE(run.repaired_items_clean);
+}
+
+TEST(StorageNodeCompare, ALeaderThatDivergedRepairsItsOwnRangesFromAFollower) {
+  const DivergenceRun run = run_divergence(true, true);
+  EXPECT_GT(run.divergent_applies, 0);
+  EXPECT_TRUE(run.converged);
+  EXPECT_GE(run.divergent_ranges, 1);
+  EXPECT_TRUE(run.repaired_items_clean);
+}
+
+// The planted bug is real: without the comparison the replicas never converge and the diverging
+// replica keeps serving the attribute no write put there.
+TEST(StorageNodeCompare, WithoutComparisonTheDivergenceStays) {
+  const DivergenceRun run = run_divergence(false, false);
+  EXPECT_GT(run.divergent_applies, 0);
+  EXPECT_FALSE(run.converged);
+  EXPECT_EQ(run.divergent_ranges, 0);
+  EXPECT_FALSE(run.repaired_items_clean);
 }
 
 TEST(StorageNodeSnapshot, AReplicaBehindCompactionGetsASnapshotAndConverges) {
