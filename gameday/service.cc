@@ -378,6 +378,7 @@ void ServiceHarness::judge_scrub() {
                                 {"no_majority", counter("scrub.compare_no_majority")},
                                 {"incomplete_rounds", counter("scrub.compare_incomplete")}}},
                    {"pages_scrubbed", counter("scrub.pages_read")},
+                   {"cpu_ms", counter("scrub.cpu_us") / 1000},
                    {"passes", counter("scrub.passes")},
                    {"pages_per_second_per_replica", spec_.storage->scrub_pages_per_second}};
   scrub_passed_ = pending_live == 0 && served == 0;

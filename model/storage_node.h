@@ -79,6 +79,9 @@ struct StorageCostModel {
   sim::Duration per_read = sim::microseconds(15);    // a get, plus per_kilobyte of item
   sim::Duration per_write = sim::microseconds(25);   // a put or delete applied
   sim::Duration per_kilobyte = sim::microseconds(1);
+  // Verifying one page read by scrub or a digest (checksumming 4 KB). It takes a core like a
+  // message does, so an aggressive scrub delays requests. Our assumption.
+  sim::Duration per_verified_page = sim::microseconds(4);
   uint32_t max_queued_messages = 100'000;  // beyond: requests answered kBusy, others dropped
 };
 
