@@ -46,7 +46,18 @@ bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, 
 constexpr uint8_t kCommandFormat = 2;
 constexpr size_t kStandInOffset = 1 + 8 + 8 + 1 + 1;
 
+// decode() refuses any first byte but kCommandFormat, so a marker never decodes as a write.
+static_assert((DigestMarker::kDigestMarkerMagic & 0xff) != kCommandFormat,
+              "a digest marker's first byte must not be a write command's format byte");
+
 }  // namespace
+
+bool DigestMarker::is_marker(const std::vector<uint8_t>& bytes) {
+  if (bytes.size() < 4) return false;
+  uint32_t magic = 0;
+  for (size_t i = 0; i < 4; ++i) magic |= static_cast<uint32_t>(bytes[i]) << (8 * i);
+  return magic == kDigestMarkerMagic;
+}
 
 bool Condition::holds(const Item* current) const {
   switch (kind) {

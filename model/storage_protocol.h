@@ -184,6 +184,19 @@ struct ReplicaSnapshot {
   uint64_t item_count = 0;
 };
 
+// A scrub digest marker: a command a leader proposes so that every replica records its content
+// digest at the same log index (P22 5.3's replica comparison). Only the predicate is here; the
+// marker's body and its encoding come with scrub's use of it. A marker changes no item, so the
+// state machine and the reference replica skip it as they skip a no-op. Its first four bytes are
+// the magic, which WriteCommand::decode never accepts (a write command starts with its format
+// byte, 2, not 0x44).
+struct DigestMarker {
+  static constexpr uint32_t kDigestMarkerMagic = 0x4D4B5244;  // "DRKM", little-endian
+
+  // Whether `bytes` start with the magic (read little-endian).
+  static bool is_marker(const std::vector<uint8_t>& bytes);
+};
+
 // Encodes a write command for the replication log, and reads it back. The command id is unique
 // per (client, request) so duplicates and no-ops are told apart.
 struct WriteCommand {
