@@ -2,7 +2,8 @@
 // docs/archival.md).
 //
 // Code map: scope and errors; keys; the segment codec and the pre-upload checks; the Archiver;
-// the snapshot codec and uploader; the offline readers (reference replica, audit).
+// the snapshot codec and uploader; the reference replica (its shared fold, the offline rebuild and
+// the asynchronous builder); the audit.
 #include "model/archive.h"
 
 #include <algorithm>
@@ -143,6 +144,8 @@ const char* to_string(ArchiveCheck check) {
       return "divergence";
     case ArchiveCheck::kIncomplete:
       return "incomplete";
+    case ArchiveCheck::kStore:
+      return "store";
   }
   return "?";
 }
@@ -329,6 +332,10 @@ ArchiveError decode_segment(const std::vector<uint8_t>& bytes, WalSegment* out) 
   return ArchiveError{};
 }
 
+bool is_non_write_command(const Command& command) {
+  return command.is_noop() || command.is_configuration() || DigestMarker::is_marker(command.bytes);
+}
+
 ArchiveError check_segment_entries(const ArchiveScope& scope, LogIndex first, LogIndex last,
                                    const std::vector<ArchivedEntry>& entries,
                                    const std::vector<uint64_t>& recorded_checksums,
@@ -352,14 +359,12 @@ ArchiveError check_segment_entries(const ArchiveScope& scope, LogIndex first, Lo
                         "read from the WAL");
     }
     const Command command = entry.command();
-    // Not a partition's data: no-ops, configurations and scrub's digest markers.
-    if (command.is_noop() || command.is_configuration() || DigestMarker::is_marker(command.bytes)) {
-      continue;
-    }
+    if (is_non_write_command(command)) continue;  // not a partition's data
     WriteCommand write;
     if (!WriteCommand::decode(command.bytes, &write)) {
       return make_error(ArchiveCheck::kOwnership, entry.index, "command",
-                        "not a no-op and does not decode as a write command");
+                        "not a no-op, configuration or marker, and does not decode as a write "
+                        "command");
     }
     const std::string failure = scope.ownership_failure(write.key);
     if (!failure.empty()) {
@@ -815,7 +820,7 @@ void SnapshotUploader::on_timer(uint64_t cookie) {
 bool apply_archived_command(const Command& command, std::map<PrimaryKey, Item>& items,
                             bool* condition_failed) {
   *condition_failed = false;
-  if (command.is_noop() || command.is_configuration()) return true;
+  if (is_non_write_command(command)) return true;
   WriteCommand write;
   if (!WriteCommand::decode(command.bytes, &write)) return false;
   auto found = items.find(write.key);
@@ -838,17 +843,10 @@ bool apply_archived_command(const Command& command, std::map<PrimaryKey, Item>& 
 
 namespace {
 
-struct SegmentRef {
-  LogIndex first;
-  LogIndex last;
-  std::string key;
-};
-
-std::vector<SegmentRef> list_segments(const sim::ObjectStore& store, const ArchiveScope& scope,
-                                      std::vector<std::string>* unparsed) {
-  const std::string prefix = segment_prefix(scope.table, scope.group);
+std::vector<SegmentRef> segment_refs(std::vector<std::string> keys, const std::string& prefix,
+                                     std::vector<std::string>* unparsed) {
   std::vector<SegmentRef> segments;
-  for (std::string& key : store.peek_keys(prefix)) {
+  for (std::string& key : keys) {
     const auto bounds = parse_segment_key(key, prefix);
     if (!bounds) {
       if (unparsed != nullptr) unparsed->push_back(std::move(key));
@@ -861,6 +859,12 @@ std::vector<SegmentRef> list_segments(const sim::ObjectStore& store, const Archi
     return a.first != b.first ? a.first < b.first : a.last < b.last;
   });
   return segments;
+}
+
+std::vector<SegmentRef> list_segments(const sim::ObjectStore& store, const ArchiveScope& scope,
+                                      std::vector<std::string>* unparsed) {
+  const std::string prefix = segment_prefix(scope.table, scope.group);
+  return segment_refs(store.peek_keys(prefix), prefix, unparsed);
 }
 
 ArchiveError check_segment_manifest(const ArchiveScope& scope, const SegmentRef& ref,
@@ -881,94 +885,355 @@ ArchiveError check_segment_manifest(const ArchiveScope& scope, const SegmentRef&
   return ArchiveError{};
 }
 
+// The segment stored under ref.key, decoded and its manifest checked against the key and the
+// scope. A failure names the key.
+ArchiveError check_segment_object(const ArchiveScope& scope, const SegmentRef& ref,
+                                  const std::vector<uint8_t>& bytes, WalSegment* out) {
+  ArchiveError error = decode_segment(bytes, out);
+  if (error.ok()) error = check_segment_manifest(scope, ref, *out);
+  if (error.key.empty()) error.key = ref.key;
+  return error;
+}
+
+// The snapshot stored under `key` (which names `at`), decoded and its manifest checked against the
+// key and the scope. A failure names the key.
+ArchiveError check_snapshot_object(const ArchiveScope& scope, LogIndex at, const std::string& key,
+                                   const std::vector<uint8_t>& bytes, PartitionSnapshot* out) {
+  ArchiveError error = decode_snapshot(bytes, out);
+  const SnapshotManifest& m = out->manifest;
+  std::string field;
+  if (error.ok() && !scope_matches(scope, m.table, m.group, m.hash_begin, m.hash_end, &field)) {
+    error = make_error(ArchiveCheck::kManifest, at, field,
+                       "the manifest names another table, group or range");
+  }
+  if (error.ok() && m.through != at) {
+    error = make_error(ArchiveCheck::kManifest, at, "through",
+                       "the manifest's through is not the key's");
+  }
+  if (error.key.empty()) error.key = key;
+  return error;
+}
+
+// --- The reference replica's fold, shared by the offline rebuild and ReferenceBuilder ----------
+//
+// A fold holds the replica being built and `next`, the next index to apply. It starts at a
+// snapshot or empty (next = 1), takes the listed segments in index order (segment_use says which
+// it needs), applies each needed one (fold_segment), and ends with finish_fold.
+
+// The newest snapshot with through <= `through` among listed keys.
+std::optional<std::pair<LogIndex, std::string>> newest_snapshot(
+    const std::vector<std::string>& keys, const std::string& prefix, LogIndex through) {
+  std::optional<std::pair<LogIndex, std::string>> chosen;
+  for (const std::string& key : keys) {
+    const std::optional<LogIndex> at = parse_snapshot_key(key, prefix);
+    if (at && *at <= through && (!chosen || *at > chosen->first)) chosen.emplace(*at, key);
+  }
+  return chosen;
+}
+
+// Starts the fold from a verified snapshot; returns the next index to apply.
+LogIndex fold_snapshot(ReferenceReplica& replica, PartitionSnapshot snapshot) {
+  replica.snapshot_through = snapshot.manifest.through;
+  for (Item& item : snapshot.items) {
+    PrimaryKey key = item.key();
+    replica.items.emplace(std::move(key), std::move(item));
+  }
+  return replica.snapshot_through.next();
+}
+
+enum class SegmentUse : uint8_t {
+  kBehind,  // ends before `next`: skip it
+  kNeeded,  // holds `next`: apply it
+  kDone,    // `next` is past `through`: nothing more is needed
+  kGap,     // starts after `next`: no segment holds `next` (*error says so)
+};
+
+SegmentUse segment_use(const ReferenceReplica& replica, LogIndex next, const SegmentRef& ref,
+                       ArchiveError* error) {
+  if (next > replica.through) return SegmentUse::kDone;
+  if (ref.last < next) return SegmentUse::kBehind;
+  if (ref.first > next) {
+    *error = make_error(
+        ArchiveCheck::kSequence, next, "index",
+        "no archived segment holds this index; the next one starts at " + u64_text(ref.first.value),
+        ref.key);
+    return SegmentUse::kGap;
+  }
+  return SegmentUse::kNeeded;
+}
+
+// Applies the segment's entries (*next, through] in order, each index exactly once.
+ArchiveError fold_segment(ReferenceReplica& replica, LogIndex* next, const SegmentRef& ref,
+                          const WalSegment& segment) {
+  for (const ArchivedEntry& entry : segment.entries) {
+    if (entry.index < *next) continue;
+    if (entry.index > replica.through) break;
+    if (entry.index != *next) {
+      return make_error(
+          ArchiveCheck::kSequence, *next, "index",
+          "a hole inside the segment (next entry " + u64_text(entry.index.value) + ")", ref.key);
+    }
+    bool condition_failed = false;
+    if (!apply_archived_command(entry.command(), replica.items, &condition_failed)) {
+      return make_error(ArchiveCheck::kEncoding, entry.index, "command",
+                        "a committed entry does not decode as a write command", ref.key);
+    }
+    replica.conditions_failed += condition_failed ? 1 : 0;
+    ++replica.entries_applied;
+    *next = next->next();
+  }
+  return ArchiveError{};
+}
+
+// Ends the fold: the first error if any (the items are dropped), else kIncomplete if the archive
+// stopped short of `through`, else the digest and count.
+void finish_fold(ReferenceReplica& replica, LogIndex next, ArchiveError error) {
+  if (error.ok() && next <= replica.through) {
+    error = make_error(ArchiveCheck::kIncomplete, next, "index",
+                       "the archive ends at index " + u64_text(next.value - 1) + ", below " +
+                           u64_text(replica.through.value));
+  }
+  if (!error.ok()) {
+    replica.error = std::move(error);
+    replica.items.clear();
+    return;
+  }
+  for (const auto& [key, item] : replica.items) replica.content_digest += item_content_hash(item);
+  replica.item_count = replica.items.size();
+}
+
 }  // namespace
 
 ReferenceReplica rebuild_reference_replica(const sim::ObjectStore& store, const ArchiveScope& scope,
                                            LogIndex through) {
   ReferenceReplica replica;
   replica.through = through;
-  auto fail = [&replica](ArchiveError error) {
-    replica.error = std::move(error);
-    replica.items.clear();
-    return replica;
-  };
-
-  // The newest snapshot at or below `through`.
+  LogIndex next(1);
+  ArchiveError error;
   const std::string snap_prefix = snapshot_prefix(scope.table, scope.group);
-  std::optional<std::pair<LogIndex, std::string>> chosen;
-  for (const std::string& key : store.peek_keys(snap_prefix)) {
-    const std::optional<LogIndex> at = parse_snapshot_key(key, snap_prefix);
-    if (at && *at <= through && (!chosen || *at > chosen->first)) chosen.emplace(*at, key);
-  }
-  if (chosen) {
+  if (const auto chosen = newest_snapshot(store.peek_keys(snap_prefix), snap_prefix, through)) {
     PartitionSnapshot snapshot;
-    ArchiveError error = decode_snapshot(*store.peek(chosen->second), &snapshot);
-    std::string field;
-    if (error.ok() &&
-        !scope_matches(scope, snapshot.manifest.table, snapshot.manifest.group,
-                       snapshot.manifest.hash_begin, snapshot.manifest.hash_end, &field)) {
-      error = make_error(ArchiveCheck::kManifest, chosen->first, field,
-                         "the manifest names another table, group or range");
-    }
-    if (error.ok() && snapshot.manifest.through != chosen->first) {
-      error = make_error(ArchiveCheck::kManifest, chosen->first, "through",
-                         "the manifest's through is not the key's");
-    }
-    if (!error.ok()) {
-      error.key = chosen->second;
-      return fail(std::move(error));
-    }
-    replica.snapshot_through = snapshot.manifest.through;
-    for (Item& item : snapshot.items) {
-      PrimaryKey key = item.key();
-      replica.items.emplace(std::move(key), std::move(item));
-    }
+    error = check_snapshot_object(scope, chosen->first, chosen->second, *store.peek(chosen->second),
+                                  &snapshot);
+    if (error.ok()) next = fold_snapshot(replica, std::move(snapshot));
   }
-
-  // The archived entries (snapshot_through, through], in order, each index exactly once.
-  LogIndex next = replica.snapshot_through.next();
-  for (const SegmentRef& ref : list_segments(store, scope, nullptr)) {
-    if (next > through) break;
-    if (ref.last < next) continue;
-    if (ref.first > next) {
-      return fail(make_error(ArchiveCheck::kSequence, next, "index",
-                             "no archived segment holds this index; the next one starts at " +
-                                 u64_text(ref.first.value),
-                             ref.key));
-    }
+  const std::vector<SegmentRef> segments =
+      error.ok() ? list_segments(store, scope, nullptr) : std::vector<SegmentRef>();
+  for (const SegmentRef& ref : segments) {
+    const SegmentUse use = segment_use(replica, next, ref, &error);
+    if (use == SegmentUse::kBehind) continue;
+    if (use != SegmentUse::kNeeded) break;
     WalSegment segment;
-    ArchiveError error = decode_segment(*store.peek(ref.key), &segment);
-    if (error.ok()) error = check_segment_manifest(scope, ref, segment);
-    if (!error.ok()) {
-      error.key = ref.key;
-      return fail(std::move(error));
-    }
-    for (const ArchivedEntry& entry : segment.entries) {
-      if (entry.index < next) continue;
-      if (entry.index > through) break;
-      if (entry.index != next) {
-        return fail(make_error(
-            ArchiveCheck::kSequence, next, "index",
-            "a hole inside the segment (next entry " + u64_text(entry.index.value) + ")", ref.key));
-      }
-      bool condition_failed = false;
-      if (!apply_archived_command(entry.command(), replica.items, &condition_failed)) {
-        return fail(make_error(ArchiveCheck::kEncoding, entry.index, "command",
-                               "a committed entry does not decode as a write command", ref.key));
-      }
-      replica.conditions_failed += condition_failed ? 1 : 0;
-      ++replica.entries_applied;
-      next = next.next();
-    }
+    error = check_segment_object(scope, ref, *store.peek(ref.key), &segment);
+    if (error.ok()) error = fold_segment(replica, &next, ref, segment);
+    if (!error.ok()) break;
   }
-  if (next <= through) {
-    return fail(make_error(ArchiveCheck::kIncomplete, next, "index",
-                           "the archive ends at index " + u64_text(next.value - 1) + ", below " +
-                               u64_text(through.value)));
-  }
-  for (const auto& [key, item] : replica.items) replica.content_digest += item_content_hash(item);
-  replica.item_count = replica.items.size();
+  finish_fold(replica, next, std::move(error));
   return replica;
+}
+
+// --- The reference builder ----------------------------------------------------------------------
+
+namespace {
+constexpr uint64_t kBuilderGenerationMask = ReferenceBuilder::kCookieTag - 1;
+}  // namespace
+
+ReferenceBuilder::ReferenceBuilder(ReferenceBuilderOptions options, ArchiveIo& io,
+                                   sim::Random random)
+    : options_(std::move(options)),
+      io_(io),
+      random_(random),
+      backoff_(options_.retry),
+      snapshot_prefix_(snapshot_prefix(options_.scope.table, options_.scope.group)),
+      segment_prefix_(segment_prefix(options_.scope.table, options_.scope.group)) {
+  DYN_ASSERT_MSG(options_.max_attempts >= 1, "max_attempts must be at least 1");
+  DYN_ASSERT(options_.retry.initial > sim::Duration(0) &&
+             options_.retry.max >= options_.retry.initial);
+}
+
+ReferenceBuilder::Start ReferenceBuilder::start(LogIndex through, Done done) {
+  if (running()) return Start::kBusy;
+  replica_ = ReferenceReplica{};
+  replica_.through = through;
+  next_ = LogIndex(1);
+  snapshot_.reset();
+  segments_.clear();
+  segment_at_ = 0;
+  done_ = std::move(done);
+  attempts_ = 0;
+  backoff_.reset();
+  step_ = Step::kListSnapshots;
+  issue();
+  return Start::kStarted;
+}
+
+void ReferenceBuilder::cancel() {
+  step_ = Step::kIdle;
+  waiting_ = false;
+  ++generation_;
+  done_.reset();
+  replica_ = ReferenceReplica{};
+  segments_.clear();
+}
+
+const std::string& ReferenceBuilder::target() const {
+  switch (step_) {
+    case Step::kListSnapshots:
+      return snapshot_prefix_;
+    case Step::kGetSnapshot:
+      return snapshot_->second;
+    case Step::kListSegments:
+      return segment_prefix_;
+    case Step::kGetSegment:
+      return segments_[segment_at_].key;
+    case Step::kIdle:
+      break;
+  }
+  DYN_ASSERT_MSG(false, "no call in an idle builder");
+  return snapshot_prefix_;
+}
+
+void ReferenceBuilder::issue() {
+  waiting_ = false;
+  ++generation_;
+  ++calls_;
+  // Each reply checks that the builder still exists, then that the call is still current.
+  auto current = [this, alive = std::weak_ptr<const bool>(alive_), generation = generation_]() {
+    return !alive.expired() && generation == generation_ && running() && !waiting_;
+  };
+  if (step_ == Step::kListSnapshots || step_ == Step::kListSegments) {
+    io_.list(target(), [this, current](sim::ObjectStatus status, std::vector<std::string> keys) {
+      if (current()) on_list(status, std::move(keys));
+    });
+  } else {
+    io_.get(target(), [this, current](sim::ObjectResult result) {
+      if (current()) on_get(std::move(result));
+    });
+  }
+}
+
+// kOk: true. Otherwise false, and either a retry is set (kUnavailable, and a get's
+// kChecksumMismatch) or the build has failed.
+bool ReferenceBuilder::take_answer(sim::ObjectStatus status) {
+  if (status == sim::ObjectStatus::kOk) {
+    attempts_ = 0;
+    backoff_.reset();
+    return true;
+  }
+  // kNotFound: an object the list named is gone (the store deletes nothing), so no retry.
+  const bool transient =
+      status == sim::ObjectStatus::kUnavailable || status == sim::ObjectStatus::kChecksumMismatch;
+  ++attempts_;
+  if (!transient || attempts_ >= options_.max_attempts) {
+    finish(make_error(ArchiveCheck::kStore, LogIndex(), "status",
+                      std::string("the store answered ") + sim::to_string(status) +
+                          (transient ? " " + u64_text(attempts_) + " times in a row" : ""),
+                      target()));
+    return false;
+  }
+  ++retries_;
+  waiting_ = true;
+  io_.set_timer(backoff_.next(random_), kCookieTag | (generation_ & kBuilderGenerationMask));
+  return false;
+}
+
+void ReferenceBuilder::on_timer(uint64_t cookie) {
+  if (!waiting_ || !running() || cookie != (kCookieTag | (generation_ & kBuilderGenerationMask))) {
+    return;
+  }
+  issue();
+}
+
+void ReferenceBuilder::on_list(sim::ObjectStatus status, std::vector<std::string> keys) {
+  if (!take_answer(status)) return;
+  if (step_ == Step::kListSnapshots) {
+    snapshot_ = newest_snapshot(keys, snapshot_prefix_, replica_.through);
+    if (snapshot_) {
+      step_ = Step::kGetSnapshot;
+      issue();
+    } else {
+      list_segments_or_finish();
+    }
+    return;
+  }
+  DYN_ASSERT(step_ == Step::kListSegments);
+  segments_ = segment_refs(std::move(keys), segment_prefix_, nullptr);
+  segment_at_ = 0;
+  next_segment();
+}
+
+void ReferenceBuilder::on_get(sim::ObjectResult result) {
+  if (!take_answer(result.status)) return;
+  DYN_ASSERT(result.data != nullptr);
+  if (step_ == Step::kGetSnapshot) {
+    on_snapshot(*result.data);
+  } else {
+    DYN_ASSERT(step_ == Step::kGetSegment);
+    on_segment(*result.data);
+  }
+}
+
+void ReferenceBuilder::on_snapshot(const std::vector<uint8_t>& bytes) {
+  PartitionSnapshot snapshot;
+  ArchiveError error =
+      check_snapshot_object(options_.scope, snapshot_->first, snapshot_->second, bytes, &snapshot);
+  if (!error.ok()) {
+    finish(std::move(error));
+    return;
+  }
+  next_ = fold_snapshot(replica_, std::move(snapshot));
+  list_segments_or_finish();
+}
+
+void ReferenceBuilder::list_segments_or_finish() {
+  if (next_ > replica_.through) {
+    finish(ArchiveError{});  // the snapshot is the content at `through`: no segment needed
+    return;
+  }
+  step_ = Step::kListSegments;
+  issue();
+}
+
+void ReferenceBuilder::on_segment(const std::vector<uint8_t>& bytes) {
+  const SegmentRef& ref = segments_[segment_at_];
+  WalSegment segment;
+  ArchiveError error = check_segment_object(options_.scope, ref, bytes, &segment);
+  if (error.ok()) error = fold_segment(replica_, &next_, ref, segment);
+  if (!error.ok()) {
+    finish(std::move(error));
+    return;
+  }
+  ++segment_at_;
+  next_segment();
+}
+
+void ReferenceBuilder::next_segment() {
+  ArchiveError error;
+  for (; segment_at_ < segments_.size(); ++segment_at_) {
+    const SegmentUse use = segment_use(replica_, next_, segments_[segment_at_], &error);
+    if (use == SegmentUse::kBehind) continue;
+    if (use == SegmentUse::kNeeded) {
+      step_ = Step::kGetSegment;
+      issue();
+      return;
+    }
+    break;
+  }
+  finish(std::move(error));
+}
+
+void ReferenceBuilder::finish(ArchiveError error) {
+  finish_fold(replica_, next_, std::move(error));
+  ReferenceReplica result = std::move(replica_);
+  replica_ = ReferenceReplica{};
+  Done done = std::move(done_);
+  segments_.clear();
+  snapshot_.reset();
+  step_ = Step::kIdle;
+  waiting_ = false;
+  ++generation_;
+  // The last act: `done` may destroy the builder or start another build.
+  done(std::move(result));
 }
 
 // --- The audit ----------------------------------------------------------------------------------
@@ -991,18 +1256,7 @@ ArchiveAuditReport ArchiveAudit::run() const {
       continue;
     }
     PartitionSnapshot snapshot;
-    ArchiveError error = decode_snapshot(*store_.peek(key), &snapshot);
-    std::string field;
-    if (error.ok() &&
-        !scope_matches(scope_, snapshot.manifest.table, snapshot.manifest.group,
-                       snapshot.manifest.hash_begin, snapshot.manifest.hash_end, &field)) {
-      error = make_error(ArchiveCheck::kManifest, *at, field,
-                         "the manifest names another table, group or range");
-    }
-    if (error.ok() && snapshot.manifest.through != *at) {
-      error = make_error(ArchiveCheck::kManifest, *at, "through",
-                         "the manifest's through is not the key's");
-    }
+    ArchiveError error = check_snapshot_object(scope_, *at, key, *store_.peek(key), &snapshot);
     if (!error.ok()) {
       find(std::move(error), key);
       continue;
@@ -1019,8 +1273,7 @@ ArchiveAuditReport ArchiveAudit::run() const {
   report.segments = segments.size() + unparsed.size();
   for (const SegmentRef& ref : segments) {
     WalSegment segment;
-    ArchiveError error = decode_segment(*store_.peek(ref.key), &segment);
-    if (error.ok()) error = check_segment_manifest(scope_, ref, segment);
+    ArchiveError error = check_segment_object(scope_, ref, *store_.peek(ref.key), &segment);
     if (error.ok()) {
       report.entries += segment.entries.size();
       error = check_segment_entries(scope_, ref.first, ref.last, segment.entries,

@@ -21,12 +21,15 @@
 //   (ArchiveIo) so that tests can drive it from a bare sim::Simulation;
 // - the partition snapshot (snap/<table>/<group>/<through>), its policy and its uploader;
 // - the checker ArchiveAudit and the reference replica, both offline: they read the store with
-//   ObjectStore::peek and never change it.
+//   ObjectStore::peek and never change it;
+// - ReferenceBuilder: the same reference replica built during a run, through ArchiveIo (list and
+//   get with the store's latency, retries with backoff), for a storage node's scrub.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -76,6 +79,7 @@ enum class ArchiveCheck : uint8_t {
   kManifest,        // a manifest field disagrees with the contents, the key or the scope
   kDivergence,      // another replica's archived segment differs from this replica's entries
   kIncomplete,      // the archive does not reach the index asked for
+  kStore,           // a store call failed for good: unavailable every attempt, or a listed key gone
 };
 const char* to_string(ArchiveCheck check);
 
@@ -170,9 +174,14 @@ ArchiveError decode_segment(const std::vector<uint8_t>& bytes, WalSegment* out);
 //   missing at the end). Skipped when `check_sequence` is false (the planted bug);
 // - entry checksum: recorded_checksums[i] (taken when the entry was read) equals a recomputation
 //   over the bytes held now;
-// - ownership: a no-op belongs to any group; a write must decode as a WriteCommand whose key
-//   belongs to the table and whose partition hash lies in the group's range.
+// - ownership: an entry that is not a write (is_non_write_command: a no-op, a configuration
+//   entry, a scrub digest marker) belongs to any group; a write must decode as a WriteCommand
+//   whose key belongs to the table and whose partition hash lies in the group's range.
 enum class SequenceCheck : uint8_t { kEnforce, kSkip };
+// An entry that changes no item: a no-op, a configuration entry (model/paxos.h), or a scrub digest
+// marker (DigestMarker, model/storage_protocol.h). The checks, the reference replica and its
+// builder pass over it alike.
+bool is_non_write_command(const Command& command);
 ArchiveError check_segment_entries(const ArchiveScope& scope, LogIndex first, LogIndex last,
                                    const std::vector<ArchivedEntry>& entries,
                                    const std::vector<uint64_t>& recorded_checksums,
@@ -184,12 +193,13 @@ ArchiveError check_segment_entries(const ArchiveScope& scope, LogIndex first, Lo
 // What the Archiver needs from its host, shaped like sim::Env so a storage node can forward to its
 // Env (routing the timer cookie back to on_timer) and a test to a bare Simulation and ObjectStore.
 // REQUIRES: callbacks run later, from the event loop, never inside the call that passed them, and
-// never after the Archiver that passed them is destroyed (the Env drops a dead process's
-// callbacks).
+// never after the Archiver or SnapshotUploader that passed them is destroyed (the Env drops a dead
+// process's callbacks). ReferenceBuilder needs only the first: it guards its own lifetime.
 class ArchiveIo {
  public:
   using PutDone = sim::InplaceFunction<void(sim::ObjectStatus), 48>;
   using GetDone = sim::InplaceFunction<void(sim::ObjectResult), 48>;
+  using ListDone = sim::InplaceFunction<void(sim::ObjectStatus, std::vector<std::string>), 48>;
 
   // Calls on_timer(cookie) on the component that set it, after `delay` of local time.
   virtual void set_timer(sim::Duration delay, uint64_t cookie) = 0;
@@ -197,6 +207,8 @@ class ArchiveIo {
   virtual void put(std::string key, sim::ObjectBytes data, uint64_t content_checksum,
                    PutDone done) = 0;
   virtual void get(std::string key, GetDone done) = 0;
+  // sim::ObjectStore::list: the keys that start with `prefix`, in byte order.
+  virtual void list(std::string prefix, ListDone done) = 0;
   // A check failed or a divergence was found: archival of this replica has stopped. A storage
   // node raises it as an alarm (metrics, health); a test records it.
   virtual void report_failure(const ArchiveError& error) = 0;
@@ -478,7 +490,8 @@ class SnapshotUploader {
 // A group's content rebuilt from the archive (P22 5.3): the newest snapshot with through <= T,
 // then the archived entries (through, T] applied in index order with a replica's semantics (a put
 // replaces the item, a delete removes it, a condition is judged by Condition::holds against the
-// state the entry lands on and a failed one changes nothing; no-ops change nothing).
+// state the entry lands on and a failed one changes nothing; entries that are not writes,
+// is_non_write_command, change nothing).
 struct ReferenceReplica {
   ArchiveError error;         // ok(): the content at `through` is below; otherwise why not
   LogIndex through;           // T
@@ -486,7 +499,7 @@ struct ReferenceReplica {
   std::map<PrimaryKey, Item> items;
   uint64_t content_digest = 0;  // as BTree::content_digest()
   uint64_t item_count = 0;
-  uint64_t entries_applied = 0;  // no-ops included
+  uint64_t entries_applied = 0;  // no-ops, configuration entries and digest markers included
   uint64_t conditions_failed = 0;
 
   bool ok() const { return error.ok(); }
@@ -498,10 +511,112 @@ struct ReferenceReplica {
 ReferenceReplica rebuild_reference_replica(const sim::ObjectStore& store, const ArchiveScope& scope,
                                            LogIndex through);
 
-// One entry applied to an in-memory replica with the semantics above. Returns false (and changes
-// nothing) if the command does not decode; *condition_failed says whether a condition refused it.
+// One entry applied to an in-memory replica with the semantics above. An entry that is not a
+// write (is_non_write_command) changes nothing and returns true. Returns false (and changes
+// nothing) if any other command does not decode; *condition_failed says whether a condition
+// refused it.
 bool apply_archived_command(const Command& command, std::map<PrimaryKey, Item>& items,
                             bool* condition_failed);
+
+// An archived segment's key and the bounds it names.
+struct SegmentRef {
+  LogIndex first;
+  LogIndex last;
+  std::string key;
+};
+
+// The reference replica built during a run (P22 5.3), for a storage node's scrub: the same steps
+// and checks as rebuild_reference_replica, and the same result for the same archive, but through
+// ArchiveIo with the store's latency. One call at a time: list the snapshot prefix; get the newest
+// snapshot with through <= T (if any); list the segment prefix; get the segments that hold
+// (through, T], in index order, checking and applying each before the next get.
+//
+// Retries: a call answered kUnavailable (or, for a get, kChecksumMismatch) is made again after a
+// backoff (RetryOptions); after max_attempts answers like that in a row the build fails with
+// kStore. Any other failure is the offline path's: kIncomplete, kSequence, a decoding or manifest
+// error with the object's key, kEncoding for a command that does not decode.
+//
+// Timers: the builder sets timers through ArchiveIo::set_timer and expects them back at
+// on_timer(cookie). Its cookies carry kCookieTag (bit 33) above a 33-bit generation; Archiver and
+// SnapshotUploader use bare generations far below it, so on_timer ignores theirs. The storage
+// node gives each component an ArchiveIo of its own and routes timers by component, so the tag
+// is a second guard, not the routing.
+//
+// Lifetime: replies and timers that arrive after cancel(), after the build finished, or after a
+// new start() are ignored; replies that arrive after the builder is destroyed are dropped without
+// touching it (each holds a weak reference). The owner must not call on_timer on a destroyed
+// builder. `done` runs from a reply (never inside start) as the builder's last act on the build,
+// so it may destroy the builder.
+//
+// Memory: the items map of the replica being built, and one segment or snapshot object at a time.
+struct ReferenceBuilderOptions {
+  ArchiveScope scope;
+  RetryOptions retry;
+  // Answers of kUnavailable in a row, for one call, before the build fails with kStore.
+  // Our assumption: 8 attempts span about 7 to 14 s with the default backoff (7 waits of
+  // 50-100 ms doubling). REQUIRES: >= 1.
+  uint32_t max_attempts = 8;
+};
+
+class ReferenceBuilder {
+ public:
+  using Done = sim::InplaceFunction<void(ReferenceReplica), 48>;
+  static constexpr uint64_t kCookieTag = uint64_t{1} << 33;
+
+  // REQUIRES: `io` outlives the builder.
+  ReferenceBuilder(ReferenceBuilderOptions options, ArchiveIo& io, sim::Random random);
+  ReferenceBuilder(const ReferenceBuilder&) = delete;
+  ReferenceBuilder& operator=(const ReferenceBuilder&) = delete;
+
+  enum class Start : uint8_t {
+    kStarted,
+    kBusy,  // a build is running; nothing done
+  };
+  // Starts building the scope's content at `through`; `done` gets the result once.
+  Start start(LogIndex through, Done done);
+  // Abandons the running build, if any: `done` is not called, late replies are ignored.
+  void cancel();
+  void on_timer(uint64_t cookie);
+
+  bool running() const { return step_ != Step::kIdle; }
+  uint64_t retries() const { return retries_; }  // over every build so far
+  uint64_t calls() const { return calls_; }      // lists and gets issued, retries included
+
+ private:
+  enum class Step : uint8_t { kIdle, kListSnapshots, kGetSnapshot, kListSegments, kGetSegment };
+
+  void issue();
+  const std::string& target() const;  // the key or prefix of the current call
+  void on_list(sim::ObjectStatus status, std::vector<std::string> keys);
+  void on_get(sim::ObjectResult result);
+  bool take_answer(sim::ObjectStatus status);
+  void on_snapshot(const std::vector<uint8_t>& bytes);
+  void on_segment(const std::vector<uint8_t>& bytes);
+  void list_segments_or_finish();
+  void next_segment();
+  void finish(ArchiveError error);
+
+  ReferenceBuilderOptions options_;
+  ArchiveIo& io_;
+  sim::Random random_;
+  RetryBackoff backoff_;
+  std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
+
+  Step step_ = Step::kIdle;
+  bool waiting_ = false;     // a retry timer is set for the current step
+  uint64_t generation_ = 0;  // replies and timers of an older call carry an older one
+  uint32_t attempts_ = 0;    // answers of kUnavailable in a row for the current call
+  Done done_;
+  ReferenceReplica replica_;
+  LogIndex next_;  // the next index to apply
+  std::string snapshot_prefix_;
+  std::string segment_prefix_;
+  std::optional<std::pair<LogIndex, std::string>> snapshot_;  // the one chosen
+  std::vector<SegmentRef> segments_;                          // listed, in index order
+  size_t segment_at_ = 0;
+  uint64_t retries_ = 0;
+  uint64_t calls_ = 0;
+};
 
 struct ArchiveAuditReport {
   std::vector<ArchiveError> findings;  // empty: the archive holds

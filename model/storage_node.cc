@@ -1842,6 +1842,9 @@ struct StorageNode::Impl {
     void get(std::string key, GetDone done) override {
       impl_.env->object_get(std::move(key), std::move(done));
     }
+    void list(std::string prefix, ListDone done) override {
+      impl_.env->object_list(std::move(prefix), std::move(done));
+    }
     void report_failure(const ArchiveError& error) override {
       impl_.env->metrics().add("archive.failures", 1);
       impl_.env->metrics().add(std::string("archive.failure.") + to_string(error.check), 1);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "model/scrub_protocol.h"
 #include "sim/check.h"
 
 namespace dynasim::model {
@@ -45,6 +46,10 @@ bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, 
 // Format 2: client id, request id, op, condition kind, stand-in bytes (u64), then the blobs.
 constexpr uint8_t kCommandFormat = 2;
 constexpr size_t kStandInOffset = 1 + 8 + 8 + 1 + 1;
+
+// decode() refuses any first byte but kCommandFormat, so a marker never decodes as a write.
+static_assert((kDigestMarkerMagic & 0xff) != kCommandFormat,
+              "a digest marker's first byte must not be a write command's format byte");
 
 }  // namespace
 

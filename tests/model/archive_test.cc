@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "model/btree.h"
+#include "model/scrub_protocol.h"
 #include "model/wal_record.h"
 #include "sim/disk.h"
 #include "sim/object_store.h"
@@ -56,6 +57,13 @@ class StoreIo final : public ArchiveIo {
       done(std::move(result));
     });
   }
+  void list(std::string prefix, ListDone done) override {
+    ++lists;
+    store_.list(std::move(prefix), [done = std::move(done)](ObjectStatus status,
+                                                            std::vector<std::string> keys) mutable {
+      done(status, std::move(keys));
+    });
+  }
   void report_failure(const ArchiveError& error) override { failures.push_back(error); }
 
   std::function<void(uint64_t)> on_timer;
@@ -63,6 +71,7 @@ class StoreIo final : public ArchiveIo {
   std::vector<sim::Duration> timer_delays;
   uint64_t puts = 0;
   uint64_t gets = 0;
+  uint64_t lists = 0;
   int damage_next_checksums = 0;
 
  private:
@@ -1098,6 +1107,344 @@ TEST(ReferenceReplicaTest, DigestAtAnIndexEqualsTheBTreesAndMovesWhenAnEntryIsAl
   EXPECT_EQ(gap.error.check, ArchiveCheck::kSequence);
   EXPECT_EQ(gap.error.index, LogIndex(33));
   EXPECT_TRUE(rebuild_reference_replica(holed.store, scope, LogIndex(32)).ok());
+}
+
+// --- The reference replica built during a run ---------------------------------------------------
+
+// A ReferenceBuilder with its own Io over a world's store; run() starts a build and runs the
+// simulation until nothing is left.
+struct Builder {
+  Builder(World& world, ReferenceBuilderOptions options, uint64_t seed = 7)
+      : world(world), io(world.simulation, world.store), builder(options, io, sim::Random(seed)) {
+    io.on_timer = [this](uint64_t cookie) { builder.on_timer(cookie); };
+  }
+  static ReferenceBuilderOptions options_for(ArchiveScope scope) {
+    ReferenceBuilderOptions options;
+    options.scope = std::move(scope);
+    return options;
+  }
+  ReferenceBuilder::Start start(LogIndex through) {
+    result.reset();
+    return builder.start(through, [this](ReferenceReplica replica) {
+      EXPECT_FALSE(result.has_value()) << "done ran twice";
+      result = std::move(replica);
+    });
+  }
+  const ReferenceReplica& run(LogIndex through) {
+    EXPECT_EQ(start(through), ReferenceBuilder::Start::kStarted);
+    world.simulation.run();
+    EXPECT_TRUE(result.has_value());
+    EXPECT_FALSE(builder.running());
+    if (!result) result.emplace();
+    return *result;
+  }
+
+  World& world;
+  StoreIo io;
+  ReferenceBuilder builder;
+  std::optional<ReferenceReplica> result;
+};
+
+// The content after `log` through `through`, folded by hand (apply_archived_command on a map), as
+// a snapshot holds it: in key order.
+std::vector<Item> items_through(const std::vector<LogEntry>& log, uint64_t through) {
+  std::map<PrimaryKey, Item> items;
+  for (const LogEntry& entry : log) {
+    if (entry.index.value > through) break;
+    bool condition_failed = false;
+    EXPECT_TRUE(apply_archived_command(entry.command, items, &condition_failed));
+  }
+  std::vector<Item> out;
+  for (auto& [key, item] : items) out.push_back(std::move(item));
+  return out;
+}
+
+// `log` archived by the real agent (segments of `entries_per_segment`) and, when snapshot_at > 0,
+// a snapshot through snapshot_at put by the real uploader, on world's store.
+void archive_log(World& world, const ArchiverOptions& options, const std::vector<LogEntry>& log,
+                 uint64_t snapshot_at) {
+  Agent agent(world.simulation, world.store, options, 1);
+  for (const LogEntry& entry : log) agent.archiver.offer(entry);
+  StoreIo snapshot_io(world.simulation, world.store);
+  SnapshotUploader uploader(options.scope, snapshot_io, sim::Random(2));
+  if (snapshot_at > 0) {
+    ASSERT_EQ(uploader.upload(LogIndex(snapshot_at), items_through(log, snapshot_at)),
+              SnapshotUploader::Start::kStarted);
+  }
+  world.simulation.run();
+  ASSERT_FALSE(agent.archiver.halted()) << to_string(agent.archiver.failure());
+  ASSERT_EQ(uploader.uploaded_through(), LogIndex(snapshot_at));
+}
+
+void expect_same_replica(const ReferenceReplica& built, const ReferenceReplica& offline,
+                         uint64_t at) {
+  EXPECT_EQ(to_string(built.error), to_string(offline.error)) << "at index " << at;
+  EXPECT_EQ(built.error.key, offline.error.key) << "at index " << at;
+  EXPECT_EQ(built.through, offline.through) << "at index " << at;
+  EXPECT_EQ(built.snapshot_through, offline.snapshot_through) << "at index " << at;
+  EXPECT_EQ(built.content_digest, offline.content_digest) << "at index " << at;
+  EXPECT_EQ(built.item_count, offline.item_count) << "at index " << at;
+  EXPECT_EQ(built.entries_applied, offline.entries_applied) << "at index " << at;
+  EXPECT_EQ(built.conditions_failed, offline.conditions_failed) << "at index " << at;
+  EXPECT_TRUE(built.items == offline.items) << "at index " << at;
+}
+
+TEST(ReferenceBuilderTest, EqualsTheOfflineRebuildOnAnArchiveFromTheAgentAndTheUploader) {
+  const std::vector<LogEntry> log = mixed_log(200, 42);
+  World world;
+  ArchiverOptions options = options_with(16);
+  options.max_pending_entries = 256;
+  archive_log(world, options, log, 64);
+  ASSERT_TRUE(ArchiveAudit(world.store, options.scope).run().ok());
+
+  Builder build(world, Builder::options_for(options.scope));
+  for (const uint64_t at : {0u, 1u, 40u, 63u, 64u, 65u, 100u, 150u, 192u}) {
+    const uint64_t lists_before = build.io.lists;
+    const uint64_t gets_before = build.io.gets;
+    const sim::SimTime started = world.simulation.now();
+    const ReferenceReplica& built = build.run(LogIndex(at));
+    ASSERT_TRUE(built.ok()) << at << ": " << to_string(built.error);
+    const ReferenceReplica offline =
+        rebuild_reference_replica(world.store, options.scope, LogIndex(at));
+    ASSERT_TRUE(offline.ok());
+    expect_same_replica(built, offline, at);
+    uint64_t by_hand = 0;
+    for (const Item& item : items_through(log, at)) by_hand += item_content_hash(item);
+    EXPECT_EQ(built.content_digest, by_hand) << "at index " << at;
+    // Through the store, with its latency: the snapshot list, the snapshot, the segment list
+    // (unless the snapshot is the answer), and only the segments that hold (snapshot, T].
+    EXPECT_GT(world.simulation.now(), started);
+    const uint64_t snapshot_gets = at >= 64 ? 1 : 0;
+    const uint64_t from = at >= 64 ? 65 : 1;
+    const uint64_t segment_gets = at >= from ? (at - 1) / 16 - (from - 1) / 16 + 1 : 0;
+    EXPECT_EQ(build.io.lists - lists_before, segment_gets > 0 ? 2u : 1u) << "at index " << at;
+    EXPECT_EQ(build.io.gets - gets_before, snapshot_gets + segment_gets) << "at index " << at;
+  }
+  EXPECT_EQ(build.builder.retries(), 0u);
+
+  // One build at a time; cancel() abandons one without calling done, and late replies do nothing.
+  ASSERT_EQ(build.start(LogIndex(150)), ReferenceBuilder::Start::kStarted);
+  EXPECT_EQ(build.builder.start(LogIndex(100), [](ReferenceReplica) { FAIL(); }),
+            ReferenceBuilder::Start::kBusy);
+  build.builder.cancel();
+  EXPECT_FALSE(build.builder.running());
+  world.simulation.run();
+  EXPECT_FALSE(build.result.has_value());
+  EXPECT_TRUE(build.run(LogIndex(100)).ok());
+
+  // Destroyed mid-build, with a list in flight: its reply is dropped without touching it (under
+  // the sanitizer build a use after free would fail here), and done never runs.
+  StoreIo io(world.simulation, world.store);
+  bool done_ran = false;
+  auto doomed =
+      std::make_unique<ReferenceBuilder>(Builder::options_for(options.scope), io, sim::Random(9));
+  ASSERT_EQ(doomed->start(LogIndex(150), [&done_ran](ReferenceReplica) { done_ran = true; }),
+            ReferenceBuilder::Start::kStarted);
+  EXPECT_EQ(io.lists, 1u);
+  doomed.reset();
+  world.simulation.run();
+  EXPECT_FALSE(done_ran);
+}
+
+TEST(ReferenceBuilderTest, IncompleteWhenTIsBeyondTheArchive) {
+  World world;
+  ArchiverOptions options = options_with(16);
+  options.max_pending_entries = 256;
+  const std::vector<LogEntry> log = mixed_log(200, 42);
+  archive_log(world, options, log, 64);  // segments through 192: 193..200 are not archived
+  Builder build(world, Builder::options_for(options.scope));
+  for (const uint64_t at : {193u, 300u}) {
+    const ReferenceReplica& built = build.run(LogIndex(at));
+    EXPECT_EQ(built.error.check, ArchiveCheck::kIncomplete) << to_string(built.error);
+    EXPECT_EQ(built.error.index, LogIndex(193));
+    EXPECT_TRUE(built.items.empty());
+    expect_same_replica(built, rebuild_reference_replica(world.store, options.scope, LogIndex(at)),
+                        at);
+  }
+
+  // Nothing archived: incomplete from index 1, and the content at 0 is empty.
+  World empty;
+  Builder from_nothing(empty, Builder::options_for(options.scope));
+  const ReferenceReplica& nothing = from_nothing.run(LogIndex(5));
+  EXPECT_EQ(nothing.error.check, ArchiveCheck::kIncomplete);
+  EXPECT_EQ(nothing.error.index, LogIndex(1));
+  const ReferenceReplica& at_zero = from_nothing.run(LogIndex(0));
+  EXPECT_TRUE(at_zero.ok());
+  EXPECT_EQ(at_zero.item_count, 0u);
+}
+
+TEST(ReferenceBuilderTest, SequenceGapsLeftByThePlantedArchiverBugAreFound) {
+  const std::vector<LogEntry> log = simple_log(40);
+  std::vector<LogEntry> missing_segment = log;  // 17..24: between (8, 16] and (24, 32]
+  missing_segment.erase(missing_segment.begin() + 16, missing_segment.begin() + 24);
+  std::vector<LogEntry> with_hole = missing_segment;  // and index 6, inside (0, 8]
+  with_hole.erase(with_hole.begin() + 5);
+
+  ArchiverOptions options = options_with(8);
+  options.plant_accept_sequence_gap = true;
+  const ArchiveScope& scope = options.scope;
+
+  struct Case {
+    const std::vector<LogEntry>& log;
+    uint64_t missing;    // the first index no archived entry holds
+    uint64_t key_first;  // the segment in which the build finds it missing
+    uint64_t holds_through;
+  };
+  for (const Case& c : {Case{missing_segment, 17, 25, 16}, Case{with_hole, 6, 1, 5}}) {
+    World world;
+    archive_log(world, options, c.log, 0);
+    Builder build(world, Builder::options_for(scope));
+    const ReferenceReplica& gap = build.run(LogIndex(40));
+    EXPECT_EQ(gap.error.check, ArchiveCheck::kSequence) << to_string(gap.error);
+    EXPECT_EQ(gap.error.index, LogIndex(c.missing));
+    EXPECT_EQ(gap.error.key, segment_key(TableId(3), GroupId(0), LogIndex(c.key_first),
+                                         LogIndex(c.key_first + 7)));
+    expect_same_replica(gap, rebuild_reference_replica(world.store, scope, LogIndex(40)), 40);
+    EXPECT_TRUE(build.run(LogIndex(c.holds_through)).ok());  // below the gap the archive holds
+  }
+}
+
+TEST(ReferenceBuilderTest, RetriesThroughAnUnavailableStoreAndStopsAfterMaxAttempts) {
+  World world;
+  ArchiverOptions options = options_with(16);
+  options.max_pending_entries = 256;
+  archive_log(world, options, mixed_log(200, 42), 64);
+  const ReferenceReplica offline =
+      rebuild_reference_replica(world.store, options.scope, LogIndex(150));
+  ASSERT_TRUE(offline.ok());
+  ReferenceBuilderOptions patient = Builder::options_for(options.scope);
+  patient.max_attempts = 30;
+
+  // Down before the first call: the list is retried with backoff until the store is back.
+  {
+    Builder build(world, patient);
+    world.store.set_available(false);
+    ASSERT_EQ(build.start(LogIndex(150)), ReferenceBuilder::Start::kStarted);
+    world.simulation.run_until(world.simulation.now() + sim::seconds(10));
+    EXPECT_TRUE(build.builder.running());
+    EXPECT_FALSE(build.result.has_value());
+    ASSERT_GT(build.builder.retries(), 3u);
+    ASSERT_EQ(build.io.timer_delays.size(), build.builder.retries());
+    EXPECT_GT(build.io.timer_delays.back(), build.io.timer_delays.front());  // it backs off
+    world.store.set_available(true);
+    world.simulation.run();
+    ASSERT_TRUE(build.result.has_value());
+    expect_same_replica(*build.result, offline, 150);
+  }
+
+  // Down in the middle, between segment gets: those gets are retried, and the result is the same.
+  {
+    Builder build(world, patient);
+    ASSERT_EQ(build.start(LogIndex(150)), ReferenceBuilder::Start::kStarted);
+    for (int i = 0; i < 100'000 && build.io.gets < 3; ++i) ASSERT_TRUE(world.simulation.step());
+    world.store.set_available(false);
+    world.simulation.run_until(world.simulation.now() + sim::seconds(5));
+    EXPECT_FALSE(build.result.has_value());
+    EXPECT_GT(build.builder.retries(), 0u);
+    world.store.set_available(true);
+    world.simulation.run();
+    ASSERT_TRUE(build.result.has_value());
+    expect_same_replica(*build.result, offline, 150);
+    EXPECT_GT(build.io.gets, 7u);  // the snapshot and 6 segments, and some of them again
+  }
+
+  // Down for good: max_attempts answers of kUnavailable in a row end the build with kStore.
+  {
+    ReferenceBuilderOptions brief = Builder::options_for(options.scope);
+    brief.max_attempts = 3;
+    Builder build(world, brief);
+    world.store.set_available(false);
+    const ReferenceReplica& failed = build.run(LogIndex(150));
+    world.store.set_available(true);
+    EXPECT_EQ(failed.error.check, ArchiveCheck::kStore) << to_string(failed.error);
+    EXPECT_EQ(failed.error.key, snapshot_prefix(TableId(3), GroupId(0)));
+    EXPECT_EQ(build.io.lists, 3u);
+    EXPECT_EQ(build.builder.retries(), 2u);
+    EXPECT_EQ(build.builder.calls(), 3u);
+    EXPECT_TRUE(failed.items.empty());
+  }
+}
+
+// A scrub digest marker (model/scrub_protocol.h) as the leader proposes it.
+Command marker_command(uint64_t id) {
+  DigestMarker marker;
+  marker.round = id;
+  marker.leader = 1;
+  marker.ranges = {KeyRangeBounds{}};
+  return Command{id, marker.encode()};
+}
+
+TEST(ArchiveChecksTest, ADigestMarkerIsNeverAWriteAndBelongsToAnyGroup) {
+  const Command marker = marker_command(77);
+  EXPECT_TRUE(DigestMarker::is_marker(marker.bytes));
+  EXPECT_TRUE(is_non_write_command(marker));
+  WriteCommand write;
+  EXPECT_FALSE(WriteCommand::decode(marker.bytes, &write));
+  EXPECT_FALSE(DigestMarker::is_marker({0x44, 0x52, 0x4B}));        // too short
+  EXPECT_FALSE(DigestMarker::is_marker({0x4D, 0x4B, 0x52, 0x44}));  // big-endian
+  const Command put = put_command(1, key_of(1), 1);
+  EXPECT_FALSE(DigestMarker::is_marker(put.bytes));
+  EXPECT_FALSE(is_non_write_command(put));
+  EXPECT_TRUE(is_non_write_command(Command::noop()));
+  EXPECT_TRUE(is_non_write_command(Command{2, Configuration::of_voters({1, 2, 3}).encode(), true}));
+
+  // The ownership check passes a marker, as it passes a no-op, even for a group that owns nothing
+  // of the written keys.
+  ArchiveScope narrow = whole_range_scope();
+  narrow.hash_begin = 5;
+  narrow.hash_end = 5;
+  std::vector<LogEntry> log = {committed(1, Command::noop()), committed(2, marker)};
+  const std::vector<ArchivedEntry> entries = archived(log, 1, 2);
+  EXPECT_TRUE(check_segment_entries(narrow, LogIndex(1), LogIndex(2), entries,
+                                    checksums_of(entries), SequenceCheck::kEnforce)
+                  .ok());
+}
+
+TEST(ReferenceBuilderTest, MarkersNoOpsAndConfigurationEntriesAreSkippedAlike) {
+  // Writes with no-ops (every 7th), a configuration entry at 10 and markers at 12 and 20; the
+  // control log has a no-op in each of those three slots.
+  std::vector<LogEntry> log = simple_log(24);
+  std::vector<LogEntry> control = log;
+  log[9].command = Command{10, Configuration::of_voters({1, 2, 3}).encode(), true};
+  log[11].command = marker_command(12);
+  log[19].command = marker_command(20);
+  for (const size_t i : {9u, 11u, 19u}) control[i].command = Command::noop();
+
+  const ArchiverOptions options = options_with(8);
+  World world;
+  World control_world;
+  archive_log(world, options, log, 0);  // the agent archives markers (it does not halt)
+  archive_log(control_world, options, control, 0);
+  EXPECT_TRUE(ArchiveAudit(world.store, options.scope).run().ok());
+
+  Builder build(world, Builder::options_for(options.scope));
+  Builder build_control(control_world, Builder::options_for(options.scope));
+  for (const uint64_t at : {11u, 12u, 24u}) {
+    const ReferenceReplica& built = build.run(LogIndex(at));
+    ASSERT_TRUE(built.ok()) << to_string(built.error);
+    EXPECT_EQ(built.entries_applied, at);  // the skipped entries count, like no-ops
+    expect_same_replica(built, rebuild_reference_replica(world.store, options.scope, LogIndex(at)),
+                        at);
+    const ReferenceReplica& controlled = build_control.run(LogIndex(at));
+    EXPECT_EQ(built.content_digest, controlled.content_digest) << "at index " << at;
+    EXPECT_EQ(built.item_count, controlled.item_count) << "at index " << at;
+    EXPECT_EQ(built.entries_applied, controlled.entries_applied) << "at index " << at;
+  }
+
+  // Bytes that are neither a write nor a marker (the magic cut short) still fail both paths, at
+  // their index: the skip is for markers, not for anything undecodable.
+  std::vector<ArchivedEntry> entries = archived(log, 17, 24);
+  entries[3].command_bytes = std::vector<uint8_t>{0x44, 0x52, 0x4B};  // index 20
+  world.store.put(segment_key(TableId(3), GroupId(0), LogIndex(17), LogIndex(24)),
+                  std::make_shared<const std::vector<uint8_t>>(
+                      encode_segment(options.scope, LogIndex(17), LogIndex(24), entries)),
+                  [](ObjectStatus) {});
+  world.simulation.run();
+  const ReferenceReplica& refused = build.run(LogIndex(24));
+  EXPECT_EQ(refused.error.check, ArchiveCheck::kEncoding) << to_string(refused.error);
+  EXPECT_EQ(refused.error.index, LogIndex(20));
+  expect_same_replica(refused, rebuild_reference_replica(world.store, options.scope, LogIndex(24)),
+                      24);
 }
 
 }  // namespace
