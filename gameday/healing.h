@@ -102,6 +102,10 @@ class ObserverFanout final : public model::StorageObserver {
                                   const model::Configuration& c, sim::SimTime n) override {
     for (auto* o : observers_) o->on_configuration_committed(g, node, c, n);
   }
+  void on_reference_checked(model::GroupId g, model::LogIndex at, model::ReferenceOutcome o,
+                            const std::string& detail) override {
+    for (auto* observer : observers_) observer->on_reference_checked(g, at, o, detail);
+  }
 
  private:
   std::vector<model::StorageObserver*> observers_;

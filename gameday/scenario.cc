@@ -175,6 +175,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         "snapshot_every_entries", storage->archive_snapshot_every_entries, 0, 1'000'000'000);
     storage->plant_accept_sequence_gap =
         archival->optional_bool("plant_accept_sequence_gap", false);
+    storage->plant_archive_alter_entry_every =
+        archival->optional_uint("plant_alter_entry_every", 0, 0, 1'000'000'000);
     archival->finish();
   }
   if (auto scrub = reader.optional_object("scrub")) {

@@ -78,6 +78,7 @@ struct StorageSpec {
   uint64_t archive_entries_per_segment = 1024;
   uint64_t archive_snapshot_every_entries = 16 * 1024;
   bool plant_accept_sequence_gap = false;
+  uint64_t plant_archive_alter_entry_every = 0;  // planted bug: see ArchiverOptions
   // Scrub against bit rot (docs/scrub.md): off unless the scenario has a "scrub" section.
   bool scrub = false;
   double scrub_pages_per_second = 200;

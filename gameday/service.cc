@@ -21,8 +21,9 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   build_placement(storage_hosts_by_az);
   paxos_safety_ = std::make_unique<PaxosSafetyChecker>(world_, placement_);
   healing_ = std::make_unique<HealingRecorder>(world_);
-  observers_ = std::make_unique<ObserverFanout>(
-      std::vector<model::StorageObserver*>{paxos_safety_.get(), healing_.get()});
+  reference_checks_ = std::make_unique<ReferenceCheckRecorder>();
+  observers_ = std::make_unique<ObserverFanout>(std::vector<model::StorageObserver*>{
+      paxos_safety_.get(), healing_.get(), reference_checks_.get()});
   add_clients();
   add_storage_nodes(storage_hosts_by_az);
 }
@@ -83,6 +84,7 @@ void ServiceHarness::add_storage_nodes(
     base.archival.entries_per_segment = storage.archive_entries_per_segment;
     base.archival.snapshot_every_entries = storage.archive_snapshot_every_entries;
     base.archival.plant_accept_sequence_gap = storage.plant_accept_sequence_gap;
+    base.archival.plant_alter_entry_every = storage.plant_archive_alter_entry_every;
     for (const model::GroupPlacement& group : placement_.groups) {
       base.archival.group_hash_ranges.emplace_back(group.hash_begin, group.hash_end);
     }
@@ -421,8 +423,12 @@ void ServiceHarness::check_archive() {
                       model::to_string(report.findings.front());
     }
   }
-  archive_passed_ = findings == 0;
+  if (first_finding.empty() && !reference_checks_->passed()) {
+    first_finding = "reference replica: " + reference_checks_->first_failure();
+  }
+  archive_passed_ = findings == 0 && reference_checks_->passed();
   archive_report_ = {{"passed", archive_passed_},
+                     {"reference_checks", reference_checks_->report()},
                      {"segments", segments},
                      {"snapshots", snapshots},
                      {"entries_archived", entries},

@@ -75,6 +75,7 @@ class ServiceHarness {
   std::unique_ptr<HistoryRecorder> history_;
   std::unique_ptr<PaxosSafetyChecker> paxos_safety_;
   std::unique_ptr<HealingRecorder> healing_;
+  std::unique_ptr<ReferenceCheckRecorder> reference_checks_;
   std::unique_ptr<ObserverFanout> observers_;
   std::optional<sim::Address> auto_admin_;
   std::vector<sim::Address> storage_nodes_;

@@ -338,4 +338,31 @@ ReplicaConvergence check_convergence(sim::World& world, const model::Placement& 
 }
 #endif
 
+// ---------------------------------------------------------------------------------------------
+// Reference checks
+
+void ReferenceCheckRecorder::on_reference_checked(model::GroupId group, model::LogIndex at,
+                                                  model::ReferenceOutcome outcome,
+                                                  const std::string& detail) {
+  ++counts_[outcome];
+  const bool failed =
+      outcome == model::ReferenceOutcome::kMismatch || outcome == model::ReferenceOutcome::kError;
+  if (failed && first_failure_.empty()) {
+    first_failure_ = "group " + std::to_string(group.value) + " at index " +
+                     std::to_string(at.value) + ": " + detail;
+  }
+}
+
+nlohmann::json ReferenceCheckRecorder::report() const {
+  auto count = [this](model::ReferenceOutcome outcome) -> uint64_t {
+    auto it = counts_.find(outcome);
+    return it == counts_.end() ? 0 : it->second;
+  };
+  return {{"matches", count(model::ReferenceOutcome::kMatch)},
+          {"mismatches", count(model::ReferenceOutcome::kMismatch)},
+          {"errors", count(model::ReferenceOutcome::kError)},
+          {"unavailable", count(model::ReferenceOutcome::kUnavailable)},
+          {"first_violation", first_failure_}};
+}
+
 }  // namespace dynasim::gameday

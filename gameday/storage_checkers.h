@@ -122,6 +122,27 @@ class PaxosSafetyChecker final : public model::StorageObserver {
 // healthy replica has reached the group's highest applied index. Replicas that are unavailable,
 // still recovering, unhealthy or of unknown content are counted and reported, not failed: after
 // a fault the scenario may leave a host down, and scrub (a later layer) owns corrupt replicas.
+// Scrub's reference checks (docs/scrub.md, "The reference check"), as the groups' leaders report
+// them: how many compared the archive's content with the replicas' and matched, and the first
+// that did not. A mismatch, or an archive that could not be rebuilt at an index it claimed to
+// hold, fails the archive check; a store that did not answer gives no verdict.
+class ReferenceCheckRecorder final : public model::StorageObserver {
+ public:
+  void on_applied(model::GroupId, uint32_t, model::LogIndex, uint64_t) override {}
+  void on_lease(model::GroupId, uint32_t, sim::SimTime, sim::SimTime) override {}
+  void on_strong_read(model::GroupId, uint32_t, sim::SimTime) override {}
+  void on_reference_checked(model::GroupId group, model::LogIndex at,
+                            model::ReferenceOutcome outcome, const std::string& detail) override;
+
+  bool passed() const { return first_failure_.empty(); }
+  const std::string& first_failure() const { return first_failure_; }
+  nlohmann::json report() const;
+
+ private:
+  std::map<model::ReferenceOutcome, uint64_t> counts_;
+  std::string first_failure_;
+};
+
 struct ReplicaConvergence {
   uint64_t groups_checked = 0;
   uint64_t groups_diverged = 0;

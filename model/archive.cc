@@ -420,6 +420,16 @@ Archiver::Archiver(ArchiverOptions options, ArchiveIo& io, sim::Random random)
 }
 
 OfferStatus Archiver::offer(const LogEntry& entry) {
+  const uint64_t every = options_.plant_alter_entry_every;
+  if (every > 0 && entry.index.value % every == 0 && !is_non_write_command(entry.command)) {
+    WriteCommand write;
+    if (WriteCommand::decode(entry.command.bytes, &write) && write.op == StorageOp::kPut) {
+      write.item.set("planted_archive_alteration", true);  // the planted bug
+      LogEntry altered = entry;
+      altered.command.bytes = write.encode();
+      return offer(altered, archive_entry_checksum(altered));
+    }
+  }
   return offer(entry, archive_entry_checksum(entry));
 }
 

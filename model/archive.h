@@ -253,6 +253,12 @@ struct ArchiverOptions {
   // after the previous one, is uploaded, and archived_through() then passes over the missing
   // entries (the truncation contract below no longer holds).
   bool plant_accept_sequence_gap = false;
+  // Planted bug for scrub's reference check (docs/scrub.md). Default 0, off; never set it outside
+  // tests. Every entry whose index is a multiple of this that holds a put is archived with an
+  // attribute the command does not carry, checksummed as if it had been read so from the WAL.
+  // Every replica's agent alters the same entries, so their segments still agree byte for byte
+  // and every check and the audit pass; only rebuilding the content from the archive shows it.
+  uint64_t plant_alter_entry_every = 0;
 };
 
 enum class OfferStatus : uint8_t {

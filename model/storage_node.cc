@@ -11,6 +11,7 @@
 #include "model/scrub_protocol.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <set>
@@ -207,6 +208,10 @@ constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component,
 constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeeping
 // The attribute DivergentApplyPlant adds: not the workload's "ver", so reads still judge right.
 constexpr const char* kPlantedDivergenceAttribute = "planted_divergence";
+// The archival components of a replica, in kCookieArchive timers (2 bits).
+constexpr uint64_t kArchiveComponentArchiver = 0;
+constexpr uint64_t kArchiveComponentUploader = 1;
+constexpr uint64_t kArchiveComponentReference = 2;
 constexpr uint64_t kCookieGenerationMask = (uint64_t{1} << kCookieKindShift) - 1;
 
 uint64_t make_cookie(uint64_t kind, uint64_t generation) {
@@ -341,6 +346,9 @@ struct StorageNode::Impl {
     std::unique_ptr<ReplicaArchiveIo> snapshot_io;
     std::unique_ptr<SnapshotUploader> uploader;
     bool snapshot_scanning = false;
+    // Scrub's reference check, while leader (created when first needed).
+    std::unique_ptr<ReplicaArchiveIo> reference_io;
+    std::unique_ptr<ReferenceBuilder> reference;
 
     // Tick index key and lease reporting.
     sim::SimTime tick_at = sim::SimTime::max();
@@ -1831,7 +1839,8 @@ struct StorageNode::Impl {
         : impl_(impl), slot_(slot), component_(component) {}
     void set_timer(sim::Duration delay, uint64_t cookie) override {
       DYN_ASSERT(cookie < (uint64_t{1} << 34));
-      impl_.env->set_timer(delay, make_cookie(kCookieArchive, (uint64_t{slot_} << 35) |
+      DYN_ASSERT(component_ < 4);
+      impl_.env->set_timer(delay, make_cookie(kCookieArchive, (uint64_t{slot_} << 36) |
                                                                   (component_ << 34) | cookie));
     }
     void put(std::string key, sim::ObjectBytes data, uint64_t content_checksum,
@@ -1871,11 +1880,14 @@ struct StorageNode::Impl {
     archiver_options.entries_per_segment = a.entries_per_segment;
     archiver_options.max_pending_entries = 4 * a.entries_per_segment;
     archiver_options.plant_accept_sequence_gap = a.plant_accept_sequence_gap;
+    archiver_options.plant_alter_entry_every = a.plant_alter_entry_every;
     const uint64_t seed = sim::splitmix64(node_seed ^ (uint64_t{r.assignment.group.value} << 20) ^
                                           r.assignment.replica ^ 0xa5c11e);
-    r.archive_io = std::make_unique<ReplicaArchiveIo>(*this, r.slot, 0);
+    r.archive_io =
+        std::make_unique<ReplicaArchiveIo>(*this, r.slot, kArchiveComponentArchiver);
     r.archiver = std::make_unique<Archiver>(archiver_options, *r.archive_io, sim::Random(seed));
-    r.snapshot_io = std::make_unique<ReplicaArchiveIo>(*this, r.slot, 1);
+    r.snapshot_io =
+        std::make_unique<ReplicaArchiveIo>(*this, r.slot, kArchiveComponentUploader);
     r.uploader = std::make_unique<SnapshotUploader>(scope, *r.snapshot_io,
                                                     sim::Random(sim::splitmix64(seed)));
     // What the log no longer holds was archived before (the log is compacted only behind the
@@ -1917,17 +1929,19 @@ struct StorageNode::Impl {
   }
 
   void on_archive_timer(uint64_t generation) {
-    const uint64_t slot = generation >> 35;
-    const uint64_t component = (generation >> 34) & 1;
+    const uint64_t slot = generation >> 36;
+    const uint64_t component = (generation >> 34) & 3;
     const uint64_t cookie = generation & ((uint64_t{1} << 34) - 1);
     if (slot >= replicas.size()) return;
     Replica& r = *replicas[slot];
     if (r.dropped || !r.archiver) return;
-    if (component == 0) {
+    if (component == kArchiveComponentArchiver) {
       r.archiver->on_timer(cookie);
       catch_up_archiver(r);
-    } else {
+    } else if (component == kArchiveComponentUploader) {
       r.uploader->on_timer(cookie);
+    } else if (component == kArchiveComponentReference && r.reference) {
+      r.reference->on_timer(cookie);
     }
   }
 
@@ -2446,6 +2460,13 @@ struct StorageNode::Impl {
     // Ranges to narrow that could not be proposed yet (the log refused the marker).
     std::optional<std::pair<uint32_t, std::vector<KeyRangeBounds>>> narrow_pending;
     uint64_t divergent_puts = 0;  // the planted bug's count of writes applied
+    // The reference check: a whole-key-space digest a majority agreed on at a marker's index,
+    // waiting for the archive to reach that index (see "The reference check" below).
+    struct ReferenceDue {
+      LogIndex at;
+      RangeDigest majority;
+    };
+    std::optional<ReferenceDue> reference_due;
   };
   static constexpr size_t kMaxRangeRequestsQueued = 8;
   static constexpr uint32_t kRangeScanItems = 256;
@@ -2975,8 +2996,11 @@ struct StorageNode::Impl {
       s.compare.reset();
       s.narrow_pending.reset();
       s.next_compare_at = sim::SimTime::max();
+      s.reference_due.reset();
+      if (r.reference) r.reference->cancel();
       return;
     }
+    maybe_check_reference(r);
     const sim::SimTime now = env->local_now();
     if (s.compare) {
       if (!s.compare->narrowing && now >= s.compare->deadline) conclude_compare(r);
@@ -3060,6 +3084,7 @@ struct StorageNode::Impl {
       std::vector<std::pair<uint32_t, RangeDigest>> digests;
       for (const auto& [replica, reported] : round.reports) digests.emplace_back(replica, reported[i]);
       const RangeVerdict verdict = judge_range(digests, round.expected.size());
+      if (verdict.majority && round.depth == 0) note_reference_due(r, round, i, *verdict.majority);
       if (!verdict.majority) {
         size_t ok = 0;
         for (const auto& d : digests) ok += d.second.ok ? 1 : 0;
@@ -3138,6 +3163,74 @@ struct StorageNode::Impl {
                    rep.scrub->compare.reset();
                    start_compare(rep, depth, std::move(pieces));
                  });
+  }
+
+  // The reference check (P22 section 5.3: live replicas compared with "a replica built offline
+  // using the archived write-ahead log entries"). A depth-0 round whose whole-key-space digest a
+  // majority agreed on leaves that digest and the marker's index A. Once this leader's archiver
+  // has seen the archive reach A, a ReferenceBuilder rebuilds the group's content at A from the
+  // newest snapshot at or below A and the archived segments after it, through the object store,
+  // and its digest is compared with the majority's. A mismatch means the archive does not hold
+  // what the replicas agreed on: restoring from it would restore something else. One check runs
+  // at a time; a later round's digest waits for it.
+  void note_reference_due(Replica& r, const ScrubReplicaState::CompareRound& round, size_t i,
+                          const RangeDigest& majority) {
+    ScrubReplicaState& s = *r.scrub;
+    const KeyRangeBounds& range = round.ranges[i];
+    if (!options.archival.enabled || range.begin || range.end || s.reference_due) return;
+    s.reference_due = ScrubReplicaState::ReferenceDue{round.index, majority};
+  }
+
+  void maybe_check_reference(Replica& r) {
+    ScrubReplicaState& s = *r.scrub;
+    if (!s.reference_due || !r.archiver) return;
+    if (r.reference && r.reference->running()) return;
+    if (r.archiver->archived_through() < s.reference_due->at) return;
+    if (!r.reference) {
+      r.reference_io =
+          std::make_unique<ReplicaArchiveIo>(*this, r.slot, kArchiveComponentReference);
+      ReferenceBuilderOptions builder_options;
+      builder_options.scope = r.archiver->options().scope;
+      r.reference = std::make_unique<ReferenceBuilder>(
+          builder_options, *r.reference_io,
+          sim::Random(sim::splitmix64(node_seed ^ r.assignment.group.value ^ 0x7ef3)));
+    }
+    const size_t slot = r.slot;
+    const LogIndex at = s.reference_due->at;
+    env->metrics().add("scrub.reference_builds", 1);
+    r.reference->start(at, [this, slot](ReferenceReplica reference) {
+      on_reference_built(*replicas[slot], std::move(reference));
+    });
+  }
+
+  void on_reference_built(Replica& r, ReferenceReplica reference) {
+    if (r.dropped || !r.scrub || !r.scrub->reference_due) return;
+    const ScrubReplicaState::ReferenceDue due = *r.scrub->reference_due;
+    r.scrub->reference_due.reset();
+    if (due.at != reference.through) return;
+    ReferenceOutcome outcome = ReferenceOutcome::kMatch;
+    std::string detail;
+    if (!reference.ok()) {
+      outcome = reference.error.check == ArchiveCheck::kStore ? ReferenceOutcome::kUnavailable
+                                                             : ReferenceOutcome::kError;
+      detail = to_string(reference.error);
+    } else if (reference.content_digest != due.majority.digest ||
+               reference.item_count != due.majority.items) {
+      outcome = ReferenceOutcome::kMismatch;
+      char text[160];
+      std::snprintf(text, sizeof(text),
+                    "the replicas' majority holds digest %016llx with %llu items, the archive's "
+                    "reference replica %016llx with %llu items",
+                    static_cast<unsigned long long>(due.majority.digest),
+                    static_cast<unsigned long long>(due.majority.items),
+                    static_cast<unsigned long long>(reference.content_digest),
+                    static_cast<unsigned long long>(reference.item_count));
+      detail = text;
+    }
+    env->metrics().add(std::string("scrub.reference_") + to_string(outcome), 1);
+    if (options.observer != nullptr) {
+      options.observer->on_reference_checked(r.assignment.group, due.at, outcome, detail);
+    }
   }
 
   void suspect_range(Replica& r, uint32_t replica, const KeyRangeBounds& range, uint32_t good,

@@ -100,6 +100,8 @@ struct ArchivalOptions {
   // install, and the archiver's sequence check is skipped, so a segment with a hole can be
   // uploaded. Never set outside tests.
   bool plant_accept_sequence_gap = false;
+  // Planted bug for scrub's reference check: ArchiverOptions::plant_alter_entry_every.
+  uint64_t plant_alter_entry_every = 0;
 };
 
 // Scrub against bit rot (P22 section 5.3: data at rest is verified continuously, and a damaged

@@ -53,6 +53,20 @@ static_assert((kDigestMarkerMagic & 0xff) != kCommandFormat,
 
 }  // namespace
 
+const char* to_string(ReferenceOutcome outcome) {
+  switch (outcome) {
+    case ReferenceOutcome::kMatch:
+      return "matches";
+    case ReferenceOutcome::kMismatch:
+      return "mismatches";
+    case ReferenceOutcome::kError:
+      return "errors";
+    case ReferenceOutcome::kUnavailable:
+      return "unavailable";
+  }
+  return "?";
+}
+
 bool Condition::holds(const Item* current) const {
   switch (kind) {
     case Kind::kNone:

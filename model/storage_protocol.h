@@ -129,6 +129,14 @@ struct Placement {
 // The hooks through which checkers watch the storage layer. Called from inside the run; an
 // observer must not change anything. Times are the replica's local clock readings; the observer
 // maps them to true time if it needs to (it can see the world, the model cannot).
+enum class ReferenceOutcome : uint8_t {
+  kMatch,        // the archive's content equals the replicas'
+  kMismatch,     // it does not: the archive would restore something else
+  kError,        // the archive could not be rebuilt at that index (a gap, a bad object)
+  kUnavailable,  // the object store did not answer: no verdict
+};
+const char* to_string(ReferenceOutcome outcome);
+
 class StorageObserver {
  public:
   // A replica applied a committed log entry. `command_digest` identifies the command (no-ops
@@ -163,6 +171,14 @@ class StorageObserver {
                                           const Configuration& configuration,
                                           sim::SimTime local_now) {
     (void)group, (void)node, (void)configuration, (void)local_now;
+  }
+
+  // Scrub's reference check (docs/scrub.md, "The reference check"): the content a majority of a
+  // group's replicas agreed on at log index `at`, against the reference replica rebuilt from the
+  // archive at `at`. `detail` says what differed or what failed.
+  virtual void on_reference_checked(GroupId group, LogIndex at, ReferenceOutcome outcome,
+                                    const std::string& detail) {
+    (void)group, (void)at, (void)outcome, (void)detail;
   }
 
  protected:
