@@ -1,5 +1,6 @@
 #include "gameday/history.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cinttypes>
 #include <cstdio>
@@ -58,6 +59,25 @@ bool is_strong_read(const model::ClientRequest& request) {
   return request.op == StorageOp::kGet && request.consistency == model::ReadConsistency::kStrong;
 }
 
+// The kind of a register operation; only strong reads are in the register histories.
+std::optional<LatencyKind> register_latency_kind(const RegisterOperation& operation) {
+  switch (operation.kind) {
+    case Kind::kRead:
+      return LatencyKind::kGetStrong;
+    case Kind::kWrite:
+      return LatencyKind::kPut;
+    case Kind::kDelete:
+      return LatencyKind::kDelete;
+    case Kind::kConditionalWrite:
+      if (operation.expected_value.has_value()) return LatencyKind::kPutIfVersion;
+      if (operation.expected_exists.has_value() && !*operation.expected_exists) {
+        return LatencyKind::kPutIfAbsent;
+      }
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 const char* function_name(const model::ClientRequest& request) {
   if (request.op == StorageOp::kGet) return "read";
   if (request.op == StorageOp::kPut && request.condition.kind != Condition::Kind::kNone) {
@@ -67,6 +87,81 @@ const char* function_name(const model::ClientRequest& request) {
 }
 
 }  // namespace
+
+const char* to_string(LatencyKind kind) {
+  switch (kind) {
+    case LatencyKind::kPut:
+      return "put";
+    case LatencyKind::kGetStrong:
+      return "get_strong";
+    case LatencyKind::kGetEventual:
+      return "get_eventual";
+    case LatencyKind::kPutIfVersion:
+      return "put_if_version";
+    case LatencyKind::kPutIfAbsent:
+      return "put_if_absent";
+    case LatencyKind::kDelete:
+      return "delete";
+  }
+  return "?";
+}
+
+std::optional<LatencyKind> latency_kind(const model::ClientRequest& request) {
+  switch (request.op) {
+    case StorageOp::kGet:
+      return request.consistency == model::ReadConsistency::kStrong ? LatencyKind::kGetStrong
+                                                                    : LatencyKind::kGetEventual;
+    case StorageOp::kDelete:
+      return LatencyKind::kDelete;
+    case StorageOp::kPut:
+      switch (request.condition.kind) {
+        case Condition::Kind::kNone:
+          return LatencyKind::kPut;
+        case Condition::Kind::kAttributeEquals:
+          return LatencyKind::kPutIfVersion;
+        case Condition::Kind::kAttributeNotExists:
+          return LatencyKind::kPutIfAbsent;
+        case Condition::Kind::kAttributeExists:
+          return std::nullopt;
+      }
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+int64_t nearest_rank(const std::vector<int64_t>& sorted_ns, uint32_t per_ten_thousand) {
+  DYN_ASSERT(!sorted_ns.empty());
+  DYN_ASSERT(per_ten_thousand > 0 && per_ten_thousand <= 10'000);
+  // rank = ceil(count * p), in integers so that no rounding of p moves a rank (count stays far
+  // below 2^64 / 10^4).
+  const uint64_t count = sorted_ns.size();
+  const uint64_t rank = (count * per_ten_thousand + 9'999) / 10'000;
+  return sorted_ns[std::max<uint64_t>(rank, 1) - 1];
+}
+
+LatencySummary summarize_latency(std::vector<int64_t>& samples_ns) {
+  LatencySummary summary;
+  if (samples_ns.empty()) return summary;
+  std::sort(samples_ns.begin(), samples_ns.end());
+  summary.count = samples_ns.size();
+  summary.p50_ns = nearest_rank(samples_ns, 5'000);
+  summary.p99_ns = nearest_rank(samples_ns, 9'900);
+  summary.p999_ns = nearest_rank(samples_ns, 9'990);
+  summary.max_ns = samples_ns.back();
+  return summary;
+}
+
+nlohmann::json latency_summary_json(const LatencySummary& summary) {
+  auto milliseconds = [&](int64_t ns) {
+    return summary.count == 0 ? nlohmann::json(nullptr)
+                              : nlohmann::json(static_cast<double>(ns) / 1e6);
+  };
+  return {{"count", summary.count},
+          {"p50", milliseconds(summary.p50_ns)},
+          {"p99", milliseconds(summary.p99_ns)},
+          {"p999", milliseconds(summary.p999_ns)},
+          {"max", milliseconds(summary.max_ns)}};
+}
 
 nlohmann::json HistoryRecorder::written_value_json(const Pending& pending) {
   const model::ClientRequest& request = pending.request;
@@ -132,6 +227,9 @@ void HistoryRecorder::on_attempt_start(uint64_t client_id, uint64_t operation_id
                      "a \"ver\" condition on a value that is not an integer");
     }
   }
+  // The first attempt of an operation starts its clock; later attempts find it open.
+  open_operations_.try_emplace(std::make_pair(client_id, operation_id),
+                               OpenOperation{pending.invoke_ns, latency_kind(request)});
   const auto [it, inserted] = pending_.emplace(std::make_pair(client_id, request_id), pending);
   if (!inserted) {
     impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
@@ -216,6 +314,9 @@ void HistoryRecorder::record_read(uint64_t client_id, uint64_t request_id, const
   }
   if (!is_strong_read(pending.request)) {
     ++counts_.eventual_reads;
+    if (pending.invoke_ns < latency_until_ns_) {
+      eventual_read_latency_ns_.push_back(now_ns() - pending.invoke_ns);
+    }
     return;
   }
   RegisterOperation operation = make_operation(client_id, request_id, pending);
@@ -251,6 +352,57 @@ void HistoryRecorder::record_write(uint64_t client_id, uint64_t request_id, cons
   }
   by_key_[pending.key].push_back(operation);
   ++counts_.writes_recorded;
+}
+
+void HistoryRecorder::on_operation_end(uint64_t client_id, uint64_t operation_id,
+                                       const model::ClientResult& result) {
+  auto it = open_operations_.find(std::make_pair(client_id, operation_id));
+  if (it == open_operations_.end()) {
+    impossible("operation " + std::to_string(operation_id) + " of client " +
+               std::to_string(client_id) + " ended without an attempt, or twice");
+    return;
+  }
+  const OpenOperation operation = it->second;
+  open_operations_.erase(it);
+  if (!result.succeeded()) return;  // kOk, kNotFound, kConditionFailed
+  if (!operation.kind.has_value() || operation.invoke_ns >= latency_until_ns_) return;
+  const int64_t latency_ns = now_ns() - operation.invoke_ns;
+  operation_latency_ns_[static_cast<size_t>(*operation.kind)].push_back(latency_ns);
+}
+
+nlohmann::json HistoryRecorder::latency_section(LatencySamples samples_by_kind) {
+  nlohmann::json section = nlohmann::json::object();
+  std::vector<int64_t> all;
+  for (size_t k = 0; k < kLatencyKindCount; ++k) {
+    std::vector<int64_t>& samples = samples_by_kind[k];
+    all.insert(all.end(), samples.begin(), samples.end());
+    section[to_string(static_cast<LatencyKind>(k))] =
+        latency_summary_json(summarize_latency(samples));
+    samples = std::vector<int64_t>();  // give the memory back before the next kind
+  }
+  section["all"] = latency_summary_json(summarize_latency(all));
+  return section;
+}
+
+nlohmann::json HistoryRecorder::attempt_latency_json() const {
+  // Strong reads and writes from the register histories (an unknown outcome is a timed-out
+  // attempt; every other entry was answered), eventual reads from their own samples.
+  LatencySamples samples;
+  for (const auto& [key, operations] : by_key_) {
+    for (const RegisterOperation& operation : operations) {
+      if (operation.outcome == Outcome::kUnknown) continue;
+      if (operation.invoke_ns >= latency_until_ns_) continue;
+      const std::optional<LatencyKind> kind = register_latency_kind(operation);
+      if (!kind.has_value()) continue;
+      samples[static_cast<size_t>(*kind)].push_back(operation.complete_ns - operation.invoke_ns);
+    }
+  }
+  samples[static_cast<size_t>(LatencyKind::kGetEventual)] = eventual_read_latency_ns_;
+  return latency_section(std::move(samples));
+}
+
+nlohmann::json HistoryRecorder::operation_latency_json() const {
+  return latency_section(operation_latency_ns_);
 }
 
 void HistoryRecorder::impossible(std::string what) {

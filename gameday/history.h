@@ -26,8 +26,15 @@
 //
 // Each attempt is its own register operation: a retried write is a second request that may also
 // apply, exactly as the service sees it.
+//
+// Latency as the clients saw it, in true time, over answered attempts and over whole operations
+// (docs/scenarios.md, `latency_ms` and `operation_latency_ms`). The attempts are not stored
+// twice: strong reads and writes are read back from the register histories, which keep each
+// attempt's invoke and completion; only eventual reads, which stay out of those, keep their
+// latency here. Whole operations keep one latency each.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -55,6 +62,44 @@ std::string key_string(const model::PrimaryKey& key);
 std::optional<uint64_t> integer_value(const model::AttributeValue& value);
 
 enum class OperationEnd { kSucceeded, kFailed };
+
+// The kinds of operation the workload issues (gameday/workload.h, OperationMix), told apart by
+// the request's shape, as the service sees them. A put_if_version the workload sends before its
+// client has seen any "ver" for the key is a put conditioned on attribute_not_exists("ver"), the
+// same request as a put_if_absent, and is counted as one.
+enum class LatencyKind : uint8_t {
+  kPut,
+  kGetStrong,
+  kGetEventual,
+  kPutIfVersion,
+  kPutIfAbsent,
+  kDelete,
+};
+inline constexpr size_t kLatencyKindCount = 6;
+// The workload mix's names: "put", "get_strong", "get_eventual", "put_if_version",
+// "put_if_absent", "delete".
+const char* to_string(LatencyKind kind);
+// nullopt for a shape the workload never sends (a put conditioned on attribute_exists).
+std::optional<LatencyKind> latency_kind(const model::ClientRequest& request);
+
+// Latency figures of a set of samples, in integer nanoseconds. Percentiles are nearest-rank: the
+// p-th is the smallest sample with at least p% of the samples at or below it, i.e. the sample of
+// rank ceil(p/100 * count) (1-based) in ascending order. With 100 samples p99 is the 99th
+// smallest, not the largest.
+struct LatencySummary {
+  uint64_t count = 0;
+  int64_t p50_ns = 0;
+  int64_t p99_ns = 0;
+  int64_t p999_ns = 0;
+  int64_t max_ns = 0;
+};
+// Sorts `samples_ns` in place. An empty set gives count 0 and zeros.
+LatencySummary summarize_latency(std::vector<int64_t>& samples_ns);
+// The sample of rank ceil(per_ten_thousand / 10000 * count), computed in integers.
+// REQUIRES: sorted_ns ascending and not empty; 0 < per_ten_thousand <= 10000.
+int64_t nearest_rank(const std::vector<int64_t>& sorted_ns, uint32_t per_ten_thousand);
+// {"count", "p50", "p99", "p999", "max"}, the four in milliseconds (null when count is 0).
+nlohmann::json latency_summary_json(const LatencySummary& summary);
 
 // A write the service acknowledged (kOk): a put, a conditional put that succeeded, or a delete.
 struct AcknowledgedWrite {
@@ -94,6 +139,21 @@ class HistoryRecorder final : public model::ClientObserver {
                         const model::ClientRequest& request, sim::Address replica) override;
   void on_attempt_end(uint64_t client_id, uint64_t request_id, model::StorageStatus status,
                       bool timed_out, const std::optional<model::Item>& item) override;
+  void on_operation_end(uint64_t client_id, uint64_t operation_id,
+                        const model::ClientResult& result) override;
+
+  // Attempts and operations whose first attempt was invoked at or after `end` are left out of
+  // the latency figures (the game day passes the end of the workload phase, so the final
+  // verification reads do not count). Without a call, everything counts.
+  void measure_latency_until(sim::SimTime end) { latency_until_ns_ = end.ns; }
+  // Latency of attempts the service answered (kOk, kNotFound, kConditionFailed), completion
+  // minus invocation: {"<kind>": latency_summary_json, ..., "all": ...} with every LatencyKind.
+  // Timed-out attempts, attempts answered with an error, and shapes the workload never sends
+  // are left out.
+  nlohmann::json attempt_latency_json() const;
+  // The same over whole operations that succeeded: from the first attempt's invocation to the
+  // end of the last, backoffs and retries included.
+  nlohmann::json operation_latency_json() const;
 
   // A whole operation (all its attempts) ended, for availability from the client's side.
   // Availability is kept in one-second buckets of true time.
@@ -146,8 +206,21 @@ class HistoryRecorder final : public model::ClientObserver {
                        model::StorageStatus status, bool timed_out,
                        std::optional<uint64_t> read_value) const;
 
+  // An operation whose first attempt started and which has not ended.
+  struct OpenOperation {
+    int64_t invoke_ns = 0;
+    std::optional<LatencyKind> kind;
+  };
+  using LatencySamples = std::array<std::vector<int64_t>, kLatencyKindCount>;
+  static nlohmann::json latency_section(LatencySamples samples_by_kind);
+
   const sim::Simulation* simulation_;
   std::map<std::pair<uint64_t, uint64_t>, Pending> pending_;  // by (client, request id)
+  // By (client, operation id); bounded by the operations the clients have in flight.
+  std::map<std::pair<uint64_t, uint64_t>, OpenOperation> open_operations_;
+  int64_t latency_until_ns_ = INT64_MAX;
+  std::vector<int64_t> eventual_read_latency_ns_;  // answered eventual-read attempts
+  LatencySamples operation_latency_ns_;            // succeeded operations, by kind
   std::map<std::string, std::vector<RegisterOperation>> by_key_;
   std::vector<AcknowledgedWrite> acknowledged_;
   HistoryCounts counts_;

@@ -18,6 +18,8 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   DYN_ASSERT(spec_.storage.has_value());
   DYN_ASSERT(storage_hosts_by_az.size() == model::kReplicasPerGroup);
   history_ = std::make_unique<HistoryRecorder>(&simulation_);
+  // Latency is the workload phase's: the final verification reads are left out.
+  history_->measure_latency_until(sim::SimTime::zero() + spec_.duration);
   build_placement(storage_hosts_by_az);
   paxos_safety_ = std::make_unique<PaxosSafetyChecker>(world_, placement_);
   healing_ = std::make_unique<HealingRecorder>(world_);
@@ -483,6 +485,10 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   summary["availability"] = {{"window", format_duration_short(spec_.checks.availability_window)},
                              {"windows", windows}};
   summary["history"] = history_->counts_json();
+  // Client-measured latency in true time (docs/scenarios.md): per answered attempt, and per
+  // succeeded operation with its retries.
+  summary["latency_ms"] = history_->attempt_latency_json();
+  summary["operation_latency_ms"] = history_->operation_latency_json();
 
   summary["storage"] = {{"partitions", placement_.groups.size()},
                         {"storage_nodes", world_.host_count() - client_hosts_.size()},

@@ -332,6 +332,7 @@ void DirectClient::finish(uint64_t operation_id, ClientResult result) {
   // Out of the table before `done` runs: it may submit the next operation.
   Done done = std::move(it->second->done);
   operations_.erase(it);
+  if (observer_ != nullptr) observer_->on_operation_end(client_id_, operation_id, result);
   if (done) done(result);
 }
 

@@ -23,7 +23,8 @@
 //
 // Every attempt is reported to the observer (invocation, then its outcome or its timeout), so a
 // history checker sees exactly what a real client could see: an attempt that timed out has an
-// unknown outcome and may still take effect later.
+// unknown outcome and may still take effect later. The end of each whole operation is reported
+// too, for latency measured over all of its attempts.
 #pragma once
 
 #include <cstdint>
@@ -89,6 +90,14 @@ class ClientObserver {
   // after its attempt timed out is dropped without a call.
   virtual void on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
                               bool timed_out, const std::optional<Item>& item) = 0;
+  // The operation ended with `result` (its last attempt already ended), just before the
+  // caller's `done` runs. Optional: a checker that only needs attempts ignores it.
+  virtual void on_operation_end(uint64_t client_id, uint64_t operation_id,
+                                const ClientResult& result) {
+    (void)client_id;
+    (void)operation_id;
+    (void)result;
+  }
 
  protected:
   ~ClientObserver() = default;

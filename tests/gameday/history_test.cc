@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "gameday/storage_checkers.h"
@@ -187,6 +188,180 @@ TEST(HistoryRecorderTest, AvailabilityIsCountedPerWindow) {
   EXPECT_EQ(wide[0]["succeeded"], 14);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Latency: nearest-rank percentiles over integer nanoseconds, by kind, from answered attempts and
+// from whole operations.
+
+constexpr int64_t kMillisecond = 1'000'000;
+
+TEST(LatencyPercentileTest, NearestRankOnOneToOneHundred) {
+  // 1 .. 100 ms in a scrambled order: p50 is the 50th smallest, p99 the 99th (not the largest),
+  // p999 the 100th. An index of floor(p * n) would give 51 and 100; one of ceil(p * n) without
+  // the -1, 51 and 100 too.
+  std::vector<int64_t> samples;
+  for (int64_t i = 0; i < 100; ++i) samples.push_back(((i * 37) % 100 + 1) * kMillisecond);
+  const LatencySummary summary = summarize_latency(samples);
+  EXPECT_EQ(summary.count, 100u);
+  EXPECT_EQ(summary.p50_ns, 50 * kMillisecond);
+  EXPECT_EQ(summary.p99_ns, 99 * kMillisecond);
+  EXPECT_EQ(summary.p999_ns, 100 * kMillisecond);
+  EXPECT_EQ(summary.max_ns, 100 * kMillisecond);
+  EXPECT_TRUE(std::is_sorted(samples.begin(), samples.end()));
+}
+
+TEST(LatencyPercentileTest, NearestRankOnOneToOneThousandAndSmallSets) {
+  std::vector<int64_t> thousand;
+  for (int64_t i = 1000; i >= 1; --i) thousand.push_back(i);
+  const LatencySummary summary = summarize_latency(thousand);
+  EXPECT_EQ(summary.p50_ns, 500);
+  EXPECT_EQ(summary.p99_ns, 990);
+  EXPECT_EQ(summary.p999_ns, 999);
+  EXPECT_EQ(summary.max_ns, 1000);
+  // 101 samples: rank ceil(0.99 * 101) = 100, ceil(0.5 * 101) = 51.
+  std::vector<int64_t> odd;
+  for (int64_t i = 1; i <= 101; ++i) odd.push_back(i);
+  EXPECT_EQ(summarize_latency(odd).p99_ns, 100);
+  EXPECT_EQ(summarize_latency(odd).p50_ns, 51);
+  std::vector<int64_t> three = {30, 10, 20};
+  const LatencySummary small = summarize_latency(three);
+  EXPECT_EQ(small.p50_ns, 20);
+  EXPECT_EQ(small.p99_ns, 30);
+  std::vector<int64_t> one = {7};
+  EXPECT_EQ(summarize_latency(one).p50_ns, 7);
+  EXPECT_EQ(summarize_latency(one).p999_ns, 7);
+  std::vector<int64_t> none;
+  EXPECT_EQ(summarize_latency(none).count, 0u);
+  const nlohmann::json empty = latency_summary_json(summarize_latency(none));
+  EXPECT_EQ(empty["count"], 0);
+  EXPECT_TRUE(empty["p99"].is_null());
+  const nlohmann::json json = latency_summary_json(summary);
+  EXPECT_EQ(json["p99"], 990 / 1e6);
+  EXPECT_EQ(json["max"], 1000 / 1e6);
+}
+
+TEST(HistoryRecorderTest, AttemptLatencyIsByKindOverAnsweredAttempts) {
+  RecorderHarness h;
+  const int64_t second = 1'000'000'000;
+  int64_t t = second;
+  uint64_t request = 1;
+  // 100 strong reads of 1 .. 100 ms, answered kOk or kNotFound.
+  for (int64_t i = 1; i <= 100; ++i, t += second) {
+    if (i % 2 == 0) {
+      h.attempt(request++, get("a", model::ReadConsistency::kStrong), t, t + i * kMillisecond,
+                StorageStatus::kNotFound);
+    } else {
+      h.attempt(request++, get("a", model::ReadConsistency::kStrong), t, t + i * kMillisecond,
+                StorageStatus::kOk, false, item_with_version("a", 1));
+    }
+  }
+  // Not answered: a timeout and an error; neither counts, however slow.
+  h.attempt(request++, get("a", model::ReadConsistency::kStrong), t, t + 500 * kMillisecond,
+            StorageStatus::kBusy, /*timed_out=*/true);
+  t += second;
+  h.attempt(request++, put("a", 2), t, t + 400 * kMillisecond, StorageStatus::kNotLeader);
+  t += second;
+  h.attempt(request++, put("a", 3), t, t + 300 * kMillisecond, StorageStatus::kBusy, true);
+  t += second;
+  // One of each other kind; a failed condition is an answer.
+  h.attempt(request++, put("a", 4), t, t + 4 * kMillisecond, StorageStatus::kOk);
+  t += second;
+  h.attempt(request++, put_if_version("a", 5, 4), t, t + 5 * kMillisecond,
+            StorageStatus::kConditionFailed);
+  t += second;
+  model::ClientRequest absent = put("a", 6);
+  absent.condition.kind = model::Condition::Kind::kAttributeNotExists;
+  absent.condition.attribute = kVersionAttribute;
+  h.attempt(request++, absent, t, t + 6 * kMillisecond, StorageStatus::kConditionFailed);
+  t += second;
+  model::ClientRequest erase;
+  erase.op = model::StorageOp::kDelete;
+  erase.key = key("a");
+  h.attempt(request++, erase, t, t + 7 * kMillisecond, StorageStatus::kOk);
+  t += second;
+  h.attempt(request++, get("a", model::ReadConsistency::kEventual), t, t + 8 * kMillisecond,
+            StorageStatus::kNotFound);
+  t += second;
+  h.attempt(request++, get("a", model::ReadConsistency::kEventual), t, t + 900 * kMillisecond,
+            StorageStatus::kBusy, true);
+  t += second;
+  // After the measured window: neither counts.
+  h.recorder.measure_latency_until(sim::SimTime(t));
+  h.attempt(request++, get("a", model::ReadConsistency::kStrong), t, t + 700 * kMillisecond,
+            StorageStatus::kNotFound);
+  t += second;
+  h.attempt(request++, get("a", model::ReadConsistency::kEventual), t, t + 700 * kMillisecond,
+            StorageStatus::kNotFound);
+
+  const nlohmann::json latency = h.recorder.attempt_latency_json();
+  EXPECT_EQ(latency["get_strong"]["count"], 100);
+  EXPECT_EQ(latency["get_strong"]["p50"], 50.0);
+  EXPECT_EQ(latency["get_strong"]["p99"], 99.0);
+  EXPECT_EQ(latency["get_strong"]["p999"], 100.0);
+  EXPECT_EQ(latency["get_strong"]["max"], 100.0);
+  const std::pair<const char*, double> singles[] = {{"put", 4.0},
+                                                    {"put_if_version", 5.0},
+                                                    {"put_if_absent", 6.0},
+                                                    {"delete", 7.0},
+                                                    {"get_eventual", 8.0}};
+  for (const auto& [kind, milliseconds] : singles) {
+    EXPECT_EQ(latency[kind]["count"], 1) << kind;
+    EXPECT_EQ(latency[kind]["p50"], milliseconds) << kind;
+    EXPECT_EQ(latency[kind]["max"], milliseconds) << kind;
+  }
+  // all: 1 .. 100 and 4 .. 8 (105 samples, five of them at or below 8): rank ceil(52.5) = 53
+  // is 48, rank ceil(103.95) = 104 is 99.
+  EXPECT_EQ(latency["all"]["count"], 105);
+  EXPECT_EQ(latency["all"]["p50"], 48.0);
+  EXPECT_EQ(latency["all"]["p99"], 99.0);
+  EXPECT_EQ(latency["all"]["max"], 100.0);
+}
+
+TEST(HistoryRecorderTest, OperationLatencyRunsFromTheFirstAttemptToTheEnd) {
+  RecorderHarness h;
+  const int64_t ms = kMillisecond;
+  // Operation 1: a timed-out attempt, a backoff, then an answer.
+  h.at(10 * ms);
+  h.recorder.on_attempt_start(7, 1, 1, put("a", 1), sim::Address{});
+  h.at(510 * ms);
+  h.recorder.on_attempt_end(7, 1, StorageStatus::kBusy, true, std::nullopt);
+  h.at(530 * ms);
+  h.recorder.on_attempt_start(7, 1, 2, put("a", 1), sim::Address{});
+  h.at(540 * ms);
+  h.recorder.on_attempt_end(7, 2, StorageStatus::kOk, false, std::nullopt);
+  model::ClientResult ok;
+  ok.attempts = 2;
+  h.recorder.on_operation_end(7, 1, ok);
+  // Operation 2: fails after one attempt; not counted.
+  h.at(600 * ms);
+  h.recorder.on_attempt_start(7, 2, 3, get("a", model::ReadConsistency::kStrong), sim::Address{});
+  h.at(620 * ms);
+  h.recorder.on_attempt_end(7, 3, StorageStatus::kUnhealthy, false, std::nullopt);
+  model::ClientResult failed;
+  failed.status = StorageStatus::kUnhealthy;
+  h.recorder.on_operation_end(7, 2, failed);
+  // Operation 3: a strong read answered kNotFound at once.
+  h.at(700 * ms);
+  h.recorder.on_attempt_start(7, 3, 4, get("a", model::ReadConsistency::kStrong), sim::Address{});
+  h.at(703 * ms);
+  h.recorder.on_attempt_end(7, 4, StorageStatus::kNotFound, false, std::nullopt);
+  model::ClientResult not_found;
+  not_found.status = StorageStatus::kNotFound;
+  h.recorder.on_operation_end(7, 3, not_found);
+
+  const nlohmann::json operations = h.recorder.operation_latency_json();
+  EXPECT_EQ(operations["put"]["count"], 1);
+  EXPECT_EQ(operations["put"]["max"], 530.0);
+  EXPECT_EQ(operations["get_strong"]["count"], 1);
+  EXPECT_EQ(operations["get_strong"]["p50"], 3.0);
+  EXPECT_EQ(operations["all"]["count"], 2);
+  const nlohmann::json attempts = h.recorder.attempt_latency_json();
+  EXPECT_EQ(attempts["put"]["count"], 1);
+  EXPECT_EQ(attempts["put"]["max"], 10.0);  // the answered attempt alone
+  EXPECT_EQ(h.recorder.counts().impossible_answers, 0u);
+  h.recorder.on_operation_end(7, 3, not_found);  // ended twice
+  EXPECT_EQ(h.recorder.counts().impossible_answers, 1u);
+}
+
 TEST(HistoryRecorderTest, KeyStringsAreReadableAndDistinct) {
   EXPECT_EQ(key_string(key("key-3")), "key-3");
   model::PrimaryKey composite{model::KeyValue::string("user"),
@@ -316,6 +491,8 @@ struct WorkloadRun {
   std::vector<WorkloadProcess::Stats> stats;
   nlohmann::json availability;
   size_t dump_lines = 0;
+  nlohmann::json attempt_latency;
+  nlohmann::json operation_latency;
   uint64_t operations_checked = 0;
   uint64_t compare_and_sets_succeeded = 0;  // put_if_version that found its value
   bool verification_done = false;
@@ -340,6 +517,7 @@ WorkloadRun run_workload(bool plant_lost_writes) {
   state.leader = replicas[0];
   const model::Placement placement = model::Placement::uniform(1, {replicas});
   HistoryRecorder recorder(&simulation);
+  recorder.measure_latency_until(sim::SimTime(0) + sim::seconds(20));
   std::ostringstream dump;
   recorder.set_dump(&dump);
   WorkloadOptions options;
@@ -389,6 +567,8 @@ WorkloadRun run_workload(bool plant_lost_writes) {
   }
   EXPECT_EQ(recorder.pending_attempts(), 0u);
   run.availability = recorder.availability(sim::seconds(1));
+  run.attempt_latency = recorder.attempt_latency_json();
+  run.operation_latency = recorder.operation_latency_json();
   std::istringstream lines(dump.str());
   for (std::string line; std::getline(lines, line);) ++run.dump_lines;
   return run;
@@ -426,6 +606,24 @@ TEST(WorkloadTest, APerfectRegisterGivesACompleteLinearizableDurableHistory) {
     EXPECT_EQ(stats.keys_verified, stats.keys_written);
     EXPECT_EQ(stats.keys_written, 25u);
   }
+  // Latency: the verification reads come after the measured window, so the operations measured
+  // are exactly the workload's successes; every eventual read was answered or timed out.
+  uint64_t succeeded = 0;
+  for (const WorkloadProcess::Stats& stats : run.stats) succeeded += stats.succeeded;
+  EXPECT_EQ(run.operation_latency["all"]["count"].get<uint64_t>(), succeeded);
+  uint64_t attempts_by_kind = 0;
+  for (const char* kind :
+       {"put", "get_strong", "get_eventual", "put_if_version", "put_if_absent", "delete"}) {
+    attempts_by_kind += run.attempt_latency[kind]["count"].get<uint64_t>();
+    EXPECT_GT(run.attempt_latency[kind]["count"].get<uint64_t>(), 0u) << kind;
+  }
+  EXPECT_EQ(run.attempt_latency["all"]["count"].get<uint64_t>(), attempts_by_kind);
+  EXPECT_EQ(run.attempt_latency["get_eventual"]["count"].get<uint64_t>(), counts.eventual_reads);
+  // An answered attempt beat its 50 ms timeout; some operations succeeded only after a timeout.
+  EXPECT_LT(run.attempt_latency["all"]["max"].get<double>(), 50.0);
+  EXPECT_GT(run.operation_latency["all"]["max"].get<double>(), 50.0);
+  EXPECT_LE(run.attempt_latency["all"]["p50"].get<double>(),
+            run.operation_latency["all"]["p50"].get<double>());
   // Availability: every one-second window of the workload saw about 400 operations, nearly all
   // good.
   ASSERT_GE(run.availability.size(), 20u);

@@ -73,8 +73,21 @@ TEST(ServiceRun, ShortGameDayPassesEveryCheckAndReplaysIdentically) {
     EXPECT_TRUE(checks["paxos_safety"]["passed"].get<bool>());
     EXPECT_GE(first.summary["faults"]["power_offs"].get<uint64_t>(), 1u);
     EXPECT_GE(first.summary["availability"]["windows"].size(), 3u);
+    // Client latency: every workload operation that succeeded is measured (the verification
+    // reads come after the workload phase and are not), and answered attempts are fast even
+    // under faults; the section replays identically.
+    const nlohmann::json& latency = first.summary["latency_ms"];
+    EXPECT_EQ(first.summary["operation_latency_ms"]["all"]["count"],
+              first.summary["history"]["operations_succeeded"]);
+    EXPECT_GT(latency["all"]["count"].get<uint64_t>(), 100u);
+    EXPECT_GT(latency["get_strong"]["count"].get<uint64_t>(), 0u);
+    EXPECT_LE(latency["all"]["p50"].get<double>(), latency["all"]["p99"].get<double>());
+    EXPECT_LE(latency["all"]["p99"].get<double>(), latency["all"]["p999"].get<double>());
+    EXPECT_LE(latency["all"]["p999"].get<double>(), latency["all"]["max"].get<double>());
     const Outcome second = run(spec, seed);
     EXPECT_EQ(first.trace_hash, second.trace_hash) << "seed " << seed;
+    EXPECT_EQ(first.summary["latency_ms"], second.summary["latency_ms"]) << "seed " << seed;
+    EXPECT_EQ(first.summary["operation_latency_ms"], second.summary["operation_latency_ms"]);
   }
 }
 
