@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "gameday/history.h"
 #include "gameday/units.h"
 
 namespace dynasim::gameday {
@@ -11,16 +12,14 @@ namespace {
 nlohmann::json percentiles(std::vector<double> seconds) {
   if (seconds.empty()) return {{"count", 0}};
   std::sort(seconds.begin(), seconds.end());
-  // Nearest rank: the smallest value with at least p% of the values at or below it.
-  auto rank = [&](double p) {
-    const auto n = static_cast<double>(seconds.size());
-    const auto index = static_cast<size_t>(std::max(1.0, std::ceil(p / 100.0 * n))) - 1;
-    return seconds[std::min(index, seconds.size() - 1)];
+  // Nearest rank: the smallest value with at least p of the values at or below it.
+  auto rank = [&](uint32_t per_ten_thousand) {
+    return seconds[nearest_rank_index(seconds.size(), per_ten_thousand)];
   };
   auto round3 = [](double v) { return std::round(v * 1000.0) / 1000.0; };
   return {{"count", seconds.size()},
-          {"p50", round3(rank(50))},
-          {"p99", round3(rank(99))},
+          {"p50", round3(rank(5'000))},
+          {"p99", round3(rank(9'900))},
           {"max", round3(seconds.back())}};
 }
 

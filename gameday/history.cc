@@ -129,14 +129,17 @@ std::optional<LatencyKind> latency_kind(const model::ClientRequest& request) {
   return std::nullopt;
 }
 
-int64_t nearest_rank(const std::vector<int64_t>& sorted_ns, uint32_t per_ten_thousand) {
-  DYN_ASSERT(!sorted_ns.empty());
+size_t nearest_rank_index(size_t count, uint32_t per_ten_thousand) {
+  DYN_ASSERT(count > 0);
   DYN_ASSERT(per_ten_thousand > 0 && per_ten_thousand <= 10'000);
   // rank = ceil(count * p), in integers so that no rounding of p moves a rank (count stays far
   // below 2^64 / 10^4).
-  const uint64_t count = sorted_ns.size();
-  const uint64_t rank = (count * per_ten_thousand + 9'999) / 10'000;
-  return sorted_ns[std::max<uint64_t>(rank, 1) - 1];
+  const uint64_t rank = (uint64_t{count} * per_ten_thousand + 9'999) / 10'000;
+  return static_cast<size_t>(std::max<uint64_t>(rank, 1) - 1);
+}
+
+int64_t nearest_rank(const std::vector<int64_t>& sorted_ns, uint32_t per_ten_thousand) {
+  return sorted_ns[nearest_rank_index(sorted_ns.size(), per_ten_thousand)];
 }
 
 LatencySummary summarize_latency(std::vector<int64_t>& samples_ns) {

@@ -95,8 +95,10 @@ struct LatencySummary {
 };
 // Sorts `samples_ns` in place. An empty set gives count 0 and zeros.
 LatencySummary summarize_latency(std::vector<int64_t>& samples_ns);
-// The sample of rank ceil(per_ten_thousand / 10000 * count), computed in integers.
-// REQUIRES: sorted_ns ascending and not empty; 0 < per_ten_thousand <= 10000.
+// The index (from 0) of the sample of rank ceil(per_ten_thousand / 10000 * count): the nearest-rank
+// percentile, computed in integers. REQUIRES: count > 0; 0 < per_ten_thousand <= 10000.
+size_t nearest_rank_index(size_t count, uint32_t per_ten_thousand);
+// The sample of that rank. REQUIRES: sorted_ns ascending and not empty.
 int64_t nearest_rank(const std::vector<int64_t>& sorted_ns, uint32_t per_ten_thousand);
 // {"count", "p50", "p99", "p999", "max"}, the four in milliseconds (null when count is 0).
 nlohmann::json latency_summary_json(const LatencySummary& summary);

@@ -345,11 +345,8 @@ void ServiceHarness::judge_scrub() {
     }
   }
   std::sort(delays.begin(), delays.end());
-  auto percentile = [&](double p) {
-    if (delays.empty()) return 0.0;
-    const size_t index =
-        std::min(delays.size() - 1, static_cast<size_t>(p * static_cast<double>(delays.size())));
-    return delays[index];
+  auto percentile = [&](uint32_t per_ten_thousand) {
+    return delays.empty() ? 0.0 : delays[nearest_rank_index(delays.size(), per_ten_thousand)];
   };
   auto counter = [&](std::string_view name) -> int64_t {
     auto it = world_.counters().find(name);
@@ -372,8 +369,8 @@ void ServiceHarness::judge_scrub() {
                    {"corrupted_reads_served", served},
                    {"wal_reads_unreported", wal_reads},
                    {"detection_delay_s",
-                    {{"p50", percentile(0.50)},
-                     {"p99", percentile(0.99)},
+                    {{"p50", percentile(5'000)},
+                     {"p99", percentile(9'900)},
                      {"max", delays.empty() ? 0.0 : delays.back()}}},
                    {"compare", {{"rounds", counter("scrub.compare_rounds")},
                                 {"narrowing_rounds", counter("scrub.compare_narrowing_rounds")},
