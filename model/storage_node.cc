@@ -336,6 +336,10 @@ struct StorageNode::Impl {
     std::map<uint32_t, sim::Address> member_nodes;  // of the last committed configuration
     std::optional<uint64_t> placement_request;  // waiting for auto-admin's answer
     sim::SimTime placement_sent;
+    bool placement_may_share_az = true;  // of the request awaiting an answer
+    // Since when the full replica that is to replace the log voter has waited for a node in an
+    // AZ without another member (HealingOptions::rebuild_waits_for_az).
+    std::optional<sim::SimTime> rebuild_waiting_since;
     std::optional<LearnerSeed> learner;
     std::set<uint32_t> reported_lost;
     uint64_t reported_epoch = 0;
@@ -2132,6 +2136,7 @@ struct StorageNode::Impl {
         r.placement_request.reset();
         r.learner.reset();
         r.reported_lost.clear();
+        r.rebuild_waiting_since.reset();
         continue;
       }
       heal(r, now);
@@ -2193,6 +2198,9 @@ struct StorageNode::Impl {
     message.body = std::move(body);
     env->send(node, std::move(message));
   }
+
+  // Whether a new replica may share an AZ with another member (PlaceRequestBody::may_share_az).
+  enum class AzSharing { kAllowed, kForbidden };
 
   void heal(Replica& r, sim::SimTime now) {
     if (!options.healing.enabled) return;
@@ -2260,13 +2268,24 @@ struct StorageNode::Impl {
       }
       return;
     }
-    if (lost == nullptr && log_voter == nullptr && voters >= kReplicasPerGroup) return;
+    if (lost == nullptr && log_voter == nullptr && voters >= kReplicasPerGroup) {
+      r.rebuild_waiting_since.reset();
+      return;
+    }
     const MemberKind kind = lost != nullptr && h.log_replicas && log_voter == nullptr
                                 ? MemberKind::kLog
                                 : MemberKind::kFull;
     const PeerStatus* replaced = lost != nullptr ? lost : log_voter;
-    request_placement(r, kind, replaced != nullptr ? member_address(r, replaced->replica)
-                                                   : std::nullopt);
+    // The rebuild (a full replica for the log voter, nothing lost): the log voter holds the
+    // quorum, so the full replica can wait for a node in the AZ the group is missing.
+    AzSharing sharing = AzSharing::kAllowed;
+    if (lost == nullptr && log_voter != nullptr) {
+      if (!r.rebuild_waiting_since) r.rebuild_waiting_since = now;
+      if (now - *r.rebuild_waiting_since < h.rebuild_waits_for_az) sharing = AzSharing::kForbidden;
+    }
+    request_placement(r, kind,
+                      replaced != nullptr ? member_address(r, replaced->replica) : std::nullopt,
+                      sharing);
   }
 
   void propose_change(Replica& r, const ConfigChange& change) {
@@ -2277,7 +2296,11 @@ struct StorageNode::Impl {
     after_input(r);
   }
 
-  void request_placement(Replica& r, MemberKind kind, std::optional<sim::Address> replacing) {
+  // An unanswered request is asked again after replica_lost_after, and so is one refused while
+  // it could not share an AZ (until a node in the missing AZ is heard from again).
+  void request_placement(Replica& r, MemberKind kind, std::optional<sim::Address> replacing,
+                         AzSharing sharing) {
+    const bool may_share_az = sharing == AzSharing::kAllowed;
     const sim::SimTime now = env->local_now();
     if (r.placement_request && now - r.placement_sent < options.healing.replica_lost_after) return;
     auto body = std::make_shared<PlaceRequestBody>();
@@ -2285,6 +2308,8 @@ struct StorageNode::Impl {
     body->group = r.assignment.group;
     body->kind = kind;
     body->replacing = replacing;
+    body->may_share_az = may_share_az;
+    r.placement_may_share_az = may_share_az;
     for (const Member& member : r.paxos->configuration().members) {
       body->exclude.push_back(address_of(member.endpoint));
     }
@@ -2293,7 +2318,8 @@ struct StorageNode::Impl {
     sim::Message message;
     message.type = static_cast<uint32_t>(StorageMessageType::kPlaceRequest);
     message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes + 16 * body->exclude.size());
-    message.digest = mix(mix(body->request_id, body->group.value), static_cast<uint64_t>(kind));
+    message.digest = mix(mix(body->request_id, body->group.value),
+                         static_cast<uint64_t>(kind) | (may_share_az ? 0 : 2));
     message.body = std::move(body);
     env->send(options.healing.auto_admin, std::move(message));
   }
@@ -2303,11 +2329,13 @@ struct StorageNode::Impl {
     if (found == slot_of_group.end()) return;
     Replica& r = *replicas[found->second];
     if (!r.placement_request || *r.placement_request != body.request_id || !r.paxos) return;
-    r.placement_request.reset();
     if (!body.node) {
       env->metrics().add("healing.no_placement", 1);
+      // A rebuild waiting for its AZ asks again after replica_lost_after, not at every check.
+      if (r.placement_may_share_az) r.placement_request.reset();
       return;
     }
+    r.placement_request.reset();
     PaxosReplica& p = *r.paxos;
     if (p.role() != PaxosRole::kLeader || p.change_pending()) return;
     // Decide again what is needed: the group may have changed while auto-admin answered.
@@ -2333,6 +2361,7 @@ struct StorageNode::Impl {
       return;
     }
     env->metrics().add("healing.changes_proposed", 1);
+    r.rebuild_waiting_since.reset();
     LearnerSeed learner;
     learner.replica = result.replica;
     learner.node = *body.node;
