@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "gameday/history.h"
 #include "gameday/units.h"
@@ -154,8 +155,22 @@ nlohmann::json HealingRecorder::report() const {
                        {"full_replica_at", at(loss.full_replica)},
                        {"returned_at", at(loss.returned)}});
   }
+  // Groups whose latest committed configuration has two voters in one AZ: that AZ's loss takes
+  // their majority. Groups that never changed keep the placement's one replica per AZ.
+  uint64_t sharing_an_az = 0;
+  for (const auto& [group, configuration] : latest_) {
+    std::set<uint32_t> azs;
+    size_t voter_count = 0;
+    for (const model::Member& m : configuration.members) {
+      if (!m.voter) continue;
+      ++voter_count;
+      azs.insert(world_.az_of(sim::HostId(static_cast<uint32_t>(m.endpoint >> 32))).value);
+    }
+    if (azs.size() < voter_count) ++sharing_an_az;
+  }
   return {{"events", losses_.size()},
           {"returned_before_healed", returned},
+          {"groups_sharing_an_az", sharing_an_az},
           {"slowest", slowest},
           {"unfinished", unfinished},
           {"configurations_committed", configurations_committed_},

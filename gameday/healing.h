@@ -56,7 +56,9 @@ class HealingRecorder final : public model::StorageObserver {
   bool passed() const { return violations_ == 0; }
   const std::string& first_violation() const { return first_violation_; }
   // {events, completed..., time_at_two_copies_s, quorum_restore_s, full_replica_s (each p50, p99,
-  // max), configurations_committed, redundancy: {passed, violations, first_violation}}
+  // max), configurations_committed, groups_sharing_an_az (at the end: groups whose latest
+  // committed configuration has two voters in one AZ), redundancy: {passed, violations,
+  // first_violation}}
   nlohmann::json report() const;
 
  private:

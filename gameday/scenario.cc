@@ -163,6 +163,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         "log_replica_seed_entries", storage->log_replica_seed_entries, 0, 100'000'000);
     storage->rebuild_bytes_per_second = healing->optional_bytes(
         "rebuild_bytes_per_second", storage->rebuild_bytes_per_second, 1024, uint64_t{1} << 40);
+    storage->rebuild_waits_for_az = healing->optional_duration(
+        "rebuild_waits_for_az", storage->rebuild_waits_for_az, sim::Duration(0), sim::hours(24));
     storage->plant_remove_log_replica_early =
         healing->optional_bool("plant_remove_log_replica_early", false);
     healing->finish();

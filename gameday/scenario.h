@@ -72,6 +72,7 @@ struct StorageSpec {
   bool log_replicas = true;
   uint64_t log_replica_seed_entries = 64;
   uint64_t rebuild_bytes_per_second = 50'000'000;
+  sim::Duration rebuild_waits_for_az = sim::minutes(10);
   bool plant_remove_log_replica_early = false;
   // WAL archival (docs/archival.md): off unless the scenario has an "archival" section.
   bool archival = false;

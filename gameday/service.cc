@@ -79,6 +79,7 @@ void ServiceHarness::add_storage_nodes(
     base.healing.log_replicas = storage.log_replicas;
     base.healing.log_replica_seed_entries = storage.log_replica_seed_entries;
     base.healing.rebuild_bytes_per_second = static_cast<double>(storage.rebuild_bytes_per_second);
+    base.healing.rebuild_waits_for_az = storage.rebuild_waits_for_az;
     base.healing.plant_remove_log_replica_early = storage.plant_remove_log_replica_early;
   }
   if (storage.archival) {
@@ -465,6 +466,7 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
                                     {"redundancy", healing["redundancy"]}};
     healing.erase("redundancy");
     healing["log_replicas"] = spec_.storage->log_replicas;
+    healing["rebuild_waits_for_az"] = format_duration_short(spec_.storage->rebuild_waits_for_az);
     summary["healing"] = healing;
   }
   if (spec_.storage->scrub) {

@@ -53,8 +53,11 @@ void AutoAdmin::on_message(sim::Env& env, sim::Address from, const sim::Message&
   }
 }
 
-// Candidates: nodes heard from within node_dead_after that hold no member of the group. The
-// replaced replica's AZ first (one copy per AZ); then an AZ holding no member; then any. Within
+// Candidates: nodes heard from within node_dead_after that hold no member of the group. First
+// the replaced replica's AZ if no other member is there, then any AZ holding no other member (one
+// copy per AZ), then any AZ unless the request forbids sharing one. The replaced replica's AZ is
+// not enough by itself: a log replica placed outside its AZ while that AZ was down shares one
+// with another member, and the full replica replacing it must go back to the missing AZ. Within
 // the chosen tier, the fewest replicas (counting recent placements), then the lowest address:
 // deterministic, and spread.
 std::optional<sim::Address> AutoAdmin::place(const PlaceRequestBody& request, sim::SimTime now) {
@@ -85,12 +88,11 @@ std::optional<sim::Address> AutoAdmin::place(const PlaceRequestBody& request, si
     }
     uint64_t load = node.replicas;
     for (const auto& [until, count] : node.recent_placements) load += count;
+    const bool az_without_member =
+        std::find(member_azs.begin(), member_azs.end(), node.az) == member_azs.end();
+    if (!az_without_member && !request.may_share_az) continue;
     int tier = 2;
-    if (preferred_az && node.az == *preferred_az) {
-      tier = 0;
-    } else if (std::find(member_azs.begin(), member_azs.end(), node.az) == member_azs.end()) {
-      tier = 1;
-    }
+    if (az_without_member) tier = preferred_az && node.az == *preferred_az ? 0 : 1;
     const Candidate candidate{tier, load, address};
     if (!best || std::tie(candidate.tier, candidate.load, candidate.address) <
                      std::tie(best->tier, best->load, best->address)) {

@@ -1,8 +1,8 @@
 // Auto-admin: the control-plane process that decides where replicas go (P22 section 3: it
 // "replaces unhealthy replicas"). Storage nodes report to it every second; a group's leader asks
 // it where a new replica should be placed, and it answers with a live node that holds no member
-// of the group, preferring the AZ of the replica being replaced so that each AZ keeps one copy,
-// and the least loaded node there (docs/healing.md).
+// of the group, preferring an AZ that holds no other member (the replaced replica's first) so
+// that each AZ keeps one copy, and the least loaded node there (docs/healing.md).
 //
 // One process on a control-plane host that faults spare: a replicated auto-admin is not modelled
 // (our assumption; its own availability is outside what the game days test).

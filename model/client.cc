@@ -1,6 +1,7 @@
 #include "model/client.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "sim/check.h"
 #include "sim/random.h"
@@ -56,6 +57,8 @@ struct DirectClient::Operation {
   sim::TimerHandle timer;
   // Set when the previous attempt decided where the next goes; used once.
   std::optional<sim::Address> preferred;
+  // `preferred` is a replica's hint: followed by eventual reads too.
+  bool preferred_is_hint = false;
 };
 
 DirectClient::DirectClient(ClientOptions options, const Placement* placement, uint64_t client_id,
@@ -97,7 +100,44 @@ uint64_t DirectClient::request_digest(const StorageRequest& request) {
     digest =
         sim::splitmix64(digest ^ holder.checksum() ^ static_cast<uint64_t>(request.condition.kind));
   }
+  // Epoch 0 (the static placement) leaves the digest as it was before views existed.
+  if (request.known_epoch != 0) digest = sim::splitmix64(digest ^ request.known_epoch);
   return digest;
+}
+
+DirectClient::GroupView DirectClient::view(GroupId group) const {
+  auto found = views_.find(group.value);
+  if (found != views_.end()) return found->second;
+  const GroupPlacement& placed = placement_->group(group);
+  return GroupView{0, std::vector<sim::Address>(placed.replicas.begin(), placed.replicas.end())};
+}
+
+DirectClient::GroupView& DirectClient::mutable_view(GroupId group) {
+  auto found = views_.find(group.value);
+  if (found != views_.end()) return found->second;
+  const GroupPlacement& placed = placement_->group(group);
+  GroupView& fresh = views_[group.value];
+  fresh.replicas.assign(placed.replicas.begin(), placed.replicas.end());
+  return fresh;
+}
+
+// A replica told us where the group's full voters are as of a committed configuration: take it
+// if it is newer than what we know (answers arrive out of order, and a lagging replica may still
+// report an older one).
+void DirectClient::learn_members(GroupId group, const GroupMembers& members) {
+  DYN_ASSERT_MSG(members.replicas.size() <= kMaxViewReplicas,
+                 "a group's members name more replicas than a configuration can hold");
+  GroupView& known = mutable_view(group);
+  if (members.epoch <= known.epoch || members.replicas.empty()) return;
+  known.epoch = members.epoch;
+  known.replicas = members.replicas;
+  ++stats_.views_learned;
+  // A leader that is no longer a full voter cannot lead: stop sending strong requests there.
+  auto hint = leader_hints_.find(group.value);
+  if (hint != leader_hints_.end() && std::find(known.replicas.begin(), known.replicas.end(),
+                                               hint->second) == known.replicas.end()) {
+    leader_hints_.erase(hint);
+  }
 }
 
 uint64_t DirectClient::submit(sim::Env& env, ClientRequest request, Done done) {
@@ -119,22 +159,23 @@ uint64_t DirectClient::submit(sim::Env& env, ClientRequest request, Done done) {
 }
 
 sim::Address DirectClient::pick_replica(sim::Env& env, Operation& operation) {
-  const GroupPlacement& group = placement_->group(operation.group);
+  const GroupView& group = mutable_view(operation.group);
+  const std::optional<sim::Address> preferred = std::exchange(operation.preferred, std::nullopt);
+  const bool preferred_is_hint = std::exchange(operation.preferred_is_hint, false);
+  const uint64_t replicas = group.replicas.size();
   if (operation.request.op == StorageOp::kGet &&
       operation.request.consistency == ReadConsistency::kEventual) {
+    // A replica that holds no items of the group named one that does.
+    if (preferred.has_value() && preferred_is_hint) return *preferred;
     // Any replica may serve an eventual read; spreading them is what the SDK's endpoint does.
-    return group.replicas[env.random().uniform_u64(kReplicasPerGroup)];
+    return group.replicas[env.random().uniform_u64(replicas)];
   }
-  if (operation.preferred.has_value()) {
-    const sim::Address chosen = *operation.preferred;
-    operation.preferred.reset();
-    return chosen;
-  }
+  if (preferred.has_value()) return *preferred;
   auto hint = leader_hints_.find(operation.group.value);
   if (hint != leader_hints_.end()) return hint->second;
   uint32_t& next = round_robin_[operation.group.value];
-  const sim::Address chosen = group.replicas[next % kReplicasPerGroup];
-  next = (next + 1) % kReplicasPerGroup;
+  const sim::Address chosen = group.replicas[next % replicas];
+  next = static_cast<uint32_t>((next + 1) % replicas);
   return chosen;
 }
 
@@ -143,14 +184,15 @@ sim::Address DirectClient::pick_replica(sim::Env& env, Operation& operation) {
 void DirectClient::move_off(Operation& operation, sim::Address replica) {
   auto hint = leader_hints_.find(operation.group.value);
   if (hint != leader_hints_.end() && hint->second == replica) leader_hints_.erase(hint);
-  const GroupPlacement& group = placement_->group(operation.group);
-  for (uint32_t r = 0; r < kReplicasPerGroup; ++r) {
+  const GroupView& group = mutable_view(operation.group);
+  operation.preferred_is_hint = false;
+  for (size_t r = 0; r < group.replicas.size(); ++r) {
     if (group.replicas[r] == replica) {
-      operation.preferred = group.replicas[(r + 1) % kReplicasPerGroup];
+      operation.preferred = group.replicas[(r + 1) % group.replicas.size()];
       return;
     }
   }
-  operation.preferred.reset();  // a hinted address outside the group: start over
+  operation.preferred.reset();  // a hinted address outside the view: start over
 }
 
 void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
@@ -172,6 +214,7 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
   body->key = operation.request.key;
   body->item = operation.request.item;
   body->condition = operation.request.condition;
+  body->known_epoch = mutable_view(operation.group).epoch;
   sim::Message message;
   message.type = static_cast<uint32_t>(StorageMessageType::kRequest);
   message.size_bytes = request_size_bytes(*body);
@@ -216,6 +259,7 @@ void DirectClient::retry_or_finish(sim::Env& env, Operation& operation, ClientRe
     move_off(operation, operation.replica);
   } else {
     operation.preferred = operation.replica;
+    operation.preferred_is_hint = next == NextReplica::kHinted;
   }
   if (operation.attempts >= options_.max_attempts) {
     finish(operation.id, std::move(last));
@@ -235,6 +279,8 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
   if (message.type != static_cast<uint32_t>(StorageMessageType::kResponse)) return false;
   const auto* response = dynamic_cast<const StorageResponse*>(message.body.get());
   DYN_ASSERT_MSG(response != nullptr, "a kResponse message without a StorageResponse body");
+  // Where the group is now holds whether or not the attempt is still waiting for this answer.
+  if (response->members.has_value()) learn_members(response->group, *response->members);
   auto in_flight = attempts_in_flight_.find(response->request_id);
   if (in_flight == attempts_in_flight_.end()) {
     // A late answer (its attempt timed out) or a duplicate: its attempt already ended.
@@ -273,7 +319,7 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
         leader_hints_[operation.group.value] = *response->leader_hint;
         const sim::Address hinted = *response->leader_hint;
         operation.replica = hinted;  // so retry_or_finish keeps it as the preferred replica
-        retry_or_finish(env, operation, std::move(result), NextReplica::kSame,
+        retry_or_finish(env, operation, std::move(result), NextReplica::kHinted,
                         /*immediately=*/true);
       } else {
         retry_or_finish(env, operation, std::move(result), NextReplica::kOther,

@@ -7,19 +7,29 @@
 // with a hint moves there at once); eventual reads to any replica. The routers of a later layer
 // replace how the group and its leader are found, not these semantics.
 //
+// Where a group's replicas are: the client keeps a view of each group, first the static
+// placement (configuration epoch 0). Every request carries the view's epoch, and a replica of a
+// group that has committed a later configuration answers with its full voters
+// (StorageResponse::members); the client then takes those as the group's replicas. Healing
+// moves replicas to other nodes, and without this a client would keep asking nodes that no
+// longer host the group, led only by their one-hop hints (docs/healing.md, "Clients").
+//
 // What each answer does (an attempt is one request with a fresh request id and its own timeout):
-// - kOk, kConditionFailed, kNotFound, kValidation, kNoSuchGroup: the operation ends. A strong
-//   success also records the replica as the group's leader.
+// - kOk, kConditionFailed, kNotFound, kValidation: the operation ends. A strong success also
+//   records the replica as the group's leader.
 // - kNotLeader with a hint: the hint becomes the group's leader and the next attempt goes there
-//   at once. Without a hint: the next replica in the group, after a backoff.
+//   at once (an eventual read too: the replica asked holds no items of the group, being a log
+//   replica or a node the group left). Without a hint: the next replica in the view, after a
+//   backoff.
 // - kNotServing, kBusy: the same replica after a backoff (it believes it leads; the others
-//   would only send us back). kRecovering, kUnhealthy: the next replica after a backoff.
+//   would only send us back). kRecovering, kUnhealthy, kNoSuchGroup: the next replica after a
+//   backoff.
 // - no answer within attempt_timeout: the next replica after a backoff, and the replica is no
 //   longer taken for the leader.
 // Backoff is full jitter: uniform in [0, min(backoff_cap, backoff_base * 2^n)] before the n-th
 // backed-off retry (n from 0), drawn from the Env's random stream. After max_attempts the
-// operation ends with the last attempt's status. Eventual reads draw a replica at random for
-// every attempt.
+// operation ends with the last attempt's status. Eventual reads draw a replica of the view at
+// random for every attempt that follows no hint.
 //
 // Every attempt is reported to the observer (invocation, then its outcome or its timeout), so a
 // history checker sees exactly what a real client could see: an attempt that timed out has an
@@ -32,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "model/storage_protocol.h"
 #include "sim/env.h"
@@ -136,6 +147,7 @@ class DirectClient {
     uint64_t hints_followed = 0;
     uint64_t late_answers_dropped = 0;
     uint64_t refused_outstanding = 0;  // submit() calls refused at max_outstanding
+    uint64_t views_learned = 0;        // answers whose members replaced a group's view
   };
   const Stats& stats() const { return stats_; }
 
@@ -145,10 +157,25 @@ class DirectClient {
   // A digest of a request's content for the trace fingerprint.
   static uint64_t request_digest(const StorageRequest& request);
 
+  // Where the client believes a group's replicas are: the static placement (epoch 0) until an
+  // answer carried a later configuration's members.
+  struct GroupView {
+    uint64_t epoch = 0;
+    std::vector<sim::Address> replicas;  // not empty
+  };
+  GroupView view(GroupId group) const;
+
  private:
   struct Operation;
-  // Where the next attempt of an operation goes after the previous one ended at `replica`.
-  enum class NextReplica { kSame, kOther };
+  // Where the next attempt of an operation goes after the previous one ended at `replica`:
+  // there again, there because a replica named it (kHinted: eventual reads follow it too), or
+  // the next replica of the view.
+  enum class NextReplica { kSame, kHinted, kOther };
+  // A configuration names at most 4 voters (3, and one joining); more is a broken answer.
+  static constexpr size_t kMaxViewReplicas = 8;
+
+  GroupView& mutable_view(GroupId group);
+  void learn_members(GroupId group, const GroupMembers& members);
 
   void send_attempt(sim::Env& env, uint64_t operation_id);
   // The attempt in flight ended (answer or timeout): reports it and forgets its request id.
@@ -170,6 +197,7 @@ class DirectClient {
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Operation>> operations_;  // by operation id
   std::map<uint32_t, sim::Address> leader_hints_;              // by group id
+  std::map<uint32_t, GroupView> views_;                        // by group id, made when first used
   std::map<uint32_t, uint32_t> round_robin_;                   // by group id: next replica index
   std::map<uint64_t, uint64_t> attempts_in_flight_;            // request id -> operation id
   Stats stats_;

@@ -23,14 +23,18 @@ struct NodeHeartbeatBody final : sim::MessageBody {
 };
 
 // kPlaceRequest: a new replica of `group` is needed. `exclude` are the group's current members'
-// nodes; `replacing` is the node of the replica it replaces (auto-admin prefers its AZ, to keep
-// one replica per AZ), if any.
+// nodes; `replacing` is the node of the replica it replaces, if any. Auto-admin prefers an AZ
+// that holds no other member, the replaced replica's first, to keep one replica per AZ.
 struct PlaceRequestBody final : sim::MessageBody {
   uint64_t request_id = 0;
   GroupId group;
   MemberKind kind = MemberKind::kFull;
   std::vector<sim::Address> exclude;
   std::optional<sim::Address> replacing;
+  // False: place only in an AZ that holds no other member, or nowhere. A replica that restores
+  // the write quorum may share an AZ (it is needed now); the full replica that replaces a log
+  // replica waits for a node in the missing AZ, since nothing moves a replica back later.
+  bool may_share_az = true;
 };
 
 // kPlaceReply: where to put it, or nothing when no live node qualifies.

@@ -66,6 +66,8 @@ struct DirectoryEntry {
 // Header bytes we charge per message on the wire (our assumption: framing, addresses, type,
 // group, a few ids; in the range of an RPC header).
 constexpr uint32_t kMessageHeaderBytes = 64;
+// Bytes of an address on the wire (host and port).
+constexpr uint64_t kAddressBytes = 8;
 // Bytes per log entry besides its command (index, ballot, command id, length).
 constexpr uint32_t kEntryHeaderBytes = 32;
 // Items per snapshot chunk (our assumption: ~1 MB chunks for 8 KB items, small enough to pace).
@@ -130,6 +132,12 @@ uint64_t response_digest(const StorageResponse& r) {
   h = mix(h, r.item ? r.item->checksum() : 0);
   h = mix(h, r.leader_hint ? (uint64_t{r.leader_hint->host.value} << 32 | r.leader_hint->port)
                            : UINT64_MAX);
+  if (r.members) {
+    h = mix(h, r.members->epoch);
+    for (const sim::Address& replica : r.members->replicas) {
+      h = mix(h, uint64_t{replica.host.value} << 32 | replica.port);
+    }
+  }
   return h;
 }
 
@@ -233,6 +241,7 @@ struct StorageNode::Impl {
     sim::Address client;
     uint64_t request_id = 0;
     uint64_t command_id = 0;
+    uint64_t known_epoch = 0;  // the client's view of the group (StorageRequest::known_epoch)
   };
   struct DeferredRead {
     sim::Address client;
@@ -334,6 +343,10 @@ struct StorageNode::Impl {
     std::map<uint32_t, sim::Address> member_nodes;  // of the last committed configuration
     std::optional<uint64_t> placement_request;  // waiting for auto-admin's answer
     sim::SimTime placement_sent;
+    bool placement_may_share_az = true;  // of the request awaiting an answer
+    // Since when the full replica that is to replace the log voter has waited for a node in an
+    // AZ without another member (HealingOptions::rebuild_waits_for_az).
+    std::optional<sim::SimTime> rebuild_waiting_since;
     std::optional<LearnerSeed> learner;
     std::set<uint32_t> reported_lost;
     uint64_t reported_epoch = 0;
@@ -1057,8 +1070,8 @@ struct StorageNode::Impl {
     r.apply_queue.push_front(entry);  // not applied
     auto it = r.waiters.find(entry.index.value);
     if (it != r.waiters.end()) {
-      respond(r, it->second.client, it->second.request_id, StorageStatus::kUnhealthy, {}, {},
-              LogIndex());
+      respond(r, it->second.client, it->second.request_id, it->second.known_epoch,
+              StorageStatus::kUnhealthy, {}, {}, LogIndex());
       r.waiters.erase(it);
     }
   }
@@ -1077,11 +1090,12 @@ struct StorageNode::Impl {
       const Waiter waiter = it->second;
       r.waiters.erase(it);
       if (waiter.command_id == entry.command.id && !entry.command.is_noop()) {
-        respond(r, waiter.client, waiter.request_id, outcome, {}, {}, entry.index);
+        respond(r, waiter.client, waiter.request_id, waiter.known_epoch, outcome, {}, {},
+                entry.index);
       } else {
         // Another leader's entry took the slot: the write was not made here.
-        respond(r, waiter.client, waiter.request_id, StorageStatus::kNotLeader, {},
-                leader_address(r), LogIndex());
+        respond(r, waiter.client, waiter.request_id, waiter.known_epoch, StorageStatus::kNotLeader,
+                {}, leader_address(r), LogIndex());
       }
     }
   }
@@ -1423,13 +1437,36 @@ struct StorageNode::Impl {
     return member_address(r, *hint);
   }
 
-  void respond(const Replica& r, sim::Address client, uint64_t request_id, StorageStatus status,
-               std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied) {
-    respond_group(r.assignment.group, client, request_id, status, std::move(item), hint, applied);
+  // `known_epoch` is the asking client's view of the group (StorageRequest::known_epoch): when
+  // the group has committed a later configuration, the answer carries its members, so that
+  // clients follow replicas that healing moved (docs/healing.md, "Clients").
+  void respond(const Replica& r, sim::Address client, uint64_t request_id, uint64_t known_epoch,
+               StorageStatus status, std::optional<Item> item, std::optional<sim::Address> hint,
+               LogIndex applied) {
+    respond_group(r.assignment.group, client, request_id, status, std::move(item), hint, applied,
+                  members_newer_than(r, known_epoch));
+  }
+
+  // The full voters of the latest configuration r's commit has passed, if its epoch is above
+  // `known_epoch`. Committed, so that one epoch always names one member set.
+  std::optional<GroupMembers> members_newer_than(const Replica& r, uint64_t known_epoch) const {
+    if (!r.paxos || r.dropped) return std::nullopt;
+    const Configuration& committed = r.paxos->configuration_at(r.paxos->commit_index());
+    if (committed.epoch <= known_epoch) return std::nullopt;
+    GroupMembers members;
+    members.epoch = committed.epoch;
+    for (const Member& member : committed.members) {
+      if (member.voter && member.kind == MemberKind::kFull) {
+        members.replicas.push_back(address_of(member.endpoint));
+      }
+    }
+    if (members.replicas.empty()) return std::nullopt;
+    return members;
   }
 
   void respond_group(GroupId group, sim::Address client, uint64_t request_id, StorageStatus status,
-                     std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied) {
+                     std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied,
+                     std::optional<GroupMembers> members = std::nullopt) {
     auto body = std::make_shared<StorageResponse>();
     body->group = group;
     body->request_id = request_id;
@@ -1437,10 +1474,14 @@ struct StorageNode::Impl {
     body->item = std::move(item);
     body->leader_hint = hint;
     body->applied_index = applied;
+    body->members = std::move(members);
     sim::Message message;
     message.type = static_cast<uint32_t>(StorageMessageType::kResponse);
-    message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes +
-                                               (body->item ? item_wire_bytes(*body->item) : 0));
+    // Members: the epoch and an address (host and port) each.
+    const uint64_t members_bytes =
+        body->members ? 8 + kAddressBytes * body->members->replicas.size() : 0;
+    message.size_bytes = static_cast<uint32_t>(
+        kMessageHeaderBytes + (body->item ? item_wire_bytes(*body->item) : 0) + members_bytes);
     message.digest = response_digest(*body);
     message.body = std::move(body);
     env->send(client, std::move(message));
@@ -1493,7 +1534,7 @@ struct StorageNode::Impl {
     }
     Replica& r = *replicas[found->second];
     auto answer = [&](StorageStatus status, std::optional<sim::Address> hint = std::nullopt) {
-      respond(r, from, request->request_id, status, {}, hint, LogIndex());
+      respond(r, from, request->request_id, request->known_epoch, status, {}, hint, LogIndex());
     };
     if (r.failed) return answer(StorageStatus::kUnhealthy);
     if (!r.recovered) return answer(StorageStatus::kRecovering);
@@ -1507,14 +1548,15 @@ struct StorageNode::Impl {
 
   void on_write(Replica& r, sim::Address from, const StorageRequest& request) {
     if (r.paxos->role() != PaxosRole::kLeader) {
-      respond(r, from, request.request_id, StorageStatus::kNotLeader, {}, leader_address(r),
-              LogIndex());
+      respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotLeader, {},
+              leader_address(r), LogIndex());
       return;
     }
     if (!r.healthy || r.apply_stalled) {
       // This leader could not apply the write to its tree (docs/storage.md: a gap until
       // leadership can be handed over).
-      respond(r, from, request.request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
+      respond(r, from, request.request_id, request.known_epoch, StorageStatus::kUnhealthy, {}, {},
+              LogIndex());
       return;
     }
     Command paxos_command;
@@ -1526,22 +1568,26 @@ struct StorageNode::Impl {
     const ProposeResult result = r.paxos->propose(std::move(paxos_command), env->local_now());
     switch (result.status) {
       case ProposeStatus::kOk:
-        r.waiters[result.index.value] = Waiter{from, request.request_id, command_id};
+        r.waiters[result.index.value] =
+            Waiter{from, request.request_id, command_id, request.known_epoch};
         break;
       case ProposeStatus::kNotLeader:
-        respond(r, from, request.request_id, StorageStatus::kNotLeader, {}, leader_address(r),
-                LogIndex());
+        respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotLeader, {},
+                leader_address(r), LogIndex());
         break;
       case ProposeStatus::kNotServingYet:
-        respond(r, from, request.request_id, StorageStatus::kNotServing, {}, {}, LogIndex());
+        respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotServing, {},
+                {}, LogIndex());
         break;
       case ProposeStatus::kBusy:
       case ProposeStatus::kLogFull:
         if (result.status == ProposeStatus::kLogFull) request_checkpoint(r);
-        respond(r, from, request.request_id, StorageStatus::kBusy, {}, {}, LogIndex());
+        respond(r, from, request.request_id, request.known_epoch, StorageStatus::kBusy, {}, {},
+                LogIndex());
         break;
       case ProposeStatus::kInvalidCommand:
-        respond(r, from, request.request_id, StorageStatus::kValidation, {}, {}, LogIndex());
+        respond(r, from, request.request_id, request.known_epoch, StorageStatus::kValidation, {},
+                {}, LogIndex());
         break;
       case ProposeStatus::kChangePending:
       case ProposeStatus::kNotCaughtUp:
@@ -1553,11 +1599,13 @@ struct StorageNode::Impl {
 
   void on_get(Replica& r, sim::Address from, const std::shared_ptr<const StorageRequest>& request) {
     if (r.content_invalid) {
-      respond(r, from, request->request_id, StorageStatus::kRecovering, {}, {}, LogIndex());
+      respond(r, from, request->request_id, request->known_epoch, StorageStatus::kRecovering, {},
+              {}, LogIndex());
       return;
     }
     if (range_unhealthy(r, request->key)) {
-      respond(r, from, request->request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
+      respond(r, from, request->request_id, request->known_epoch, StorageStatus::kUnhealthy, {}, {},
+              LogIndex());
       return;
     }
     if (request->consistency == ReadConsistency::kEventual) {
@@ -1565,19 +1613,20 @@ struct StorageNode::Impl {
       return;
     }
     if (r.paxos->role() != PaxosRole::kLeader && !r.paxos->options().plant_follower_strong_reads) {
-      respond(r, from, request->request_id, StorageStatus::kNotLeader, {}, leader_address(r),
-              LogIndex());
+      respond(r, from, request->request_id, request->known_epoch, StorageStatus::kNotLeader, {},
+              leader_address(r), LogIndex());
       return;
     }
     if (!r.paxos->can_serve_strong_read(env->local_now())) {
-      respond(r, from, request->request_id, StorageStatus::kNotServing, {}, {}, LogIndex());
+      respond(r, from, request->request_id, request->known_epoch, StorageStatus::kNotServing, {},
+              {}, LogIndex());
       return;
     }
     if (r.applied < r.paxos->commit_index()) {
       // Committed entries still on their way through the WAL or the apply pipeline: the read
       // waits for them (it must see every write acknowledged before it arrived).
       if (r.deferred_reads.size() >= kMaxDeferredReads || r.apply_stalled) {
-        respond(r, from, request->request_id,
+        respond(r, from, request->request_id, request->known_epoch,
                 r.apply_stalled ? StorageStatus::kUnhealthy : StorageStatus::kBusy, {}, {},
                 LogIndex());
         return;
@@ -1607,12 +1656,12 @@ struct StorageNode::Impl {
       r.deferred_reads.pop_front();
       if (!leader_now) {
         const bool leader = r.paxos && r.paxos->role() == PaxosRole::kLeader;
-        respond(r, read.client, read.request->request_id,
+        respond(r, read.client, read.request->request_id, read.request->known_epoch,
                 leader ? StorageStatus::kNotServing : StorageStatus::kNotLeader, {},
                 leader ? std::nullopt : leader_address(r), LogIndex());
       } else if (r.apply_stalled && r.applied < read.needed_applied) {
-        respond(r, read.client, read.request->request_id, StorageStatus::kUnhealthy, {}, {},
-                LogIndex());
+        respond(r, read.client, read.request->request_id, read.request->known_epoch,
+                StorageStatus::kUnhealthy, {}, {}, LogIndex());
       } else {
         serve_strong_read(r, read.client, read.request);
       }
@@ -1623,27 +1672,30 @@ struct StorageNode::Impl {
                       const std::shared_ptr<const StorageRequest>& request) {
     const size_t slot = r.slot;
     const uint64_t request_id = request->request_id;
-    r.tree->get(
-        request->key, [this, slot, from, request_id](BTreeStatus status, std::optional<Item> item) {
-          Replica& rep = *replicas[slot];
-          switch (status) {
-            case BTreeStatus::kOk:
-              respond(rep, from, request_id, StorageStatus::kOk, std::move(item), {}, LogIndex());
-              return;
-            case BTreeStatus::kNotFound:
-              respond(rep, from, request_id, StorageStatus::kNotFound, {}, {}, LogIndex());
-              return;
-            case BTreeStatus::kQueueFull:
-              respond(rep, from, request_id, StorageStatus::kBusy, {}, {}, LogIndex());
-              return;
-            case BTreeStatus::kCorrupt:
-            case BTreeStatus::kIoError:
-            case BTreeStatus::kNoSpace:
-              if (status == BTreeStatus::kCorrupt) rep.healthy = false;
-              respond(rep, from, request_id, StorageStatus::kUnhealthy, {}, {}, LogIndex());
-              return;
-          }
-        });
+    const uint64_t known_epoch = request->known_epoch;
+    r.tree->get(request->key, [this, slot, from, request_id, known_epoch](
+                                  BTreeStatus status, std::optional<Item> item) {
+      Replica& rep = *replicas[slot];
+      switch (status) {
+        case BTreeStatus::kOk:
+          respond(rep, from, request_id, known_epoch, StorageStatus::kOk, std::move(item), {},
+                  LogIndex());
+          return;
+        case BTreeStatus::kNotFound:
+          respond(rep, from, request_id, known_epoch, StorageStatus::kNotFound, {}, {}, LogIndex());
+          return;
+        case BTreeStatus::kQueueFull:
+          respond(rep, from, request_id, known_epoch, StorageStatus::kBusy, {}, {}, LogIndex());
+          return;
+        case BTreeStatus::kCorrupt:
+        case BTreeStatus::kIoError:
+        case BTreeStatus::kNoSpace:
+          if (status == BTreeStatus::kCorrupt) rep.healthy = false;
+          respond(rep, from, request_id, known_epoch, StorageStatus::kUnhealthy, {}, {},
+                  LogIndex());
+          return;
+      }
+    });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -2122,6 +2174,7 @@ struct StorageNode::Impl {
         r.placement_request.reset();
         r.learner.reset();
         r.reported_lost.clear();
+        r.rebuild_waiting_since.reset();
         continue;
       }
       heal(r, now);
@@ -2183,6 +2236,9 @@ struct StorageNode::Impl {
     message.body = std::move(body);
     env->send(node, std::move(message));
   }
+
+  // Whether a new replica may share an AZ with another member (PlaceRequestBody::may_share_az).
+  enum class AzSharing { kAllowed, kForbidden };
 
   void heal(Replica& r, sim::SimTime now) {
     if (!options.healing.enabled) return;
@@ -2250,13 +2306,24 @@ struct StorageNode::Impl {
       }
       return;
     }
-    if (lost == nullptr && log_voter == nullptr && voters >= kReplicasPerGroup) return;
+    if (lost == nullptr && log_voter == nullptr && voters >= kReplicasPerGroup) {
+      r.rebuild_waiting_since.reset();
+      return;
+    }
     const MemberKind kind = lost != nullptr && h.log_replicas && log_voter == nullptr
                                 ? MemberKind::kLog
                                 : MemberKind::kFull;
     const PeerStatus* replaced = lost != nullptr ? lost : log_voter;
-    request_placement(r, kind, replaced != nullptr ? member_address(r, replaced->replica)
-                                                   : std::nullopt);
+    // The rebuild (a full replica for the log voter, nothing lost): the log voter holds the
+    // quorum, so the full replica can wait for a node in the AZ the group is missing.
+    AzSharing sharing = AzSharing::kAllowed;
+    if (lost == nullptr && log_voter != nullptr) {
+      if (!r.rebuild_waiting_since) r.rebuild_waiting_since = now;
+      if (now - *r.rebuild_waiting_since < h.rebuild_waits_for_az) sharing = AzSharing::kForbidden;
+    }
+    request_placement(r, kind,
+                      replaced != nullptr ? member_address(r, replaced->replica) : std::nullopt,
+                      sharing);
   }
 
   void propose_change(Replica& r, const ConfigChange& change) {
@@ -2267,7 +2334,11 @@ struct StorageNode::Impl {
     after_input(r);
   }
 
-  void request_placement(Replica& r, MemberKind kind, std::optional<sim::Address> replacing) {
+  // An unanswered request is asked again after replica_lost_after, and so is one refused while
+  // it could not share an AZ (until a node in the missing AZ is heard from again).
+  void request_placement(Replica& r, MemberKind kind, std::optional<sim::Address> replacing,
+                         AzSharing sharing) {
+    const bool may_share_az = sharing == AzSharing::kAllowed;
     const sim::SimTime now = env->local_now();
     if (r.placement_request && now - r.placement_sent < options.healing.replica_lost_after) return;
     auto body = std::make_shared<PlaceRequestBody>();
@@ -2275,6 +2346,8 @@ struct StorageNode::Impl {
     body->group = r.assignment.group;
     body->kind = kind;
     body->replacing = replacing;
+    body->may_share_az = may_share_az;
+    r.placement_may_share_az = may_share_az;
     for (const Member& member : r.paxos->configuration().members) {
       body->exclude.push_back(address_of(member.endpoint));
     }
@@ -2283,7 +2356,8 @@ struct StorageNode::Impl {
     sim::Message message;
     message.type = static_cast<uint32_t>(StorageMessageType::kPlaceRequest);
     message.size_bytes = static_cast<uint32_t>(kMessageHeaderBytes + 16 * body->exclude.size());
-    message.digest = mix(mix(body->request_id, body->group.value), static_cast<uint64_t>(kind));
+    message.digest = mix(mix(body->request_id, body->group.value),
+                         static_cast<uint64_t>(kind) | (may_share_az ? 0 : 2));
     message.body = std::move(body);
     env->send(options.healing.auto_admin, std::move(message));
   }
@@ -2293,11 +2367,13 @@ struct StorageNode::Impl {
     if (found == slot_of_group.end()) return;
     Replica& r = *replicas[found->second];
     if (!r.placement_request || *r.placement_request != body.request_id || !r.paxos) return;
-    r.placement_request.reset();
     if (!body.node) {
       env->metrics().add("healing.no_placement", 1);
+      // A rebuild waiting for its AZ asks again after replica_lost_after, not at every check.
+      if (r.placement_may_share_az) r.placement_request.reset();
       return;
     }
+    r.placement_request.reset();
     PaxosReplica& p = *r.paxos;
     if (p.role() != PaxosRole::kLeader || p.change_pending()) return;
     // Decide again what is needed: the group may have changed while auto-admin answered.
@@ -2323,6 +2399,7 @@ struct StorageNode::Impl {
       return;
     }
     env->metrics().add("healing.changes_proposed", 1);
+    r.rebuild_waiting_since.reset();
     LearnerSeed learner;
     learner.replica = result.replica;
     learner.node = *body.node;

@@ -65,6 +65,13 @@ struct HealingOptions {
   // The pace of a full replica's rebuild (the leader's snapshot stream), so it does not starve
   // foreground traffic. Our assumption; the network and the disks pace it too.
   double rebuild_bytes_per_second = 50e6;
+  // How long the full replica that replaces a log replica waits for a node in an AZ where the
+  // group has no other member, before it takes a node in any AZ. The log replica holds the
+  // quorum meanwhile; a full replica placed in a shared AZ stays there, and the group then loses
+  // its majority with that AZ. Our assumption: longer than most AZ outages in a game day, short
+  // enough that a group does not keep two full copies for long if an AZ does not come back.
+  // Zero: the rebuild takes a node in any AZ at once (what healing did first).
+  sim::Duration rebuild_waits_for_az = sim::minutes(10);
   sim::Duration node_heartbeat_interval = sim::seconds(1);
   // Planted bug for the healing checker: retire the log replica as soon as a full replica joins
   // as a learner, before it has caught up. Never set outside tests.

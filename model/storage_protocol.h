@@ -81,6 +81,11 @@ struct StorageRequest final : sim::MessageBody {
   PrimaryKey key;
   Item item;            // kPut: the full new item (its key equals `key`)
   Condition condition;  // kPut, kDelete
+  // The configuration epoch of the client's view of where the group's replicas are (0: the
+  // static placement, which is the group's first configuration). A replica whose group has
+  // committed a later configuration sends the members back (StorageResponse::members). It rides
+  // in the request's header.
+  uint64_t known_epoch = 0;
 };
 
 enum class StorageStatus : uint8_t {
@@ -97,6 +102,17 @@ enum class StorageStatus : uint8_t {
 };
 const char* to_string(StorageStatus status);
 
+// Where a group's replicas are, as of one of its committed configurations: what a client needs to
+// keep finding the group once healing has moved replicas off the static placement
+// (docs/healing.md, "Clients").
+struct GroupMembers {
+  uint64_t epoch = 0;  // the configuration's epoch: a client keeps the highest it has seen
+  // The full voters: the replicas that can lead and serve reads. Log replicas and learners are
+  // left out (a log replica holds no items; a learner may still be receiving them).
+  std::vector<sim::Address> replicas;
+  bool operator==(const GroupMembers&) const = default;
+};
+
 struct StorageResponse final : sim::MessageBody {
   GroupId group;
   uint64_t request_id = 0;
@@ -104,6 +120,9 @@ struct StorageResponse final : sim::MessageBody {
   std::optional<Item> item;                 // kGet with kOk
   std::optional<sim::Address> leader_hint;  // kNotLeader, when the replica knows one
   LogIndex applied_index;                   // the entry that carried the write (kPut, kDelete)
+  // The group's committed configuration, when it is newer than the request's known_epoch. Any
+  // answer may carry it, from any replica that hosts the group.
+  std::optional<GroupMembers> members;
 };
 
 // A replication group and where its replicas are. Placement is static in this layer: replica

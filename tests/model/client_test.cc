@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "sim/world.h"
@@ -20,8 +21,9 @@ namespace {
 struct Action {
   StorageStatus status = StorageStatus::kOk;
   std::optional<sim::Address> hint;
-  sim::Duration delay{0};  // answer after this long (on the replica's clock)
-  bool drop = false;       // never answer
+  sim::Duration delay{0};               // answer after this long (on the replica's clock)
+  bool drop = false;                    // never answer
+  std::optional<GroupMembers> members;  // where the group is now, sent with the answer
 };
 
 Action answer(StorageStatus status) {
@@ -44,6 +46,10 @@ Action dropped() {
   action.drop = true;
   return action;
 }
+Action with_members(Action action, uint64_t epoch, std::vector<sim::Address> replicas) {
+  action.members = GroupMembers{epoch, std::move(replicas)};
+  return action;
+}
 
 struct ReceivedRequest {
   uint64_t request_id = 0;
@@ -52,6 +58,7 @@ struct ReceivedRequest {
   uint32_t size_bytes = 0;
   uint64_t digest = 0;
   sim::SimTime true_time;
+  uint64_t known_epoch = 0;
 };
 
 // A replica's script and journal; lives in the test, outside the process (which a power-off
@@ -73,7 +80,7 @@ class FakeReplica final : public sim::Process {
     const auto& request = dynamic_cast<const StorageRequest&>(*message.body);
     script_->received.push_back(ReceivedRequest{request.request_id, request.op, request.consistency,
                                                 message.size_bytes, message.digest,
-                                                simulation_->now()});
+                                                simulation_->now(), request.known_epoch});
     Action action;
     if (script_->always.has_value()) {
       action = *script_->always;
@@ -87,6 +94,7 @@ class FakeReplica final : public sim::Process {
     response->request_id = request.request_id;
     response->status = action.status;
     response->leader_hint = action.hint;
+    response->members = action.members;
     if (action.status == StorageStatus::kOk) {
       if (request.op == StorageOp::kPut) (*script_->items)[request.key] = request.item;
       if (request.op == StorageOp::kDelete) script_->items->erase(request.key);
@@ -233,9 +241,11 @@ ClientRequest get_request(const std::string& name, ReadConsistency consistency) 
 }
 
 // Three replica hosts in three AZs and a client host beside replica 1, no clock drift. One
-// group owns the whole key space.
+// group owns the whole key space. Spare replicas (4 and 5, in az-b and az-c) are outside the
+// placement: healing could move the group there.
+constexpr uint32_t kSpareReplicas = 2;
 struct Harness {
-  explicit Harness(ClientOptions options = {}, uint64_t seed = 1)
+  explicit Harness(ClientOptions options = {}, uint64_t seed = 1, bool spares = false)
       : simulation(seed), world(simulation, sim::WorldOptions{}), observer(&simulation) {
     std::array<sim::Address, kReplicasPerGroup> replicas;
     for (uint32_t r = 0; r < kReplicasPerGroup; ++r) {
@@ -251,6 +261,17 @@ struct Harness {
                         [script, sim] { return std::make_unique<FakeReplica>(script, sim); });
     }
     placement = Placement::uniform(1, {replicas});
+    for (uint32_t spare = 0; spares && spare < kSpareReplicas; ++spare) {
+      const std::string az_name = std::string("az-") + static_cast<char>('b' + spare);
+      const sim::HostId host =
+          world.add_host(world.find_rack(az_name + "/r0"), az_name + "/spare", sim::HostOptions{});
+      spare_addresses[spare] = sim::Address{host, kStoragePort};
+      ReplicaScript* script = &scripts[kReplicasPerGroup + spare];
+      script->items = &items;
+      const sim::Simulation* sim = &simulation;
+      world.add_process(host, kStoragePort,
+                        [script, sim] { return std::make_unique<FakeReplica>(script, sim); });
+    }
     const sim::HostId client_host =
         world.add_host(world.find_rack("az-a/r0"), "az-a/client", sim::HostOptions{});
     client_address = sim::Address{client_host, kClientPort};
@@ -265,14 +286,21 @@ struct Harness {
     DYN_ASSERT(process != nullptr);
     return *process;
   }
-  sim::Address replica(uint32_t number) const { return placement.groups[0].replicas[number - 1]; }
+  // Replicas 1..3 are the placement's; 4 and 5 the spares.
+  sim::Address replica(uint32_t number) const {
+    return number <= kReplicasPerGroup ? placement.groups[0].replicas[number - 1]
+                                       : spare_addresses.at(number - kReplicasPerGroup - 1);
+  }
   void run_for(sim::Duration span) { simulation.run_until(simulation.now() + span); }
+  // The scripts of the placement's replicas 1..3.
+  std::span<ReplicaScript> placed_scripts() { return {scripts.data(), kReplicasPerGroup}; }
 
   sim::Simulation simulation;
   sim::World world;
   RecordingObserver observer;
   std::map<PrimaryKey, Item> items;
-  std::array<ReplicaScript, kReplicasPerGroup> scripts;
+  std::array<ReplicaScript, kReplicasPerGroup + kSpareReplicas> scripts;
+  std::array<sim::Address, kSpareReplicas> spare_addresses;
   Placement placement;
   sim::Address client_address;
 };
@@ -312,7 +340,7 @@ TEST(ClientTest, RequestsCarryRealisticSizesAndContentDigests) {
   h.run_for(sim::seconds(1));
   // Sent together with no leader known, they went round-robin: one to each replica.
   std::vector<ReceivedRequest> received;
-  for (const ReplicaScript& script : h.scripts) {
+  for (const ReplicaScript& script : h.placed_scripts()) {
     ASSERT_EQ(script.received.size(), 1u);
     received.push_back(script.received[0]);
   }
@@ -363,7 +391,7 @@ TEST(ClientTest, BackoffIsFullJitterBetweenZeroAndTheCappedExponentialCeiling) {
   options.backoff_base = sim::milliseconds(10);
   options.backoff_cap = sim::milliseconds(45);
   Harness h(options);
-  for (ReplicaScript& script : h.scripts) {
+  for (ReplicaScript& script : h.placed_scripts()) {
     script.always = answer(StorageStatus::kBusy);
   }
   constexpr int kOperations = 300;
@@ -472,7 +500,7 @@ TEST(ClientTest, MaxAttemptsStopsWithTheLastStatusOrTimeout) {
   options.max_attempts = 3;
   options.attempt_timeout = sim::milliseconds(100);
   Harness h(options);
-  for (ReplicaScript& script : h.scripts) {
+  for (ReplicaScript& script : h.placed_scripts()) {
     script.always = answer(StorageStatus::kRecovering);
   }
   h.client().submit(put_request("a"));
@@ -482,7 +510,7 @@ TEST(ClientTest, MaxAttemptsStopsWithTheLastStatusOrTimeout) {
   EXPECT_EQ(h.client().results[0].attempts, 3u);
   EXPECT_FALSE(h.client().results[0].succeeded());
   // Every replica silent: the operation ends timed out after three attempts, one per replica.
-  for (ReplicaScript& script : h.scripts) {
+  for (ReplicaScript& script : h.placed_scripts()) {
     script.always = dropped();
   }
   h.client().submit(put_request("b"));
@@ -530,6 +558,97 @@ TEST(ClientTest, AReplicaWithoutTheGroupSendsTheClientElsewhere) {
   EXPECT_EQ(h.client().results[0].status, StorageStatus::kOk);
 }
 
+// Healing moved the group off two of its placed nodes (docs/healing.md, "Clients"). The leader's
+// answer names the members of the committed configuration; from then on the client asks those,
+// not the placement: eventual reads spread over them, and when the leader goes silent the next
+// attempt goes to the next member, not to a node the group left. Without this, a client whose
+// placed nodes all lost the group kept asking them (the power-off game day with healing on).
+TEST(ClientTest, AnswersThatNameTheGroupsMembersMoveTheClientOffThePlacement) {
+  Harness h({}, 1, /*spares=*/true);
+  const std::vector<sim::Address> moved = {h.replica(1), h.replica(4), h.replica(5)};
+  h.scripts[0].actions = {with_members(answer(StorageStatus::kOk), 3, moved)};
+  h.client().submit(put_request("k"));
+  h.run_for(sim::seconds(1));
+  ASSERT_EQ(h.client().results.size(), 1u);
+  EXPECT_EQ(h.client().results[0].status, StorageStatus::kOk);
+  EXPECT_EQ(h.client().stats().views_learned, 1u);
+  EXPECT_EQ(h.client().client().view(GroupId(0)).epoch, 3u);
+  EXPECT_EQ(h.client().client().view(GroupId(0)).replicas, moved);
+  EXPECT_EQ(h.scripts[0].received[0].known_epoch, 0u);  // the placement is epoch 0
+
+  // Replicas 2 and 3 no longer host the group.
+  h.scripts[1].always = answer(StorageStatus::kNoSuchGroup);
+  h.scripts[2].always = answer(StorageStatus::kNoSuchGroup);
+  for (int i = 0; i < 60; ++i) h.client().submit(get_request("k", ReadConsistency::kEventual));
+  h.run_for(sim::seconds(2));
+  ASSERT_EQ(h.client().results.size(), 61u);
+  for (size_t i = 1; i < h.client().results.size(); ++i) {
+    EXPECT_EQ(h.client().results[i].status, StorageStatus::kOk);
+    EXPECT_EQ(h.client().results[i].attempts, 1u);
+  }
+  EXPECT_TRUE(h.scripts[1].received.empty());
+  EXPECT_TRUE(h.scripts[2].received.empty());
+  ASSERT_GT(h.scripts[3].received.size(), 10u);
+  EXPECT_GT(h.scripts[4].received.size(), 10u);
+  EXPECT_EQ(h.scripts[3].received.back().known_epoch, 3u);
+
+  // The leader goes silent: after the timeout the write goes to the next member, replica 4.
+  h.scripts[0].always = dropped();
+  h.client().submit(put_request("k2"));
+  h.run_for(sim::seconds(2));
+  ASSERT_EQ(h.client().results.size(), 62u);
+  EXPECT_EQ(h.client().results.back().status, StorageStatus::kOk);
+  EXPECT_EQ(h.client().results.back().attempts, 2u);
+  EXPECT_EQ(h.observer.starts().back().replica, h.replica(4));
+  EXPECT_TRUE(h.scripts[1].received.empty());
+}
+
+// Answers arrive out of order and a lagging replica may report an older configuration: a view
+// only moves forward. A newer view that leaves out the remembered leader forgets it as leader.
+TEST(ClientTest, AViewOnlyMovesToANewerConfigurationAndDropsALeaderItLeftOut) {
+  Harness h({}, 1, /*spares=*/true);
+  h.client().submit(put_request("k"));
+  h.run_for(sim::seconds(1));
+  ASSERT_EQ(h.client().results.size(), 1u);
+  ASSERT_EQ(h.scripts[0].received.size(), 1u);  // replica 1 answered kOk: the leader
+  // Replica 1's next answer says the group moved to 2, 4 and 5 (epoch 5): 1 left it.
+  const std::vector<sim::Address> newer = {h.replica(2), h.replica(4), h.replica(5)};
+  h.scripts[0].actions = {with_members(answer(StorageStatus::kNotLeader), 5, newer)};
+  // Whichever member answers next reports an older configuration (epoch 4).
+  for (uint32_t r = 1; r < kReplicasPerGroup + kSpareReplicas; ++r) {
+    h.scripts[r].always =
+        with_members(answer(StorageStatus::kOk), 4, {h.replica(1), h.replica(2), h.replica(3)});
+  }
+  h.client().submit(put_request("k2"));
+  h.run_for(sim::seconds(2));
+  ASSERT_EQ(h.client().results.size(), 2u);
+  EXPECT_EQ(h.client().results[1].status, StorageStatus::kOk);
+  EXPECT_EQ(h.client().stats().views_learned, 1u);
+  EXPECT_EQ(h.client().client().view(GroupId(0)).epoch, 5u);
+  EXPECT_EQ(h.client().client().view(GroupId(0)).replicas, newer);
+  // Replica 1 was asked once more (it was the leader) and never again: the retry went to a
+  // member of the new view.
+  EXPECT_EQ(h.scripts[0].received.size(), 2u);
+  const auto starts = h.observer.starts();
+  EXPECT_NE(std::find(newer.begin(), newer.end(), starts.back().replica), newer.end());
+}
+
+// A log replica, or a node the group left, answers an eventual read with kNotLeader and where
+// to go: the read follows the hint at once instead of drawing another replica.
+TEST(ClientTest, AnEventualReadFollowsAHint) {
+  Harness h({}, 1, /*spares=*/true);
+  for (ReplicaScript& script : h.placed_scripts()) script.always = hint_to(h.replica(4));
+  h.client().submit(get_request("k", ReadConsistency::kEventual));
+  h.run_for(sim::seconds(1));
+  ASSERT_EQ(h.client().results.size(), 1u);
+  EXPECT_EQ(h.client().results[0].status, StorageStatus::kNotFound);
+  EXPECT_EQ(h.client().results[0].attempts, 2u);
+  const auto starts = h.observer.starts();
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[1].replica, h.replica(4));
+  EXPECT_EQ(starts[1].true_time, h.observer.ends()[0].true_time);  // no backoff
+}
+
 // A late answer: replica 1 answers after the attempt timed out. Returns the observer's verdict
 // on "every attempt ended exactly once" and the client's result.
 struct LateAnswerOutcome {
@@ -570,7 +689,7 @@ TEST(ClientTest, EventualReadsSpreadOverEveryReplica) {
   for (int i = 0; i < 90; ++i) h.client().submit(get_request("k", ReadConsistency::kEventual));
   h.run_for(sim::seconds(1));
   ASSERT_EQ(h.client().results.size(), 90u);
-  for (const ReplicaScript& script : h.scripts) {
+  for (const ReplicaScript& script : h.placed_scripts()) {
     EXPECT_GT(script.received.size(), 15u);
     for (const ReceivedRequest& request : script.received) {
       EXPECT_EQ(request.consistency, ReadConsistency::kEventual);
