@@ -106,6 +106,10 @@ int command_run(const std::vector<std::string>& arguments) {
       "set", po::value<std::vector<std::string>>(&overrides)->composing(),
       "override a scenario field, e.g. --set duration=2m --set faults.timeline[0].at=30s")(
       "check-determinism", "run twice side by side and report the first differing event")(
+      "history",
+      "also write the clients' history to <out>/history.jsonl: one JSON line per invocation and "
+      "per completion (client, op, f, key, value, type, time_ns), the shape Porcupine and "
+      "Jepsen read; large for long runs (about 150 bytes a line)")(
       "quiet", "no progress line");
   po::options_description hidden;
   std::string scenario_path = kDefaultScenario;
@@ -159,14 +163,24 @@ int command_run(const std::vector<std::string>& arguments) {
 
   try {
     gameday::ScenarioRun run(spec, seed);
+    if (out_dir.empty()) out_dir = "out/" + spec.name + "-seed" + std::to_string(seed);
+    std::filesystem::create_directories(out_dir);
+    std::ofstream history;
+    if (values.count("history")) {
+      const std::string history_path = out_dir + "/history.jsonl";
+      history.open(history_path);
+      if (!history) return bad_input("cannot write " + history_path + " (check --out)");
+      if (!run.write_history_to(&history)) {
+        return bad_input("--history: scenario '" + spec.name +
+                         "' has no clients (it has no \"storage\" section), so no history");
+      }
+    }
     const bool show_progress = !values.count("quiet") && isatty(STDERR_FILENO);
     const double wall_seconds = run_with_progress(run, show_progress);
     nlohmann::json summary = run.summary(wall_seconds);
     if (values.count("check-determinism")) {
       summary["checks"]["determinism"] = {{"passed", true}};
     }
-    if (out_dir.empty()) out_dir = "out/" + spec.name + "-seed" + std::to_string(seed);
-    std::filesystem::create_directories(out_dir);
     const std::string summary_path = out_dir + "/summary.json";
     std::ofstream(summary_path) << summary.dump(2) << "\n";
     std::printf("%s seed %" PRIu64 ": %s  trace_hash %s  %" PRIu64

@@ -221,6 +221,12 @@ void ScenarioRun::finish() {
   }
 }
 
+bool ScenarioRun::write_history_to(std::ostream* out) {
+  if (!service_) return false;
+  service_->history().set_dump(out);
+  return true;
+}
+
 bool ScenarioRun::passed() const {
   return service_ ? service_->passed() : durability_.passed();
 }

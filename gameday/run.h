@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 
 #include "gameday/probe.h"
@@ -63,6 +64,12 @@ class ScenarioRun {
   void run_to_end();
   // Final checks; called by run_to_end() or after stepping to the end.
   void finish();
+
+  // Writes the clients' history as JSON lines to `out` as it is recorded (one line per invocation
+  // and per completion; the format is HistoryRecorder::set_dump's). False, and nothing written,
+  // for a world-level scenario, which has no clients. Call before the run starts; `out` must
+  // outlive the run.
+  bool write_history_to(std::ostream* out);
 
   sim::Simulation& simulation() { return *simulation_; }
   sim::World& world() { return *world_; }

@@ -41,6 +41,9 @@ class ServiceHarness {
                  const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
   ~ServiceHarness();
 
+  // The clients' history, for writing it out as it is recorded (HistoryRecorder::set_dump).
+  HistoryRecorder& history() { return *history_; }
+
   // The heal phase began: the clients stop issuing new operations.
   void on_heal_start();
   // The clients read back every key they wrote.

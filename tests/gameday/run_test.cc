@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 
 #include "gameday/determinism.h"
@@ -92,6 +93,38 @@ int run_cli(const std::string& arguments) {
   const std::string command = std::string(DYNASIM_CLI_PATH) + " " + arguments + " >/dev/null 2>&1";
   const int status = std::system(command.c_str());
   return WEXITSTATUS(status);
+}
+
+// --history: the clients' history as JSON lines, one per invocation and per completion, written
+// as the run goes, without changing the run. A world-level scenario has no clients.
+TEST(RunTest, HistoryIsWrittenAsJsonLinesWithoutChangingTheRun) {
+  const ScenarioSpec spec = load_scenario(
+      std::string(DYNASIM_SOURCE_DIR) + "/scenarios/bit-rot-scrub.json",
+      {"duration=20s", "heal=30s", "workload.verify_after=10s", "faults.timeline=[]"});
+  std::ostringstream history;
+  ScenarioRun with(spec, 1);
+  ASSERT_TRUE(with.write_history_to(&history));
+  with.run_to_end();
+  ScenarioRun without(spec, 1);
+  without.run_to_end();
+  EXPECT_EQ(with.simulation().trace_hash(), without.simulation().trace_hash());
+  std::istringstream lines(history.str());
+  std::string line;
+  uint64_t invokes = 0, completions = 0;
+  while (std::getline(lines, line)) {
+    const nlohmann::json event = nlohmann::json::parse(line);
+    ASSERT_TRUE(event.contains("client") && event.contains("key") && event.contains("time_ns"))
+        << line;
+    (event["type"] == "invoke" ? invokes : completions) += 1;
+  }
+  EXPECT_GT(invokes, 1000u);
+  EXPECT_EQ(invokes, completions);  // every attempt ended: the run drains before it stops
+
+  const ScenarioSpec world = smoke();
+  ScenarioRun world_run(world, 1);
+  EXPECT_FALSE(world_run.write_history_to(&history));
+  EXPECT_EQ(run_cli("run " + kSmoke + " --history --quiet --out " + ::testing::TempDir() + "/h"),
+            2);
 }
 
 TEST(CliTest, ExitCodes) {
