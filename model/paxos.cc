@@ -6,6 +6,7 @@
 #include <functional>
 #include <utility>
 
+#include "model/codec.h"
 #include "sim/check.h"
 
 namespace dynasim::model {
@@ -20,29 +21,9 @@ std::string index_string(LogIndex index) {
 
 constexpr uint8_t kConfigurationFormat = 1;
 
-void put_u8(std::vector<uint8_t>& out, uint8_t v) { out.push_back(v); }
-void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void put_u64(std::vector<uint8_t>& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-
-struct ByteReader {
-  const std::vector<uint8_t>& bytes;
-  size_t at = 0;
-  bool ok = true;
-  uint64_t take(size_t width) {
-    if (!ok || bytes.size() - at < width) {
-      ok = false;
-      return 0;
-    }
-    uint64_t v = 0;
-    for (size_t i = 0; i < width; ++i) v |= uint64_t{bytes[at + i]} << (8 * i);
-    at += width;
-    return v;
-  }
-};
+using codec::put_u32;
+using codec::put_u64;
+using codec::put_u8;
 
 }  // namespace
 
@@ -94,19 +75,19 @@ std::vector<uint8_t> Configuration::encode() const {
 }
 
 bool Configuration::decode(const std::vector<uint8_t>& bytes, Configuration* out) {
-  ByteReader in{bytes};
-  if (in.take(1) != kConfigurationFormat) return false;
+  codec::Reader in{bytes};
+  if (in.get(1) != kConfigurationFormat) return false;
   Configuration decoded;
-  decoded.epoch = in.take(8);
-  decoded.next_replica = static_cast<uint32_t>(in.take(4));
-  const uint64_t count = in.take(4);
+  decoded.epoch = in.get(8);
+  decoded.next_replica = static_cast<uint32_t>(in.get(4));
+  const uint64_t count = in.get(4);
   if (!in.ok || count > 64) return false;
   for (uint64_t i = 0; i < count && in.ok; ++i) {
     Member member;
-    member.replica = static_cast<uint32_t>(in.take(4));
-    const uint64_t kind = in.take(1);
-    const uint64_t voter = in.take(1);
-    member.endpoint = in.take(8);
+    member.replica = static_cast<uint32_t>(in.get(4));
+    const uint64_t kind = in.get(1);
+    const uint64_t voter = in.get(1);
+    member.endpoint = in.get(8);
     if (kind > 1 || voter > 1 || member.replica == 0 || member.replica >= decoded.next_replica) {
       return false;
     }

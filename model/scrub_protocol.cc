@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "model/wal_record.h"
+#include "model/codec.h"
 
 namespace dynasim::model {
 namespace {

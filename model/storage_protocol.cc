@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "model/codec.h"
 #include "model/scrub_protocol.h"
 #include "sim/check.h"
 
@@ -9,9 +10,7 @@ namespace dynasim::model {
 
 namespace {
 
-void put_u64(std::vector<uint8_t>& out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
-}
+using codec::put_u64;
 
 bool get_u64(const std::vector<uint8_t>& in, size_t* at, uint64_t* value) {
   if (*at > in.size() || in.size() - *at < 8) return false;
