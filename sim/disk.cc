@@ -91,6 +91,7 @@ Disk::Disk(Simulation& simulation, DiskId id, std::string stable_name, DiskOptio
       id_(id),
       stable_name_(std::move(stable_name)),
       options_(std::move(options)),
+      configured_options_(options_),
       capacity_sectors_(0),
       io_random_(simulation.random_stream("disk/" + stable_name_)),
       bit_rot_random_(simulation.random_stream("disk/" + stable_name_ + "/bit_rot")) {

@@ -248,7 +248,10 @@ class Disk final : public EventSink {
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   DiskId id() const { return id_; }
   const std::string& stable_name() const { return stable_name_; }
+  // The options in force now: the fault setters above change them.
   const DiskOptions& options() const { return options_; }
+  // The options the disk was built with, which a fault's end restores.
+  const DiskOptions& configured_options() const { return configured_options_; }
 
   void on_event(const Event& event) override;
 
@@ -303,6 +306,7 @@ class Disk final : public EventSink {
   DiskId id_;
   std::string stable_name_;
   DiskOptions options_;
+  DiskOptions configured_options_;  // as built; never changed by a fault
   uint64_t capacity_sectors_;
   // One stream for I/O (latencies, latent errors, misdirection, tearing) and one for bit rot, so
   // the rot timeline does not shift when the workload changes.

@@ -310,7 +310,8 @@ void FaultInjector::undo(const Undo& undo) {
       for (HostId host : undo.hosts) {
         for (uint32_t d = 0; d < world_.disk_count(host); ++d) {
           Disk& disk = world_.disk(host, d);
-          const DiskOptions& defaults = disk.options();
+          // What the disk was built with: options() holds the fault's value by now.
+          const DiskOptions& defaults = disk.configured_options();
           switch (undo.fault.kind) {
             case FaultKind::kDiskSlow:
               disk.set_slow_factor(defaults.slow_factor);

@@ -182,6 +182,30 @@ TEST(FaultInjectorTest, TimelinePowerOffOfAnAzForAWhile) {
   EXPECT_EQ(w.journals[2].starts, 2);
 }
 
+// A disk fault with a duration ends: the disk goes back to the options it was built with. (The
+// end once restored options(), which the fault had already overwritten, so bit rot, slowness,
+// latent errors and misdirected writes never ended.)
+TEST(FaultInjectorTest, DiskFaultsEndAfterTheirDuration) {
+  SmallWorld w;
+  FaultInjector faults(w.world, SurvivabilityPolicy{});
+  const FaultTarget host0{FaultTarget::Scope::kHost, 0};
+  faults.schedule(TimelineFault{seconds(1), FaultSpec{FaultKind::kBitRot, host0, seconds(5), 1e9}});
+  faults.schedule(TimelineFault{seconds(1), FaultSpec{FaultKind::kDiskSlow, host0, seconds(5), 8}});
+  Disk& disk = w.world.disk(w.hosts[0], 0);
+  const double slow_before = disk.options().slow_factor;
+  w.simulation.run_until(SimTime(0) + seconds(3));
+  EXPECT_EQ(disk.options().bit_rot_per_tb_hour, 1e9);
+  EXPECT_EQ(disk.options().slow_factor, 8);
+  w.simulation.run_until(SimTime(0) + seconds(7));
+  EXPECT_EQ(disk.options().bit_rot_per_tb_hour, 0);
+  EXPECT_EQ(disk.options().slow_factor, slow_before);
+  // No flip after the end: the ledger's last injection is inside [1 s, 6 s].
+  const size_t flips = disk.corruption_ledger().records().size();
+  EXPECT_GT(flips, 0u);
+  w.simulation.run_until(SimTime(0) + seconds(60));
+  EXPECT_EQ(disk.corruption_ledger().records().size(), flips);
+}
+
 TEST(FaultInjectorTest, OverlappingDownFaultsKeepTheHostDownUntilTheLastEnds) {
   SmallWorld w;
   FaultInjector faults(w.world, SurvivabilityPolicy{});
