@@ -262,12 +262,20 @@ void compare_group_replicas(model::GroupId group,
       result->first_violation = "group " + std::to_string(group.value) + ": " + std::move(what);
     }
   };
+  // The furthest replica, and the last entry up to its applied index that changed items: a
+  // replica that applied that far holds the same content, whatever no-ops, configurations or
+  // scrub markers (which leaders propose at any time, to the run's last instant) follow it.
   model::LogIndex highest;
+  model::LogIndex settled;
   for (const model::ReplicaSnapshot* snapshot : serving) {
-    highest = std::max(highest, snapshot->applied);
+    if (snapshot->applied > highest) {
+      highest = snapshot->applied;
+      settled = snapshot->last_write;
+    }
   }
+  auto caught_up = [&](const model::ReplicaSnapshot& s) { return s.applied >= settled; };
   for (const model::ReplicaSnapshot* snapshot : serving) {
-    if (snapshot->applied < highest) {
+    if (!caught_up(*snapshot)) {
       ++result->replicas_lagging;
       note("replica " + std::to_string(snapshot->replica) + " applied up to " +
            std::to_string(snapshot->applied.value) + ", the group up to " +
@@ -280,7 +288,8 @@ void compare_group_replicas(model::GroupId group,
     for (size_t j = i + 1; j < serving.size() && !diverged; ++j) {
       const model::ReplicaSnapshot& a = *serving[i];
       const model::ReplicaSnapshot& b = *serving[j];
-      if (!a.content_known || !b.content_known || a.applied != b.applied) continue;
+      if (!a.content_known || !b.content_known) continue;
+      if (a.applied != b.applied && !(caught_up(a) && caught_up(b))) continue;
       if (a.content_digest == b.content_digest && a.item_count == b.item_count) continue;
       diverged = true;
       char buffer[200];

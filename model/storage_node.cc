@@ -3399,7 +3399,18 @@ struct StorageNode::Impl {
     s.recovered = r.recovered;
     s.healthy = r.healthy && !r.failed && r.tree->healthy();
     s.applied = r.applied;
+    s.last_write = r.applied;
     if (r.paxos) {
+      for (LogIndex i = r.applied; i > r.paxos->compacted_through(); i = LogIndex(i.value - 1)) {
+        const LogEntry* entry = r.paxos->entry_at(i);
+        s.last_write = i;
+        if (entry == nullptr) break;
+        if (!entry->command.is_noop() && !entry->command.is_configuration() &&
+            !DigestMarker::is_marker(entry->command.bytes)) {
+          break;
+        }
+        s.last_write = LogIndex(i.value - 1);
+      }
       s.commit = r.paxos->commit_index();
       s.role = r.paxos->role();
     }

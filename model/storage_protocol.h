@@ -211,6 +211,11 @@ struct ReplicaSnapshot {
   bool recovered = false;  // false while it is still reading its disk
   bool healthy = true;     // false once any page or record failed its checksum
   LogIndex applied;        // every committed entry up to here is in the state machine
+  // The highest index <= applied whose entry changes items (a write command, not a no-op, a
+  // configuration or a scrub marker), as far as the in-memory log shows; where the log is
+  // compacted before finding one, the compaction point. Replicas whose applied indexes differ
+  // only by entries that change nothing hold the same content.
+  LogIndex last_write;
   LogIndex commit;
   PaxosRole role = PaxosRole::kFollower;
   MemberKind kind = MemberKind::kFull;  // a log replica holds no items

@@ -63,8 +63,16 @@ TEST(ServiceRun, ScrubDetectsEveryFlipOnLiveDataAndRepairsAndReplaysIdentically)
   EXPECT_EQ(first.trace_hash, second.trace_hash);
 }
 
+// Rot goes on 30 s into the quiet heal phase: a replica that scrubs finds those flips within a
+// pass (seconds), while the one that never scrubs keeps them (with no writes, no checkpoint
+// rewrites its pages). During the busy four minutes checkpoints rewrite most rotten pages first.
 TEST(ServiceRun, ScrubPlantedSkippedReplicaIsCaught) {
-  const ScenarioSpec spec = short_bit_rot({"storage.plant.scrub_skip_replica=2"});
+  const ScenarioSpec spec = short_bit_rot(
+      {"storage.plant.scrub_skip_replica=2",
+       "faults.timeline=["
+       "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-a/r0\",\"value\":100000000,\"for\":\"270s\"},"
+       "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-b/r0\",\"value\":100000000,\"for\":\"270s\"},"
+       "{\"at\":\"0s\",\"kind\":\"bit_rot\",\"target\":\"az-c/r0\",\"value\":100000000,\"for\":\"270s\"}]"});
   for (uint64_t seed = 1; seed <= 4; ++seed) {
     const Outcome outcome = run(spec, seed);
     if (outcome.passed) continue;

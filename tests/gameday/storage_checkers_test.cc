@@ -287,14 +287,16 @@ TEST(DurabilityOfWritesCheckerTest, TheLastFinalReadDecides) {
 // ---------------------------------------------------------------------------------------------
 // Replica convergence
 
+// `last_write`: the last entry that changed items (0: the applied entry itself).
 model::ReplicaSnapshot snapshot(uint32_t replica, uint64_t applied, uint64_t digest,
-                                uint64_t items = 10) {
+                                uint64_t items = 10, uint64_t last_write = 0) {
   model::ReplicaSnapshot s;
   s.group = GroupId(4);
   s.replica = replica;
   s.recovered = true;
   s.healthy = true;
   s.applied = LogIndex(applied);
+  s.last_write = LogIndex(last_write == 0 ? applied : last_write);
   s.commit = LogIndex(applied);
   s.content_known = true;
   s.content_digest = digest;
@@ -333,6 +335,23 @@ TEST(ReplicaConvergenceTest, AReplicaBehindTheGroupLags) {
   EXPECT_FALSE(result.passed());
   EXPECT_EQ(result.replicas_lagging, 1u);
   EXPECT_EQ(result.groups_diverged, 0u);  // different indexes are not compared
+}
+
+// Entries that change no item (a scrub marker committed in the run's last instant, a no-op)
+// after the last write do not make a replica lag; its content is still compared. A write among
+// them does.
+TEST(ReplicaConvergenceTest, OnlyEntriesThatChangeItemsCountAsLag) {
+  const auto leader = snapshot(3, 101, 0xabc, 10, /*last_write=*/100);
+  EXPECT_TRUE(compare({snapshot(1, 100, 0xabc), snapshot(2, 100, 0xabc), leader}).passed());
+  const ReplicaConvergence diverged =
+      compare({snapshot(1, 100, 0xabc), snapshot(2, 100, 0x123), leader});
+  EXPECT_FALSE(diverged.passed());
+  EXPECT_EQ(diverged.groups_diverged, 1u);
+  EXPECT_EQ(diverged.replicas_lagging, 0u);
+  const ReplicaConvergence behind =
+      compare({snapshot(1, 99, 0xabc), snapshot(2, 100, 0xabc), leader});
+  EXPECT_FALSE(behind.passed());
+  EXPECT_EQ(behind.replicas_lagging, 1u);
 }
 
 TEST(ReplicaConvergenceTest, UnavailableRecoveringAndUnhealthyReplicasAreCountedNotFailed) {
