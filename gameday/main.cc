@@ -17,6 +17,7 @@
 #include "gameday/json_reader.h"
 #include "gameday/run.h"
 #include "gameday/scenario.h"
+#include "gameday/units.h"
 
 namespace po = boost::program_options;
 using namespace dynasim;
@@ -99,6 +100,7 @@ int command_run(const std::vector<std::string>& arguments) {
   uint64_t seed = 1;
   std::string out_dir;
   std::vector<std::string> overrides;
+  std::string metrics_interval;
   options.add_options()("help,h", "show this help")(
       "seed", po::value<uint64_t>(&seed)->default_value(1), "the root seed: decides every draw")(
       "out", po::value<std::string>(&out_dir),
@@ -110,7 +112,9 @@ int command_run(const std::vector<std::string>& arguments) {
       "also write the clients' history to <out>/history.jsonl: one JSON line per invocation and "
       "per completion (client, op, f, key, value, type, time_ns), the shape Porcupine and "
       "Jepsen read; large for long runs (about 150 bytes a line)")(
-      "quiet", "no progress line");
+      "metrics-interval", po::value<std::string>(&metrics_interval)->default_value("10s"),
+      "row length of <out>/metrics.csv and <out>/partitions.csv, the time series tools/plot "
+      "draws (at least 1s)")("quiet", "no progress line");
   po::options_description hidden;
   std::string scenario_path = kDefaultScenario;
   hidden.add_options()("scenario", po::value<std::string>(&scenario_path));
@@ -131,6 +135,16 @@ int command_run(const std::vector<std::string>& arguments) {
               << kDefaultScenario << "\n\n"
               << options;
     return kExitPassed;
+  }
+
+  sim::Duration metrics_row;
+  try {
+    metrics_row = gameday::parse_duration(metrics_interval);
+  } catch (const gameday::UnitError& error) {
+    return bad_input("--metrics-interval: " + std::string(error.what()));
+  }
+  if (metrics_row < sim::seconds(1)) {
+    return bad_input("--metrics-interval: expected at least 1s, found " + metrics_interval);
   }
 
   gameday::ScenarioSpec spec;
@@ -175,8 +189,10 @@ int command_run(const std::vector<std::string>& arguments) {
                          "' has no clients (it has no \"storage\" section), so no history");
       }
     }
+    run.record_metrics(metrics_row);
     const bool show_progress = !values.count("quiet") && isatty(STDERR_FILENO);
     const double wall_seconds = run_with_progress(run, show_progress);
+    if (!run.write_metrics(out_dir)) return bad_input("cannot write metrics.csv in " + out_dir);
     nlohmann::json summary = run.summary(wall_seconds);
     if (values.count("check-determinism")) {
       summary["checks"]["determinism"] = {{"passed", true}};

@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <fstream>
 
 #include "gameday/json_reader.h"
 
@@ -200,7 +201,9 @@ void ScenarioRun::begin_heal() {
 bool ScenarioRun::step() {
   if (finished_) return false;
   sim::ScopedCheckContext context(simulation_->check_context());
-  if (simulation_->next_event_time() > end_time_) return false;
+  const sim::SimTime next = simulation_->next_event_time();
+  if (next > end_time_) return false;
+  if (metrics_) metrics_->advance_to(next);
   return simulation_->step();
 }
 
@@ -214,6 +217,7 @@ void ScenarioRun::finish() {
   if (finished_) return;
   finished_ = true;
   sim::ScopedCheckContext context(simulation_->check_context());
+  if (metrics_) metrics_->finish_at(end_time_);
   if (service_) {
     service_->finish();
   } else {
@@ -225,6 +229,30 @@ bool ScenarioRun::write_history_to(std::ostream* out) {
   if (!service_) return false;
   service_->history().set_dump(out);
   return true;
+}
+
+void ScenarioRun::record_metrics(sim::Duration interval) {
+  DYN_ASSERT(interval >= sim::seconds(1));
+  DYN_ASSERT(simulation_->events_executed() == 0);
+  MetricsRecorder::PartitionOf partition_of;
+  if (service_) {
+    const model::Placement* placement = &service_->placement();
+    partition_of = [placement](const model::PrimaryKey& key) {
+      return placement->group_for(key).group.value;
+    };
+  }
+  metrics_ = std::make_unique<MetricsRecorder>(simulation_.get(), world_.get(), interval,
+                                               std::move(partition_of));
+  if (service_) service_->history().set_tap(metrics_.get());
+}
+
+bool ScenarioRun::write_metrics(const std::string& directory) const {
+  DYN_ASSERT(metrics_ != nullptr && finished_);
+  std::ofstream metrics(directory + "/metrics.csv");
+  metrics_->write_metrics_csv(metrics);
+  std::ofstream partitions(directory + "/partitions.csv");
+  metrics_->write_partitions_csv(partitions);
+  return static_cast<bool>(metrics) && static_cast<bool>(partitions);
 }
 
 bool ScenarioRun::passed() const {
@@ -256,6 +284,10 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
   summary["events_per_second"] =
       wall_seconds > 0 ? static_cast<double>(events) / wall_seconds : 0.0;
   summary["sim_seconds_per_wall_second"] = wall_seconds > 0 ? sim_seconds / wall_seconds : 0.0;
+  // When each phase ran, in simulated seconds (docs/scenarios.md, "Phases").
+  summary["phases"] = {{"faults", {{"start_s", 0.0}, {"end_s", sim::to_seconds(heal_start_)}}},
+                       {"heal", {{"start_s", sim::to_seconds(heal_start_)},
+                                 {"end_s", sim::to_seconds(end_time_)}}}};
   if (service_) {
     service_->add_to_summary(summary);
   } else {

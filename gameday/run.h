@@ -12,6 +12,7 @@
 #include <ostream>
 #include <string>
 
+#include "gameday/metrics.h"
 #include "gameday/probe.h"
 #include "gameday/scenario.h"
 #include "gameday/service.h"
@@ -70,6 +71,12 @@ class ScenarioRun {
   // for a world-level scenario, which has no clients. Call before the run starts; `out` must
   // outlive the run.
   bool write_history_to(std::ostream* out);
+  // Records the run's time series (gameday/metrics.h) with rows of `interval`. Call before the
+  // run starts. REQUIRES: interval >= 1 s. It adds no event: the trace_hash does not change.
+  void record_metrics(sim::Duration interval);
+  // Writes metrics.csv and partitions.csv into `directory`. False if a file cannot be written.
+  // REQUIRES: record_metrics was called and the run finished.
+  bool write_metrics(const std::string& directory) const;
 
   sim::Simulation& simulation() { return *simulation_; }
   sim::World& world() { return *world_; }
@@ -92,6 +99,7 @@ class ScenarioRun {
   std::unique_ptr<sim::FaultInjector> faults_;
   DurabilityChecker durability_;             // world-level scenarios (probes)
   std::unique_ptr<ServiceHarness> service_;  // service scenarios
+  std::unique_ptr<MetricsRecorder> metrics_;
   sim::SimTime heal_start_;
   sim::SimTime end_time_;
   bool heal_started_ = false;
