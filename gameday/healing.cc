@@ -50,8 +50,8 @@ void HealingRecorder::on_replica_lost(model::GroupId group, sim::Address node, u
   losses_.push_back(loss);
 }
 
-void HealingRecorder::on_replica_returned(model::GroupId group, sim::Address node,
-                                          uint32_t replica, sim::SimTime local_now) {
+void HealingRecorder::on_replica_returned(model::GroupId group, sim::Address node, uint32_t replica,
+                                          sim::SimTime local_now) {
   (void)node;
   (void)local_now;
   const sim::SimTime now = world_.simulation().now();
@@ -137,9 +137,8 @@ nlohmann::json HealingRecorder::report() const {
   auto restore_ns = [](const Loss* loss) {
     return loss->quorum_restored ? (*loss->quorum_restored - loss->lost_at).ns : INT64_MAX;
   };
-  std::stable_sort(order.begin(), order.end(), [&](const Loss* a, const Loss* b) {
-    return restore_ns(a) > restore_ns(b);
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const Loss* a, const Loss* b) { return restore_ns(a) > restore_ns(b); });
   nlohmann::json slowest = nlohmann::json::array();
   for (size_t i = 0; i < order.size() && i < 5; ++i) {
     const Loss& loss = *order[i];
@@ -168,17 +167,18 @@ nlohmann::json HealingRecorder::report() const {
     }
     if (azs.size() < voter_count) ++sharing_an_az;
   }
-  return {{"events", losses_.size()},
-          {"returned_before_healed", returned},
-          {"groups_sharing_an_az", sharing_an_az},
-          {"slowest", slowest},
-          {"unfinished", unfinished},
-          {"configurations_committed", configurations_committed_},
-          {"time_at_two_copies_s", percentiles(two_copies)},
-          {"quorum_restore_s", percentiles(quorum)},
-          {"full_replica_s", percentiles(full)},
-          {"redundancy",
-           {{"passed", passed()}, {"violations", violations_}, {"first_violation", first_violation_}}}};
+  return {
+      {"events", losses_.size()},
+      {"returned_before_healed", returned},
+      {"groups_sharing_an_az", sharing_an_az},
+      {"slowest", slowest},
+      {"unfinished", unfinished},
+      {"configurations_committed", configurations_committed_},
+      {"time_at_two_copies_s", percentiles(two_copies)},
+      {"quorum_restore_s", percentiles(quorum)},
+      {"full_replica_s", percentiles(full)},
+      {"redundancy",
+       {{"passed", passed()}, {"violations", violations_}, {"first_violation", first_violation_}}}};
 }
 
 }  // namespace dynasim::gameday

@@ -67,8 +67,8 @@ class HealingRecorder final : public model::StorageObserver {
 
   sim::World& world_;
   std::vector<Loss> losses_;
-  std::map<uint32_t, uint64_t> committed_epoch_;  // by group
-  std::map<size_t, model::Configuration> before_;  // configuration when each loss was found
+  std::map<uint32_t, uint64_t> committed_epoch_;     // by group
+  std::map<size_t, model::Configuration> before_;    // configuration when each loss was found
   std::map<uint32_t, model::Configuration> latest_;  // by group
   uint64_t configurations_committed_ = 0;
   uint64_t violations_ = 0;

@@ -202,8 +202,9 @@ HistoryRecorder::HistoryRecorder(const sim::Simulation* simulation) : simulation
 void HistoryRecorder::on_attempt_start(uint64_t client_id, uint64_t operation_id,
                                        uint64_t request_id, const model::ClientRequest& request,
                                        sim::Address replica) {
-  if (tap_ != nullptr)
-    tap_->on_attempt_start(client_id, operation_id, request_id, request, replica);
+  for (model::ClientObserver* tap : taps_) {
+    tap->on_attempt_start(client_id, operation_id, request_id, request, replica);
+  }
   ++counts_.attempts_started;
   Pending pending;
   pending.operation_id = operation_id;
@@ -281,7 +282,8 @@ RegisterOperation HistoryRecorder::make_operation(uint64_t client_id, uint64_t r
 
 void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
                                      bool timed_out, const std::optional<model::Item>& item) {
-  if (tap_ != nullptr) tap_->on_attempt_end(client_id, request_id, status, timed_out, item);
+  for (model::ClientObserver* tap : taps_)
+    tap->on_attempt_end(client_id, request_id, status, timed_out, item);
   auto it = pending_.find(std::make_pair(client_id, request_id));
   if (it == pending_.end()) {
     impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
@@ -361,7 +363,7 @@ void HistoryRecorder::record_write(uint64_t client_id, uint64_t request_id, cons
 
 void HistoryRecorder::on_operation_end(uint64_t client_id, uint64_t operation_id,
                                        const model::ClientResult& result) {
-  if (tap_ != nullptr) tap_->on_operation_end(client_id, operation_id, result);
+  for (model::ClientObserver* tap : taps_) tap->on_operation_end(client_id, operation_id, result);
   auto it = open_operations_.find(std::make_pair(client_id, operation_id));
   if (it == open_operations_.end()) {
     impossible("operation " + std::to_string(operation_id) + " of client " +

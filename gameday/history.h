@@ -182,9 +182,9 @@ class HistoryRecorder final : public model::ClientObserver {
   // "status" on completions and "consistency" on reads. A delete is a write of null; a cas's
   // value is [expected, new] (expected null: no item; "*": any item). Null stops the dump.
   void set_dump(std::ostream* out) { dump_ = out; }
-  // Another observer that sees every attempt and operation end too, after the recorder (the
-  // run's metrics time series, gameday/metrics.h). Null removes it.
-  void set_tap(model::ClientObserver* tap) { tap_ = tap; }
+  // Another observer that sees every attempt and operation end too, before the recorder (the
+  // run's metrics time series, gameday/metrics.h; its trace, gameday/chrome_trace.h).
+  void add_tap(model::ClientObserver* tap) { taps_.push_back(tap); }
 
   int64_t now_ns() const { return simulation_->now().ns; }
 
@@ -233,7 +233,7 @@ class HistoryRecorder final : public model::ClientObserver {
   // Availability: by whole second of true time, (operations, succeeded).
   std::map<int64_t, std::pair<uint64_t, uint64_t>> availability_by_second_;
   std::ostream* dump_ = nullptr;
-  model::ClientObserver* tap_ = nullptr;
+  std::vector<model::ClientObserver*> taps_;
 };
 
 }  // namespace dynasim::gameday

@@ -101,6 +101,7 @@ int command_run(const std::vector<std::string>& arguments) {
   std::string out_dir;
   std::vector<std::string> overrides;
   std::string metrics_interval;
+  std::string trace_window;
   options.add_options()("help,h", "show this help")(
       "seed", po::value<uint64_t>(&seed)->default_value(1), "the root seed: decides every draw")(
       "out", po::value<std::string>(&out_dir),
@@ -114,7 +115,12 @@ int command_run(const std::vector<std::string>& arguments) {
       "Jepsen read; large for long runs (about 150 bytes a line)")(
       "metrics-interval", po::value<std::string>(&metrics_interval)->default_value("10s"),
       "row length of <out>/metrics.csv and <out>/partitions.csv, the time series tools/plot "
-      "draws (at least 1s)")("quiet", "no progress line");
+      "draws (at least 1s)")(
+      "trace", po::value<std::string>(&trace_window),
+      "also write <out>/trace.json for the window FROM..TO of simulated time (e.g. 60s..70s): "
+      "Chrome Trace Event JSON that Perfetto (ui.perfetto.dev) opens, with every kernel event "
+      "on its host's track, every client attempt as a slice and the faults")("quiet",
+                                                                             "no progress line");
   po::options_description hidden;
   std::string scenario_path = kDefaultScenario;
   hidden.add_options()("scenario", po::value<std::string>(&scenario_path));
@@ -145,6 +151,24 @@ int command_run(const std::vector<std::string>& arguments) {
   }
   if (metrics_row < sim::seconds(1)) {
     return bad_input("--metrics-interval: expected at least 1s, found " + metrics_interval);
+  }
+
+  sim::SimTime trace_from;
+  sim::SimTime trace_to;
+  if (!trace_window.empty()) {
+    const size_t dots = trace_window.find("..");
+    try {
+      if (dots == std::string::npos) throw gameday::UnitError("FROM..TO", trace_window, "");
+      trace_from = sim::SimTime::zero() + gameday::parse_duration(trace_window.substr(0, dots));
+      trace_to = sim::SimTime::zero() + gameday::parse_duration(trace_window.substr(dots + 2));
+    } catch (const gameday::UnitError&) {
+      return bad_input("--trace: expected a window such as 60s..70s, found \"" + trace_window +
+                       "\"");
+    }
+    if (trace_to < trace_from) {
+      return bad_input("--trace: the window's end comes before its start in \"" + trace_window +
+                       "\"");
+    }
   }
 
   gameday::ScenarioSpec spec;
@@ -190,6 +214,13 @@ int command_run(const std::vector<std::string>& arguments) {
       }
     }
     run.record_metrics(metrics_row);
+    std::ofstream trace;
+    if (!trace_window.empty()) {
+      const std::string trace_path = out_dir + "/trace.json";
+      trace.open(trace_path);
+      if (!trace) return bad_input("cannot write " + trace_path + " (check --out)");
+      run.write_trace_to(&trace, trace_from, trace_to);
+    }
     const bool show_progress = !values.count("quiet") && isatty(STDERR_FILENO);
     const double wall_seconds = run_with_progress(run, show_progress);
     if (!run.write_metrics(out_dir)) return bad_input("cannot write metrics.csv in " + out_dir);

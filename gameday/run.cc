@@ -218,6 +218,13 @@ void ScenarioRun::finish() {
   finished_ = true;
   sim::ScopedCheckContext context(simulation_->check_context());
   if (metrics_) metrics_->finish_at(end_time_);
+  if (trace_) {
+    for (const sim::FaultLogEntry& entry : faults_->log()) {
+      if (entry.applied) trace_->fault(entry.time, entry.description);
+    }
+    trace_->finish();
+    simulation_->set_observer(nullptr);
+  }
   if (service_) {
     service_->finish();
   } else {
@@ -243,7 +250,14 @@ void ScenarioRun::record_metrics(sim::Duration interval) {
   }
   metrics_ = std::make_unique<MetricsRecorder>(simulation_.get(), world_.get(), interval,
                                                std::move(partition_of));
-  if (service_) service_->history().set_tap(metrics_.get());
+  if (service_) service_->history().add_tap(metrics_.get());
+}
+
+void ScenarioRun::write_trace_to(std::ostream* out, sim::SimTime from, sim::SimTime to) {
+  DYN_ASSERT(simulation_->events_executed() == 0 && trace_ == nullptr);
+  trace_ = std::make_unique<ChromeTraceWriter>(world_.get(), out, from, to);
+  simulation_->set_observer(trace_.get());
+  if (service_) service_->history().add_tap(trace_.get());
 }
 
 bool ScenarioRun::write_metrics(const std::string& directory) const {
@@ -285,9 +299,9 @@ nlohmann::json ScenarioRun::summary(double wall_seconds) const {
       wall_seconds > 0 ? static_cast<double>(events) / wall_seconds : 0.0;
   summary["sim_seconds_per_wall_second"] = wall_seconds > 0 ? sim_seconds / wall_seconds : 0.0;
   // When each phase ran, in simulated seconds (docs/scenarios.md, "Phases").
-  summary["phases"] = {{"faults", {{"start_s", 0.0}, {"end_s", sim::to_seconds(heal_start_)}}},
-                       {"heal", {{"start_s", sim::to_seconds(heal_start_)},
-                                 {"end_s", sim::to_seconds(end_time_)}}}};
+  summary["phases"] = {
+      {"faults", {{"start_s", 0.0}, {"end_s", sim::to_seconds(heal_start_)}}},
+      {"heal", {{"start_s", sim::to_seconds(heal_start_)}, {"end_s", sim::to_seconds(end_time_)}}}};
   if (service_) {
     service_->add_to_summary(summary);
   } else {

@@ -12,6 +12,7 @@
 #include <ostream>
 #include <string>
 
+#include "gameday/chrome_trace.h"
 #include "gameday/metrics.h"
 #include "gameday/probe.h"
 #include "gameday/scenario.h"
@@ -77,6 +78,10 @@ class ScenarioRun {
   // Writes metrics.csv and partitions.csv into `directory`. False if a file cannot be written.
   // REQUIRES: record_metrics was called and the run finished.
   bool write_metrics(const std::string& directory) const;
+  // Writes a Chrome Trace Event document of the window [from, to] of true time to `out` as the
+  // run goes (gameday/chrome_trace.h), closed when the run finishes. Call before the run starts;
+  // `out` must outlive the run. Not with the determinism check, which observes events itself.
+  void write_trace_to(std::ostream* out, sim::SimTime from, sim::SimTime to);
 
   sim::Simulation& simulation() { return *simulation_; }
   sim::World& world() { return *world_; }
@@ -100,6 +105,7 @@ class ScenarioRun {
   DurabilityChecker durability_;             // world-level scenarios (probes)
   std::unique_ptr<ServiceHarness> service_;  // service scenarios
   std::unique_ptr<MetricsRecorder> metrics_;
+  std::unique_ptr<ChromeTraceWriter> trace_;
   sim::SimTime heal_start_;
   sim::SimTime end_time_;
   bool heal_started_ = false;

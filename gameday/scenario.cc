@@ -195,8 +195,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         scrub->optional_uint("compare_leaf_items", storage->compare_leaf_items, 1, 1'000'000'000);
     storage->compare_max_depth = static_cast<uint32_t>(
         scrub->optional_uint("compare_max_depth", storage->compare_max_depth, 0, 64));
-    storage->compare_timeout = scrub->optional_duration(
-        "compare_timeout", storage->compare_timeout, sim::milliseconds(10), sim::hours(1));
+    storage->compare_timeout = scrub->optional_duration("compare_timeout", storage->compare_timeout,
+                                                        sim::milliseconds(10), sim::hours(1));
     scrub->finish();
   }
   if (auto plant = reader.optional_object("plant")) {
@@ -211,8 +211,7 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     if (auto divergent = plant->optional_object("divergent_apply")) {
       storage->plant_divergent_apply_replica =
           static_cast<uint32_t>(divergent->required_uint("replica", 1, 3));
-      storage->plant_divergent_apply_every =
-          divergent->required_uint("every", 1, 1'000'000'000);
+      storage->plant_divergent_apply_every = divergent->required_uint("every", 1, 1'000'000'000);
       storage->plant_divergent_apply_until = divergent->optional_duration(
           "until", sim::Duration(INT64_MAX), sim::Duration(0), sim::Duration(INT64_MAX));
       divergent->finish();

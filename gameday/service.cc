@@ -216,13 +216,13 @@ void ServiceHarness::finish() {
       if (lines.size() >= 200) break;
       static constexpr const char* kKinds[] = {"read", "write", "delete", "conditional_write"};
       static constexpr const char* kOutcomes[] = {"ok", "condition_failed", "unknown"};
-      std::string line = "client " + std::to_string(op.client) + " op " + std::to_string(op.id) +
-                         " " + kKinds[static_cast<int>(op.kind)] + " [" +
-                         sim::format_time(sim::SimTime(op.invoke_ns)) + ", " +
-                         (op.complete_ns == INT64_MAX
-                              ? std::string("?")
-                              : sim::format_time(sim::SimTime(op.complete_ns))) +
-                         "] " + kOutcomes[static_cast<int>(op.outcome)];
+      std::string line =
+          "client " + std::to_string(op.client) + " op " + std::to_string(op.id) + " " +
+          kKinds[static_cast<int>(op.kind)] + " [" + sim::format_time(sim::SimTime(op.invoke_ns)) +
+          ", " +
+          (op.complete_ns == INT64_MAX ? std::string("?")
+                                       : sim::format_time(sim::SimTime(op.complete_ns))) +
+          "] " + kOutcomes[static_cast<int>(op.outcome)];
       if (op.kind == RegisterOperation::Kind::kRead) {
         line += " -> " + (op.read_value ? std::to_string(*op.read_value) : std::string("none"));
       } else if (op.kind != RegisterOperation::Kind::kDelete) {
@@ -373,12 +373,13 @@ void ServiceHarness::judge_scrub() {
                     {{"p50", percentile(5'000)},
                      {"p99", percentile(9'900)},
                      {"max", delays.empty() ? 0.0 : delays.back()}}},
-                   {"compare", {{"rounds", counter("scrub.compare_rounds")},
-                                {"narrowing_rounds", counter("scrub.compare_narrowing_rounds")},
-                                {"ranges_compared", counter("scrub.compare_ranges")},
-                                {"divergent_ranges", counter("scrub.divergent_ranges")},
-                                {"no_majority", counter("scrub.compare_no_majority")},
-                                {"incomplete_rounds", counter("scrub.compare_incomplete")}}},
+                   {"compare",
+                    {{"rounds", counter("scrub.compare_rounds")},
+                     {"narrowing_rounds", counter("scrub.compare_narrowing_rounds")},
+                     {"ranges_compared", counter("scrub.compare_ranges")},
+                     {"divergent_ranges", counter("scrub.divergent_ranges")},
+                     {"no_majority", counter("scrub.compare_no_majority")},
+                     {"incomplete_rounds", counter("scrub.compare_incomplete")}}},
                    {"pages_scrubbed", counter("scrub.pages_read")},
                    {"cpu_ms", counter("scrub.cpu_us") / 1000},
                    {"passes", counter("scrub.passes")},

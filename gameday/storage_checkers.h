@@ -105,7 +105,7 @@ class PaxosSafetyChecker final : public model::StorageObserver {
   sim::World& world_;
   const model::Placement& placement_;
   std::map<std::pair<uint32_t, uint32_t>, sim::HostId> hosts_;  // by (group, replica)
-  std::map<std::pair<uint32_t, uint64_t>, Slot> slots_;  // by (group, index)
+  std::map<std::pair<uint32_t, uint64_t>, Slot> slots_;         // by (group, index)
   // The latest window of each replica, by (group, replica). Older windows of a replica ended
   // before its latest began, and every new window begins now, so the latest ones are all a
   // check of a new or extended window needs.
