@@ -790,6 +790,23 @@ std::string ArrayReader::element_path(std::size_t index) const {
 
 // ---- Free functions -------------------------------------------------------------------------
 
+json parse_json_text(const std::string& text, const std::string& file_path) {
+  try {
+    return parse_checked(text, file_path, "$", /*allow_exceptions=*/true);
+  } catch (const json::parse_error& error) {
+    throw syntax_error(error, text, file_path);
+  } catch (const json::exception& error) {
+    // Not a syntax error but still unreadable, e.g. out_of_range.406 for the number 1e400. No
+    // position is known; drop the "[json.exception.out_of_range.406] " prefix.
+    std::string detail = error.what();
+    const std::size_t prefix_end = detail.find("] ");
+    if (prefix_end != std::string::npos) detail = detail.substr(prefix_end + 2);
+    throw ScenarioError("$", "valid JSON", printable(detail),
+                        error.id == 406 ? "numbers must fit in a 64-bit floating-point value" : "",
+                        {file_path});
+  }
+}
+
 json parse_json_file(const std::string& file_path) {
   namespace fs = std::filesystem;
   // Every problem here is about the file as a whole, so the JSON path is just "$".
@@ -817,19 +834,7 @@ json parse_json_file(const std::string& file_path) {
   if (!input) throw file_error(readable, "a file that cannot be opened", "check its permissions");
   const std::string text((std::istreambuf_iterator<char>(input)), std::istreambuf_iterator<char>());
   if (input.bad()) throw file_error(readable, "a read error");
-  try {
-    return parse_checked(text, file_path, "$", /*allow_exceptions=*/true);
-  } catch (const json::parse_error& error) {
-    throw syntax_error(error, text, file_path);
-  } catch (const json::exception& error) {
-    // Not a syntax error but still unreadable, e.g. out_of_range.406 for the number 1e400. No
-    // position is known; drop the "[json.exception.out_of_range.406] " prefix.
-    std::string detail = error.what();
-    const std::size_t prefix_end = detail.find("] ");
-    if (prefix_end != std::string::npos) detail = detail.substr(prefix_end + 2);
-    throw file_error("valid JSON", printable(detail),
-                     error.id == 406 ? "numbers must fit in a 64-bit floating-point value" : "");
-  }
+  return parse_json_text(text, file_path);
 }
 
 void apply_override(json& document, std::string_view assignment) {

@@ -200,6 +200,8 @@ class ArrayReader {
 // last one), or nests deeper than kMaxJsonDepth.
 inline constexpr std::size_t kMaxJsonDepth = 64;
 nlohmann::json parse_json_file(const std::string& file_path);
+// The same checks on text already read; `file_path` only names it in errors.
+nlohmann::json parse_json_text(const std::string& text, const std::string& file_path);
 
 // Applies one "--set path=value" override. The path uses the reader's syntax without "$."
 // (which is also accepted): "workload.rate", "faults.timeline[1].at". The value is parsed as JSON
