@@ -394,6 +394,12 @@ AdmissionDecision NodeAdmission::admit_write(GroupId group, CapacityUnits cost,
   return decision;
 }
 
+void NodeAdmission::on_replicated_write(CapacityUnits cost, sim::SimTime local_now) {
+  node_write_.refill(local_now);
+  node_write_.take_up_to(to_milli_units(cost));
+  ++stats_.replicated_writes_charged;
+}
+
 NodeCapacityReport NodeAdmission::make_report(sim::SimTime local_now) {
   NodeCapacityReport report;
   report.reporter = self_;

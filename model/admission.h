@@ -243,6 +243,7 @@ struct AdmissionStats {
   uint64_t unknown_partition = 0;
   int64_t read_admitted_milli_units = 0;
   int64_t write_admitted_milli_units = 0;
+  uint64_t replicated_writes_charged = 0;
   uint64_t reports_sent = 0;
   uint64_t reports_accepted = 0;
   uint64_t reports_rejected = 0;
@@ -270,6 +271,12 @@ class NodeAdmission {
   AdmissionDecision admit_write(GroupId group, CapacityUnits cost,
                                 std::span<const sim::Address> other_replicas,
                                 sim::SimTime local_now);
+
+  // On each replicated write a follower persists (and on each write the leader admitted that it
+  // persists itself through a path that did not come through admit_write): the node-level write
+  // bucket pays for the work, down to zero at most, so the node's reports show the room it really
+  // has left. Partition buckets are the leader's business and are not charged here.
+  void on_replicated_write(CapacityUnits cost, sim::SimTime local_now);
 
   // On the report timer (every report_interval): the report to send to every node hosting a
   // replica of a partition this node hosts.

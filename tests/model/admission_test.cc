@@ -486,6 +486,23 @@ TEST(PeerCheckProperty, PlantedIgnoredStalenessIsCaught) {
   EXPECT_GT(mismatches, 0);
 }
 
+TEST(PeerCheck, ReplicatedWritesShowInTheFollowersReport) {
+  AdmissionOptions options;
+  options.node_write_units_per_second = 100;  // one second deep: 100 units
+  NodeAdmission follower(options, node_address(1), 4, at_seconds(0));
+  EXPECT_EQ(follower.make_report(at_seconds(0)).write_available_milli_units, 100'000);
+  for (int i = 0; i < 30; ++i) follower.on_replicated_write(write_capacity(3000), at_seconds(0));
+  const NodeCapacityReport report = follower.make_report(at_seconds(0));
+  EXPECT_EQ(report.write_available_milli_units, 10'000);  // 90 units of work done
+  EXPECT_EQ(report.incarnation, 4u);
+  for (int i = 0; i < 30; ++i) follower.on_replicated_write(write_capacity(3000), at_seconds(0));
+  EXPECT_EQ(follower.make_report(at_seconds(0)).write_available_milli_units, 0);
+  // Half a second later, half the bucket is back.
+  EXPECT_EQ(follower.make_report(sim::SimTime(at_seconds(0).ns + 500'000'000))
+                .write_available_milli_units,
+            50'000);
+}
+
 TEST(PeerCheck, OneReportPaysForOneWriteUntilTheNext) {
   NodeAdmission leader(roomy_node(), node_address(0), 1, at_seconds(0));
   NodeAdmission follower(roomy_node(), node_address(1), 1, at_seconds(0));
