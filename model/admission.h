@@ -61,7 +61,7 @@ enum class AdmissionMessageType : uint32_t {
 //
 // Invariant, asserted at the end of every method: 0 <= tokens <= depth, 0 <= carry < 1e9.
 struct TokenBucketOptions {
-  // Planted bug for TokenBucketProperty. Never set outside tests. Refill ignores the depth (the
+  // Planted bug for TokenBucketDeathTest. Never set outside tests. Refill ignores the depth (the
   // invariant assertion must catch it).
   bool plant_refill_ignores_depth = false;
 };
