@@ -372,7 +372,15 @@ GacClient::BucketState& GacClient::bucket_state(GacBucketId bucket, sim::SimTime
   bucket_by_index_.push_back(bucket);
   state.report_started = local_now;
   state.last_used = local_now;
+  want_refresh(state);
   return state;
+}
+
+void GacClient::want_refresh(BucketState& state) {
+  state.refresh_wanted = true;
+  if (state.queued_for_flush) return;
+  state.queued_for_flush = true;
+  flush_queue_.push_back(state.index);
 }
 
 void GacClient::drop_expired(BucketState& state, sim::SimTime local_now) {
@@ -464,7 +472,7 @@ GacAdmission GacClient::try_consume(GacBucketId bucket, uint64_t cost_milli_unit
   // is unreachable: the regular refresh keeps probing, and early ones would only add timeouts.
   const uint64_t low_water = state.last_grant_milli_units * options_.low_water_percent / 100;
   if (!state.unreachable && (held <= low_water || admission == GacAdmission::kThrottled)) {
-    state.refresh_wanted = true;
+    want_refresh(state);
   }
   if (observer_ != nullptr) observer_->on_admission(router_, bucket, cost_milli_units, admission);
   return admission;
@@ -478,14 +486,28 @@ GacAdmission GacClient::try_consume(sim::Env& env, GacBucketId bucket, uint64_t 
 
 void GacClient::flush(sim::Env& env) {
   const sim::SimTime now = env.local_now();
-  for (auto& [bucket, state] : buckets_) {
-    if (!state.refresh_wanted || state.in_flight_request != 0) continue;
-    if (state.reported_before && now - state.last_refresh_sent < options_.min_early_refresh_gap) {
+  // Only buckets that want a refresh are visited; one that must wait (an attempt in flight, or
+  // its last request too recent) stays queued for a later flush. The queue holds each bucket at
+  // most once, so it is bounded by max_buckets.
+  size_t kept = 0;
+  for (size_t i = 0; i < flush_queue_.size(); ++i) {
+    const GacBucketId bucket = bucket_by_index_[flush_queue_[i]];
+    BucketState& state = buckets_.at(bucket);
+    if (!state.refresh_wanted) {
+      state.queued_for_flush = false;
       continue;
     }
+    const bool too_soon =
+        state.reported_before && now - state.last_refresh_sent < options_.min_early_refresh_gap;
+    if (state.in_flight_request != 0 || too_soon) {
+      flush_queue_[kept++] = flush_queue_[i];
+      continue;
+    }
+    state.queued_for_flush = false;
     start_refresh(env, bucket, state);
     if (!state.refresh_scheduled) schedule_refresh(env, state, options_.refresh_interval);
   }
+  flush_queue_.resize(kept);
 }
 
 void GacClient::schedule_refresh(sim::Env& env, BucketState& state, sim::Duration delay) {
@@ -654,7 +676,7 @@ bool GacClient::on_timer(sim::Env& env, uint64_t cookie) {
   state.refresh_scheduled = false;
   if (now - state.last_used > options_.idle_stop) {
     // Idle: stop asking. The next use asks at once (flush) and restarts the cycle.
-    state.refresh_wanted = true;
+    want_refresh(state);
     return true;
   }
   start_refresh(env, bucket, state);

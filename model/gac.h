@@ -395,7 +395,8 @@ class GacClient {
     bool reported_before = false;
     sim::SimTime last_used;
     sim::SimTime last_refresh_sent;
-    bool refresh_wanted = true;
+    bool refresh_wanted = false;
+    bool queued_for_flush = false;
     bool refresh_scheduled = false;
     sim::TimerHandle refresh_timer;
     // The attempt in flight (request_id 0: none) and how many servers this refresh has tried.
@@ -410,6 +411,7 @@ class GacClient {
   };
 
   BucketState& bucket_state(GacBucketId bucket, sim::SimTime local_now);
+  void want_refresh(BucketState& state);
   void drop_expired(BucketState& state, sim::SimTime local_now);
   bool spend_fallback(BucketState& state, uint64_t cost, sim::SimTime local_now);
   void start_refresh(sim::Env& env, GacBucketId bucket, BucketState& state);
@@ -426,7 +428,8 @@ class GacClient {
   uint64_t next_request_id_ = 1;
   std::map<GacBucketId, BucketState> buckets_;
   std::vector<GacBucketId> bucket_by_index_;
-  std::map<uint64_t, GacBucketId> in_flight_;    // request id -> bucket (attempt timeouts)
+  std::vector<uint32_t> flush_queue_;          // indices of buckets that want a refresh, each once
+  std::map<uint64_t, GacBucketId> in_flight_;  // request id -> bucket (attempt timeouts)
   std::map<uint32_t, sim::SimTime> down_until_;  // server index -> local time
   Stats stats_;
 };
