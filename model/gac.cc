@@ -1,6 +1,7 @@
 #include "model/gac.h"
 
 #include <algorithm>
+#include <iterator>
 #include <numeric>
 #include <utility>
 
@@ -324,7 +325,12 @@ void GacServer::handle_request(sim::Env& env, sim::Address from, const GacTokenR
     if (!options_.plant_ignore_outstanding_grants) slot_it->second -= take;
     amount += take;
   }
-  DYN_ASSERT(bucket.slots.size() <= options_.horizon_slots);
+  // Without clock faults the table holds at most horizon_slots slots. A clock stepped back leaves
+  // slots sold for a future now further away; beyond twice the horizon the farthest are
+  // forgotten, which bounds the table (and is the one case the vending bound does not cover).
+  while (bucket.slots.size() > 2 * static_cast<size_t>(options_.horizon_slots)) {
+    bucket.slots.erase(std::prev(bucket.slots.end()));
+  }
   if (first <= last) router.next_slot = last + 1;
 
   reply.status = GacGrantStatus::kOk;
@@ -615,6 +621,9 @@ bool GacClient::on_message(sim::Env& env, sim::Address from, const sim::Message&
   });
   if (sent == state.sent.end()) {
     ++stats_.duplicate_or_unknown_answers;
+    if (options_.plant_credit_duplicate_answers && grant->status == GacGrantStatus::kOk) {
+      credit(grant->bucket, state, *grant, env.local_now() + grant->lifetime);
+    }
     return true;
   }
   const sim::SimTime sent_local = sent->sent_local;

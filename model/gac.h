@@ -309,6 +309,9 @@ struct GacClientOptions {
   // Planted bug for GacProperty.PlantedSpendExpiredTokensBreaksGrantedVersusAdmitted: spend
   // tokens after their expiry. Never set outside tests.
   bool plant_spend_expired_tokens = false;
+  // Planted bug for GacProperty.PlantedCreditDuplicateAnswersBreaksGrantedVersusAdmitted: credit
+  // an answer whose attempt was already answered (a duplicate). Never set outside tests.
+  bool plant_credit_duplicate_answers = false;
 };
 
 class GacClientObserver {

@@ -14,12 +14,13 @@
 //   than the stated bound; with every server dead, routers spend their tokens, then the static
 //   fallback for its period, then throttle; they recover when GAC returns.
 // - the planted bugs: ignoring outstanding grants breaks the vending bound; spending expired tokens
-//   breaks granted-versus-admitted.
+//   or crediting a duplicated answer twice breaks granted-versus-admitted.
 #include "model/gac.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -544,7 +545,13 @@ struct CaseResult {
   uint64_t vends = 0;
 };
 
-CaseResult run_random_case(uint64_t seed, bool plant_ignore_outstanding, bool plant_spend_expired) {
+struct Plants {
+  bool ignore_outstanding_grants = false;
+  bool spend_expired_tokens = false;
+  bool credit_duplicate_answers = false;
+};
+
+CaseResult run_random_case(uint64_t seed, Plants plants = {}) {
   sim::Random random(sim::splitmix64(seed ^ 0x6ac));
   HarnessOptions options;
   options.seed = seed;
@@ -553,8 +560,10 @@ CaseResult run_random_case(uint64_t seed, bool plant_ignore_outstanding, bool pl
   options.network.duplicate_probability = random.bernoulli(0.5) ? random.uniform_real(0, 0.1) : 0;
   options.network.reorder_probability = random.bernoulli(0.5) ? random.uniform_real(0, 0.2) : 0;
   options.network.reorder_window = sim::milliseconds(random.uniform_int(1, 400));
-  options.server.plant_ignore_outstanding_grants = plant_ignore_outstanding;
-  options.client.plant_spend_expired_tokens = plant_spend_expired;
+  options.server.plant_ignore_outstanding_grants = plants.ignore_outstanding_grants;
+  options.client.plant_spend_expired_tokens = plants.spend_expired_tokens;
+  options.client.plant_credit_duplicate_answers = plants.credit_duplicate_answers;
+  if (plants.credit_duplicate_answers) options.network.duplicate_probability = 0.1;
   const uint32_t tables = static_cast<uint32_t>(random.uniform_int(1, 2));
   std::vector<uint64_t> capacity(tables);
   for (uint32_t t = 0; t < tables; ++t)
@@ -616,7 +625,7 @@ CaseResult run_random_case(uint64_t seed, bool plant_ignore_outstanding, bool pl
 TEST(GacProperty, VendingBoundAndGrantedCoversAdmittedOverRandomSeeds) {
   for (uint64_t seed = 1; seed <= 16; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
-    const CaseResult result = run_random_case(seed, false, false);
+    const CaseResult result = run_random_case(seed);
     EXPECT_EQ(result.bound_violations, 0u);
     EXPECT_EQ(result.unpaid_admissions, 0u);
     EXPECT_GT(result.vends, 0u);
@@ -627,17 +636,28 @@ TEST(GacProperty, VendingBoundAndGrantedCoversAdmittedOverRandomSeeds) {
 TEST(GacProperty, PlantedIgnoreOutstandingGrantsBreaksTheVendingBound) {
   size_t caught = 0;
   for (uint64_t seed = 1; seed <= 6; ++seed) {
-    if (run_random_case(seed, true, false).bound_violations > 0) ++caught;
+    if (run_random_case(seed, Plants{.ignore_outstanding_grants = true}).bound_violations > 0)
+      ++caught;
   }
-  EXPECT_GE(caught, 4u);
+  EXPECT_EQ(caught, 6u);
 }
 
 TEST(GacProperty, PlantedSpendExpiredTokensBreaksGrantedVersusAdmitted) {
   size_t caught = 0;
   for (uint64_t seed = 1; seed <= 6; ++seed) {
-    if (run_random_case(seed, false, true).unpaid_admissions > 0) ++caught;
+    if (run_random_case(seed, Plants{.spend_expired_tokens = true}).unpaid_admissions > 0) ++caught;
   }
-  EXPECT_GE(caught, 4u);
+  EXPECT_EQ(caught, 6u);
+}
+
+TEST(GacProperty, PlantedCreditDuplicateAnswersBreaksGrantedVersusAdmitted) {
+  size_t caught = 0;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    if (run_random_case(seed, Plants{.credit_duplicate_answers = true}).unpaid_admissions > 0) {
+      ++caught;
+    }
+  }
+  EXPECT_EQ(caught, 6u);
 }
 
 // ---------------------------------------------------------------------------------------------
