@@ -543,6 +543,7 @@ struct CaseResult {
   uint64_t unpaid_admissions = 0;
   uint64_t admitted = 0;
   uint64_t vends = 0;
+  uint64_t trace_hash = 0;
 };
 
 struct Plants {
@@ -616,6 +617,7 @@ CaseResult run_random_case(uint64_t seed, Plants plants = {}) {
   result.bound_violations = check_vending_bound(h.journal, h.server_options, kWindows).size();
   result.unpaid_admissions = check_granted_covers_admitted(h.journal);
   result.vends = h.journal.vends.size();
+  result.trace_hash = h.simulation.trace_hash();
   for (const AdmissionEvent& event : h.journal.admissions) {
     if (event.admission != GacAdmission::kThrottled) result.admitted += event.cost_milli_units;
   }
@@ -631,6 +633,14 @@ TEST(GacProperty, VendingBoundAndGrantedCoversAdmittedOverRandomSeeds) {
     EXPECT_GT(result.vends, 0u);
     EXPECT_GT(result.admitted, 0u);
   }
+}
+
+TEST(GacProperty, OneSeedReplaysTheSameRun) {
+  const CaseResult first = run_random_case(7);
+  const CaseResult second = run_random_case(7);
+  EXPECT_EQ(first.trace_hash, second.trace_hash);
+  EXPECT_EQ(first.admitted, second.admitted);
+  EXPECT_EQ(first.vends, second.vends);
 }
 
 TEST(GacProperty, PlantedIgnoreOutstandingGrantsBreaksTheVendingBound) {
