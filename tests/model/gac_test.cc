@@ -242,7 +242,7 @@ uint64_t admitted_between(const Journal& journal, GacBucketId bucket, sim::SimTi
 // where C is the largest capacity the bucket had, U the slot length, H the horizon and E the
 // extra ledger-slots: over the grants vended in the window, the sum over ledgers (server
 // incarnation) of the slots each drew from, minus the slots any drew from. E is 0 while one server
-// serves the bucket; each restart or failover adds at most horizon_slots + 1.
+// serves the bucket; a restart, or a failover away from a dead server, adds at most horizon_slots.
 struct BoundViolation {
   GacBucketId bucket;
   sim::SimTime window_start;
@@ -255,6 +255,25 @@ struct BoundViolation {
 uint64_t milli_over(uint64_t capacity_units, sim::Duration span) {
   return static_cast<uint64_t>(static_cast<unsigned __int128>(capacity_units) * kMilliUnitsPerUnit *
                                static_cast<uint64_t>(span.ns) / 1'000'000'000);
+}
+
+// E of the vends for `bucket` in [from, to]: ledger-slots minus distinct slots.
+uint64_t extra_ledger_slots(const Journal& journal, GacBucketId bucket, sim::SimTime from,
+                            sim::SimTime to) {
+  std::map<uint64_t, std::set<int64_t>> slots_by_ledger;
+  for (const VendEvent& vend : journal.vends) {
+    if (vend.record.bucket != bucket || vend.true_time < from || vend.true_time > to) continue;
+    for (int64_t slot = vend.record.first_slot; slot <= vend.record.last_slot; ++slot) {
+      slots_by_ledger[vend.record.server_nonce].insert(slot);
+    }
+  }
+  std::set<int64_t> all;
+  uint64_t sum = 0;
+  for (const auto& [ledger, slots] : slots_by_ledger) {
+    sum += slots.size();
+    all.insert(slots.begin(), slots.end());
+  }
+  return sum - all.size();
 }
 
 std::vector<BoundViolation> check_vending_bound(const Journal& journal,
@@ -704,6 +723,9 @@ TEST(GacFailover, RoutersMoveToTheNextServerWithoutAStall) {
     ++vends_after;
   }
   EXPECT_GT(vends_after, 0u);
+  // The move away from the dead home server overlapped only the slots it had sold ahead.
+  EXPECT_LE(extra_ledger_slots(h.journal, bucket, at(sim::seconds(0)), at(sim::seconds(40))),
+            h.server_options.horizon_slots);
   // The home server comes back empty; after their probation the routers return to it.
   h.world.power_on(h.server_host(list[0]));
   h.run_until(at(sim::seconds(60)));
@@ -737,6 +759,9 @@ TEST(GacFailover, ARestartedServerRebuildsFromRequests) {
   EXPECT_GE(admitted_between(h.journal, bucket, at(sim::seconds(30)), at(sim::seconds(40)),
                              GacRouterId(2)),
             10u * 100 * 1000 * 95 / 100);
+  // One restart: the new incarnation's ledger overlaps only the slots the old one sold ahead.
+  EXPECT_LE(extra_ledger_slots(h.journal, bucket, at(sim::seconds(0)), at(sim::seconds(40))),
+            h.server_options.horizon_slots);
   EXPECT_TRUE(check_vending_bound(h.journal, h.server_options, kWindows).empty());
   EXPECT_EQ(check_granted_covers_admitted(h.journal), 0u);
 }
