@@ -325,6 +325,34 @@ void MemdsNode::on_sync_entries(sim::Env& env, sim::Address from, const MemdsSyn
   }
 }
 
+void MemdsProcess::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
+  // Anything else sent to a MemDS port is not for it; a real server would drop it too.
+  node_.on_message(env, from, message);
+}
+
+void MemdsProcess::on_timer(sim::Env& env, uint64_t cookie) {
+  const bool consumed = node_.on_timer(env, cookie);
+  DYN_ASSERT(consumed);
+}
+
+std::vector<PartitionEntry> partition_map_of(TableId table, const Placement& placement,
+                                             uint64_t version) {
+  std::vector<PartitionEntry> entries;
+  entries.reserve(placement.groups.size());
+  for (const GroupPlacement& group : placement.groups) {
+    PartitionEntry entry;
+    entry.table = table;
+    entry.hash_begin = group.hash_begin;
+    entry.hash_end = group.hash_end;
+    entry.group = group.group;
+    entry.members.epoch = 0;
+    entry.members.replicas.assign(group.replicas.begin(), group.replicas.end());
+    entry.version = version;
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
 // ---------------------------------------------------------------------------------------------
 // MemdsPublisher
 

@@ -37,6 +37,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "model/perkle.h"
@@ -268,7 +269,30 @@ class MemdsPublisher {
   Stats stats_;
 };
 
-// Message digests for the trace fingerprint and sizes for the network.
+// A MemDS server: a process that is one MemdsNode and nothing else, listening on kMemdsPort.
+// Its state is in memory only: a restarted server starts empty and refills through anti-entropy
+// (and the next pushes).
+class MemdsProcess final : public sim::Process {
+ public:
+  MemdsProcess(MemdsOptions options, std::vector<sim::Address> peers)
+      : node_(options, std::move(peers)) {}
+  void on_start(sim::Env& env) override { node_.start(env); }
+  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override;
+  void on_timer(sim::Env& env, uint64_t cookie) override;
+  MemdsNode& node() { return node_; }
+  const MemdsNode& node() const { return node_; }
+
+ private:
+  MemdsNode node_;
+};
+
+// A table's partition map as MemDS holds it, from a placement (each group's range and its
+// replicas; members at epoch 0, the static placement's configuration): what the storage side
+// publishes first. `leader_hint` stays empty.
+std::vector<PartitionEntry> partition_map_of(TableId table, const Placement& placement,
+                                             uint64_t version);
+
+// A digest of entries, for message digests (the trace fingerprint).
 uint64_t digest_of(const std::vector<PartitionEntry>& entries);
 
 }  // namespace dynasim::model

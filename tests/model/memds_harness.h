@@ -15,23 +15,6 @@
 
 namespace dynasim::model::memds_testing {
 
-class MemdsProcess final : public sim::Process {
- public:
-  MemdsProcess(MemdsOptions options, std::vector<sim::Address> peers)
-      : node_(options, std::move(peers)) {}
-  void on_start(sim::Env& env) override { node_.start(env); }
-  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override {
-    DYN_ASSERT(node_.on_message(env, from, message));
-  }
-  void on_timer(sim::Env& env, uint64_t cookie) override {
-    DYN_ASSERT(node_.on_timer(env, cookie));
-  }
-  MemdsNode& node() { return node_; }
-
- private:
-  MemdsNode node_;
-};
-
 class PublisherProcess final : public sim::Process {
  public:
   PublisherProcess(MemdsPublisherOptions options, std::vector<sim::Address> memds)
@@ -125,7 +108,7 @@ struct Region {
     }
     for (const sim::Address& address : memds) {
       world.add_process(address.host, address.port, [this, options] {
-        return std::make_unique<MemdsProcess>(options.memds, memds);
+        return std::make_unique<model::MemdsProcess>(options.memds, memds);
       });
     }
     const sim::HostId storage_host = world.add_host(racks[0], "storage", sim::HostOptions{});
@@ -142,7 +125,7 @@ struct Region {
     run_for(sim::milliseconds(1));
   }
   MemdsNode& node(size_t index) {
-    auto* process = dynamic_cast<MemdsProcess*>(world.process_at(memds.at(index)));
+    auto* process = dynamic_cast<model::MemdsProcess*>(world.process_at(memds.at(index)));
     DYN_ASSERT(process != nullptr);
     return process->node();
   }

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <map>
 #include <vector>
 
@@ -105,6 +106,25 @@ TEST(MemdsTest, PlantedAcceptOlderVersionIsCaught) {
   MemdsOptions planted;
   planted.plant_accept_older_version = true;
   EXPECT_GT(versioning_failures(planted), 0);
+}
+
+TEST(MemdsTest, APlacementsMapResolvesLikeThePlacement) {
+  const std::array<sim::Address, kReplicasPerGroup> hosts{
+      sim::Address{sim::HostId(1), kStoragePort}, sim::Address{sim::HostId(2), kStoragePort},
+      sim::Address{sim::HostId(3), kStoragePort}};
+  const Placement placement = Placement::uniform(7, std::vector(7, hosts));
+  MemdsNode node(MemdsOptions{}, {});
+  for (const PartitionEntry& entry : partition_map_of(TableId(9), placement, 1)) node.apply(entry);
+  sim::Random random(5);
+  for (int i = 0; i < 1000; ++i) {
+    const uint64_t hash = random.next_u64();
+    const auto found = node.lookup(TableId(9), hash);
+    ASSERT_TRUE(found.has_value());
+    const GroupPlacement& group = placement.groups[found->group.value];
+    EXPECT_LE(group.hash_begin, hash);
+    EXPECT_LE(hash, group.hash_end);
+    EXPECT_EQ(found->members.replicas.size(), kReplicasPerGroup);
+  }
 }
 
 TEST(MemdsTest, ApplyingAnUpdateTwiceChangesNothing) {
