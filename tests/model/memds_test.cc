@@ -189,7 +189,7 @@ TEST(MemdsTest, PublisherRetriesUntilAckedAndItsQueueIsBounded) {
 }
 
 // A node is powered off (losing its memory) while maps are pushed and the publisher gives up on
-// it; once back, anti-entropy alone fills it. Returns whether every root ended equal.
+// it; once back, anti-entropy alone fills it.
 TEST(MemdsTest, ANodeDownDuringUpdatesConvergesThroughAntiEntropy) {
   RegionOptions options;
   options.publisher.max_attempts = 3;
