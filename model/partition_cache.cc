@@ -253,6 +253,20 @@ bool PartitionCache::on_message(sim::Env& env, sim::Address, const sim::Message&
 void PartitionCache::on_lookup_reply(sim::Env& env, const MemdsLookupReply& reply) {
   auto it = lookups_.find(reply.request_id);
   if (it == lookups_.end() || it->second.kind == LookupKind::kPage) return;  // late or duplicate
+  if (reply.status == MemdsStatus::kNoEntry) {
+    ++stats_.no_entry_answers;
+    // One MemDS node may not know the partition yet (restarted empty, still filling through
+    // anti-entropy): a waiting request asks the next node; a refresh keeps the entry, which a
+    // storage node's error removes if it is wrong.
+    Lookup& lookup = it->second;
+    if (lookup.kind == LookupKind::kMiss && lookup.attempts < options_.max_lookup_attempts) {
+      env.cancel_timer(lookup.timer);
+      ++stats_.lookup_retries;
+      ++lookup.node_index;
+      send_attempt(env, reply.request_id, lookup);
+      return;
+    }
+  }
   Lookup ended = std::move(it->second);
   lookups_.erase(it);
   env.cancel_timer(ended.timer);
@@ -263,8 +277,6 @@ void PartitionCache::on_lookup_reply(sim::Env& env, const MemdsLookupReply& repl
     // What the cache now holds may be newer than the answer (members learned from storage).
     if (const PartitionEntry* held = peek(ended.table, ended.partition_hash)) result.entry = *held;
   } else {
-    // MemDS knows no partition holding the hash: whatever the cache holds for it is stale.
-    invalidate(ended.table, ended.partition_hash);
     result.status = CacheStatus::kNoEntry;
   }
   if (ended.kind == LookupKind::kMiss) {

@@ -31,6 +31,10 @@
 // used first out), the lookups outstanding and the requests waiting; a request beyond the caps
 // is answered kBusy at once.
 //
+// A MemDS node that answers kNoEntry may simply not have the entry yet (it restarted empty and is
+// still filling through anti-entropy): a waiting request then asks the next node, like after a
+// timeout, and a refresh leaves the cached entry alone.
+//
 // The cache is a component: the router process forwards its messages and timer cookies.
 #pragma once
 
@@ -67,7 +71,7 @@ struct PartitionCacheOptions {
 
 enum class CacheStatus : uint8_t {
   kOk,
-  kNoEntry,  // MemDS knows no partition of the table holding the hash
+  kNoEntry,  // no MemDS node asked knows a partition of the table holding the hash
   kTimeout,  // every attempt timed out
   kBusy,     // a cap was reached; nothing was sent
 };
@@ -124,7 +128,8 @@ class PartitionCache {
     uint64_t refreshes_sent = 0;      // kConstantWork: lookups sent for hits
     uint64_t refreshes_skipped = 0;   // a hit found max_outstanding_lookups in flight
     uint64_t lookup_retries = 0;
-    uint64_t lookups_failed = 0;  // a waiting request got kTimeout
+    uint64_t lookups_failed = 0;    // a waiting request got kTimeout
+    uint64_t no_entry_answers = 0;  // MemDS answered kNoEntry (a miss then asks the next node)
     uint64_t range_reads_sent = 0;
     uint64_t downloads_started = 0;
     uint64_t entries_downloaded = 0;  // the legacy download's size

@@ -190,6 +190,26 @@ TEST(PartitionCacheTest, AMissRetriesOnAnotherMemdsNodeThenTimesOut) {
   EXPECT_EQ(router.cache().outstanding_lookups(), 0u);
 }
 
+TEST(PartitionCacheTest, AnEmptyRestartedMemdsNodeDoesNotFailRequests) {
+  Region region(RegionOptions{});
+  region.publisher().publish(table_map(TableId(3), 64, 1));
+  region.run_for(sim::milliseconds(100));
+  region.world.power_off(region.memds[0].host);
+  region.world.power_on(region.memds[0].host);  // back with nothing in memory
+  region.run_for(sim::milliseconds(1));
+  ASSERT_EQ(region.node(0).tree().size(), 0u);
+  RouterProcess& router = region.router();
+  const uint64_t width = UINT64_MAX / 64;
+  for (uint64_t p = 0; p < 64; ++p) router.resolve(TableId(3), p * width + 5);
+  region.run_for(sim::milliseconds(20));
+  for (uint64_t p = 0; p < 64; ++p) router.resolve(TableId(3), p * width + 5);  // hits
+  region.run_for(sim::milliseconds(20));
+  EXPECT_EQ(router.results[CacheStatus::kOk], 128u);
+  EXPECT_EQ(router.results.count(CacheStatus::kNoEntry), 0u);
+  EXPECT_GT(router.cache().stats().no_entry_answers, 0u);  // node 0 was asked
+  EXPECT_EQ(router.cache().size(), 64u);                   // refreshes it answered kept entries
+}
+
 TEST(PartitionCacheTest, StaleEntriesAreInvalidatedAndNewerMembersLearned) {
   Region region(RegionOptions{});
   region.publisher().publish(table_map(TableId(3), 4, 1));
