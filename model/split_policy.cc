@@ -95,11 +95,22 @@ void AdaptiveHistogram::add(uint64_t hash, uint64_t weight) {
   maybe_refine(index);
 }
 
+// A bucket may hold less than what is taken away at a hash in it: a refinement gave half of its
+// weight to the other half. The rest is taken from the nearest buckets, so the total stays exact.
 void AdaptiveHistogram::subtract(uint64_t hash, uint64_t weight) {
   const size_t index = bucket_index(hash);
-  const uint64_t taken = std::min(weight, buckets_[index].weight);
-  buckets_[index].weight -= taken;
-  total_ -= taken;
+  uint64_t left = weight;
+  auto take = [&](size_t i) {
+    const uint64_t taken = std::min(left, buckets_[i].weight);
+    buckets_[i].weight -= taken;
+    total_ -= taken;
+    left -= taken;
+  };
+  take(index);
+  for (size_t distance = 1; left > 0 && distance < buckets_.size(); ++distance) {
+    if (index >= distance) take(index - distance);
+    if (left > 0 && index + distance < buckets_.size()) take(index + distance);
+  }
 }
 
 void AdaptiveHistogram::decay(uint32_t shift) {
@@ -317,8 +328,8 @@ void KeyTrafficSampler::count_sequence(uint64_t partition_hash) {
 
 namespace {
 
-// The traffic as the split point sees it: each bucket's load less the heavy keys' guaranteed load
-// inside it, spread evenly, plus each heavy key's guaranteed load at its exact position.
+// The traffic as the split point sees it: the buckets' load less the heavy keys' guaranteed load,
+// spread evenly within each bucket, plus each heavy key's guaranteed load at its exact position.
 struct TrafficDistribution {
   struct Span {
     uint64_t low = 0;
@@ -341,13 +352,28 @@ struct TrafficDistribution {
     std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) {
       return a.position != b.position ? a.position < b.position : a.load < b.load;
     });
-    std::vector<uint64_t> inside(histogram.bucket_count(), 0);
-    for (const Point& point : points) inside[histogram.bucket_index(point.position)] += point.load;
-    for (size_t i = 0; i < histogram.bucket_count(); ++i) {
-      const uint64_t weight = histogram.bucket_weight(i);
-      const uint64_t residual = weight > inside[i] ? weight - inside[i] : 0;
-      spans.push_back(Span{histogram.bucket_begin(i), histogram.bucket_end(i), residual});
-      total += residual;
+    // Each point's load comes out of its bucket and, for what that bucket lacks, out of the
+    // nearest ones: refinements gave halves of a hot key's past weight to its neighbours (the
+    // same rule as AdaptiveHistogram::subtract).
+    std::vector<uint64_t> residual(histogram.bucket_count());
+    for (size_t i = 0; i < residual.size(); ++i) residual[i] = histogram.bucket_weight(i);
+    for (const Point& point : points) {
+      const size_t index = histogram.bucket_index(point.position);
+      uint64_t left = point.load;
+      auto take = [&](size_t i) {
+        const uint64_t taken = std::min(left, residual[i]);
+        residual[i] -= taken;
+        left -= taken;
+      };
+      take(index);
+      for (size_t distance = 1; left > 0 && distance < residual.size(); ++distance) {
+        if (index >= distance) take(index - distance);
+        if (left > 0 && index + distance < residual.size()) take(index + distance);
+      }
+    }
+    for (size_t i = 0; i < residual.size(); ++i) {
+      spans.push_back(Span{histogram.bucket_begin(i), histogram.bucket_end(i), residual[i]});
+      total += residual[i];
     }
     for (const Point& point : points) total += point.load;
   }

@@ -55,7 +55,9 @@ class AdaptiveHistogram {
                     uint32_t refine_at_times_average);
 
   void add(uint64_t hash, uint64_t weight);
-  // Takes up to `weight` away from the bucket holding `hash` (never below zero).
+  // Takes `weight` away from the bucket holding `hash`, and what it lacks from the nearest buckets
+  // (a refinement may have given part of that weight to the bucket's other half); never below
+  // zero in all.
   void subtract(uint64_t hash, uint64_t weight);
   // Every bucket keeps weight - (weight >> shift).
   void decay(uint32_t shift);
