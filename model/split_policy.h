@@ -15,10 +15,9 @@
 // - Splits "usually complete in the order of minutes" (P22 section 4.4): the decision is taken
 //   on sustained consumption, not on a burst, and not again while a split is under way.
 //
-// Units. Consumption is counted in read-equivalent milli units ("load"): a read capacity unit is
-// 1,000 and a write capacity unit 3,000, because a partition's 3,000 RCU and 1,000 WCU
-// (DG-2017) are the same share of it. A partition's combined share of its maximum is then
-// reads / 3000 + writes / 1000, the form of DG-2017's partition formula (model/table.h).
+// Units. Consumption is counted as load, in read-equivalent milli units (model/table.h: an RCU
+// is 1,000, a WCU 3,000), so a partition's combined share of its maximum is
+// reads / 3000 + writes / 1000, the form of DG-2017's partition formula.
 // Everything here is integer arithmetic, so g++ and clang++ agree bit for bit.
 //
 // How a storage-side split executor uses this: the partition's leader owns one KeyTrafficSampler

@@ -62,14 +62,16 @@ struct TableLimits {
   uint64_t max_write_capacity_units = 40'000;
 };
 
-enum class CapacityMode : uint8_t { kProvisioned, kOnDemand };
-const char* to_string(CapacityMode mode);
+// The table's capacity mode, under the name DynamoDB's CreateTable API gives it (BillingMode:
+// PROVISIONED or PAY_PER_REQUEST, i.e. on-demand).
+enum class BillingMode : uint8_t { kProvisioned, kOnDemand };
+const char* to_string(BillingMode mode);
 
 struct TableSpec {
   std::string name;
   TableId id;
   KeySchema key_schema;
-  CapacityMode mode = CapacityMode::kProvisioned;
+  BillingMode billing_mode = BillingMode::kProvisioned;
   // Provisioned mode only (on-demand starts from kOnDemandInitial*).
   uint64_t read_capacity_units = 1;
   uint64_t write_capacity_units = 1;
@@ -99,7 +101,8 @@ struct InitialPartitionPlan {
   uint32_t count = 0;  // max(by_throughput, by_size, 1)
 };
 
-// REQUIRES: validate(spec) == kOk.
+// REQUIRES: the spec is valid (validate() gives kOk under some TableLimits: a raised quota is
+// fine).
 InitialPartitionPlan initial_partition_count(const TableSpec& spec);
 
 // A table: its specification and its partition map, cut into the initial count of equal ranges.
