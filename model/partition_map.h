@@ -85,7 +85,7 @@ struct SplitOutcome {
 };
 
 struct PartitionMapOptions {
-  // Planted bug for PartitionMapTest.PlantedChildGapIsCaughtByTheInvariants: the low child ends
+  // Planted bug for PartitionMapDeathTest.PlantedChildGapIsCaughtByTheInvariants: the low child ends
   // one hash short, leaving a gap. Never set outside tests.
   bool plant_child_gap = false;
   // Planted bug for PartitionMapTest.PlantedCeilingLookupIsCaughtByTheReference: lookup returns

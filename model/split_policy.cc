@@ -26,7 +26,8 @@ uint64_t per_mille(uint64_t part, uint64_t whole) {
 // < x, non-decreasing in x): the smallest x with 2 * below(x) >= total, or the one before it if
 // that is closer. Ties go to the lower hash. 64 steps of bisection at most.
 template <typename Below>
-std::optional<Cut> median_cut(uint64_t begin, uint64_t end, uint64_t total, const Below& below) {
+std::optional<HashCut> median_cut(uint64_t begin, uint64_t end, uint64_t total,
+                                  const Below& below) {
   if (total == 0 || begin == end) return std::nullopt;
   uint64_t low = begin + 1;
   uint64_t high = end;
@@ -42,10 +43,10 @@ std::optional<Cut> median_cut(uint64_t begin, uint64_t end, uint64_t total, cons
     const u128 twice = static_cast<u128>(weight) * 2;
     return twice >= total ? twice - total : total - twice;
   };
-  Cut cut{low, below(low), total};
+  HashCut cut{low, below(low), total};
   if (low > begin + 1) {
     const uint64_t before = below(low - 1);
-    if (distance(before) <= distance(cut.low_weight)) cut = Cut{low - 1, before, total};
+    if (distance(before) <= distance(cut.low_weight)) cut = HashCut{low - 1, before, total};
   }
   return cut;
 }
@@ -191,7 +192,7 @@ uint64_t SequentialReading::ordered_per_mille() const {
   return per_mille(std::max(ascending, descending), transitions);
 }
 
-uint64_t Cut::low_share_per_mille() const {
+uint64_t HashCut::low_share_per_mille() const {
   return per_mille(low_weight, total_weight);
 }
 
@@ -415,18 +416,18 @@ std::optional<HeavyKey> KeyTrafficSampler::hottest_key() const {
   return best;
 }
 
-std::optional<Cut> KeyTrafficSampler::traffic_cut() const {
+std::optional<HashCut> KeyTrafficSampler::traffic_cut() const {
   const TrafficDistribution distribution(traffic_, heavy_);
   return median_cut(hash_begin(), hash_end(), distribution.total,
                     [&](uint64_t x) { return distribution.below(x); });
 }
 
-Cut KeyTrafficSampler::traffic_cut_at(uint64_t split_hash) const {
+HashCut KeyTrafficSampler::traffic_cut_at(uint64_t split_hash) const {
   const TrafficDistribution distribution(traffic_, heavy_);
-  return Cut{split_hash, distribution.below(split_hash), distribution.total};
+  return HashCut{split_hash, distribution.below(split_hash), distribution.total};
 }
 
-std::optional<Cut> KeyTrafficSampler::stored_bytes_cut() const {
+std::optional<HashCut> KeyTrafficSampler::stored_bytes_cut() const {
   return median_cut(hash_begin(), hash_end(), stored_.total(),
                     [&](uint64_t x) { return stored_.weight_below(x); });
 }
@@ -519,10 +520,10 @@ SplitDecision SplitPolicy::decide(const PartitionStatus& partition, KeyTrafficSa
     return decision;
   }
 
-  std::optional<Cut> cut;
+  std::optional<HashCut> cut;
   if (!one_hash_wide) {
     cut = options_.plant_split_at_range_middle
-              ? std::optional<Cut>(sampler.traffic_cut_at(
+              ? std::optional<HashCut>(sampler.traffic_cut_at(
                     range_middle_split(partition.hash_begin, partition.hash_end)))
               : sampler.traffic_cut();
   }

@@ -135,7 +135,7 @@ struct SequentialReading {
 };
 
 // Where to cut a distribution: positions < split_hash go low, the rest high.
-struct Cut {
+struct HashCut {
   uint64_t split_hash = 0;
   uint64_t low_weight = 0;
   uint64_t total_weight = 0;
@@ -197,11 +197,11 @@ class KeyTrafficSampler {
 
   // The cut that halves the observed traffic load (the weighted median), or nullopt when no load
   // was seen or the range is one hash wide. The split hash lies in (hash_begin, hash_end].
-  std::optional<Cut> traffic_cut() const;
+  std::optional<HashCut> traffic_cut() const;
   // The cut that halves the stored bytes, from observe_stored_bytes; nullopt as above.
-  std::optional<Cut> stored_bytes_cut() const;
+  std::optional<HashCut> stored_bytes_cut() const;
   // The traffic load on either side of an arbitrary split hash.
-  Cut traffic_cut_at(uint64_t split_hash) const;
+  HashCut traffic_cut_at(uint64_t split_hash) const;
 
   const AdaptiveHistogram& traffic_histogram() const { return traffic_; }
   const AdaptiveHistogram& stored_bytes_histogram() const { return stored_; }

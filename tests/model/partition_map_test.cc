@@ -176,7 +176,7 @@ TEST(PartitionMapTest, PlantedCeilingLookupIsCaughtByTheReference) {
   EXPECT_GT(mismatches, 0u);
 }
 
-TEST(PartitionMapTest, PlantedChildGapIsCaughtByTheInvariants) {
+TEST(PartitionMapDeathTest, PlantedChildGapIsCaughtByTheInvariants) {
   PartitionMapOptions options;
   options.plant_child_gap = true;
   EXPECT_DEATH(

@@ -520,8 +520,9 @@ TEST(SplitPolicyTest, HeavyKeysFindEveryKeyAboveTheirShare) {
     }
     for (const auto& [hash, load] : truth) {
       const auto& heavy = sampler.heavy_keys();
+      const uint64_t identity = hash;
       auto found = std::find_if(heavy.begin(), heavy.end(),
-                                [&](const HeavyKey& key) { return key.key_identity == hash; });
+                                [&](const HeavyKey& key) { return key.key_identity == identity; });
       if (load * 16 > total) {
         ASSERT_NE(found, heavy.end()) << "seed " << seed;
       }
