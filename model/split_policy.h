@@ -58,7 +58,8 @@ class AdaptiveHistogram {
   // (a refinement may have given part of that weight to the bucket's other half); never below
   // zero in all.
   void subtract(uint64_t hash, uint64_t weight);
-  // Every bucket keeps weight - (weight >> shift).
+  // Every bucket keeps weight - max(weight >> shift, 1) (zero stays zero), so weight that is no
+  // longer added to reaches zero.
   void decay(uint32_t shift);
   void clear();
 
@@ -144,8 +145,9 @@ struct HashCut {
 };
 
 struct KeyTrafficSamplerOptions {
-  // Buckets per histogram (traffic and stored bytes). Our assumption: 64 keeps a weighted median
-  // within about 1/64 of the partition's load (tested), in about 1 KB per histogram.
+  // Buckets per histogram (traffic and stored bytes), about 1 KB each. Our assumption; with 64
+  // the split hash on skewed traffic lands within 2 percentage points of the best possible cut
+  // (measured over 200 cases; SplitPolicyTest checks 5).
   uint32_t bucket_count = 64;
   uint32_t refine_at_times_average = 2;
   // Space-Saving counters for hot keys. Our assumption: 16 finds any key above 1/16 of the load.

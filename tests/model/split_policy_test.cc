@@ -475,6 +475,29 @@ TEST(SplitPolicyTest, ASplitUnderWayAndAOneHashRangeAreNotSplit) {
             SplitVerdict::kNoSplitNoBenefit);
 }
 
+// A hot item collection: many items under one partition key. No single item is hot, but all of
+// them share one position, and the key space cannot be cut inside a position: no benefit.
+TEST(SplitPolicyTest, ManyItemsUnderOneHotPartitionKeyAreNotSplit) {
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    sim::Random random(seed);
+    const uint64_t hot_position = random.next_u64();
+    sim::SimTime now(0);
+    KeyTrafficSampler sampler(0, UINT64_MAX, now);
+    for (int i = 0; i < 27'000; ++i) {
+      TrafficObservation observation;
+      const bool hot = random.uniform_u64(10) < 9;
+      observation.partition_hash = hot ? hot_position : random.next_u64();
+      observation.key_identity = random.next_u64();  // the item, not the partition key
+      observation.read_milli_units = 10'000;
+      sampler.observe(observation, now + kPeriod * i / 2700);
+    }
+    now = now + kPeriod * 10;
+    const SplitDecision decision = SplitPolicy().decide(status_of(0, UINT64_MAX), sampler, now);
+    EXPECT_EQ(decision.verdict, SplitVerdict::kNoSplitNoBenefit) << "seed " << seed;
+    EXPECT_LT(decision.hottest_key_share_per_mille, 50u);
+  }
+}
+
 TEST(SplitPolicyTest, TheSummaryIsBoundedAndForgetsAQuietPast) {
   sim::SimTime now(0);
   KeyTrafficSampler sampler(0, UINT64_MAX, now);
@@ -532,6 +555,21 @@ TEST(SplitPolicyTest, HeavyKeysFindEveryKeyAboveTheirShare) {
       }
     }
   }
+}
+
+// The leader's clock may step back: observations then count in the open period, and periods
+// close only once the clock passes the open period's end again.
+TEST(SplitPolicyTest, AClockSteppedBackCountsInTheOpenPeriod) {
+  sim::SimTime now(sim::seconds(100).ns);
+  KeyTrafficSampler sampler(0, UINT64_MAX, now);
+  TrafficObservation observation{12345, 12345, 1000, 0};
+  sampler.observe(observation, now + sim::seconds(5));
+  sampler.observe(observation, now - sim::seconds(30));  // stepped back
+  EXPECT_TRUE(sampler.rate_history().empty());
+  sampler.advance(now + kPeriod);
+  ASSERT_EQ(sampler.rate_history().size(), 1u);
+  EXPECT_EQ(sampler.rate_history()[0].observations, 2u);
+  EXPECT_EQ(sampler.rate_history()[0].read_milli_units_per_second, 200u);  // 2000 over 10 s
 }
 
 TEST(SplitPolicyTest, TheSameStreamGivesTheSameDecision) {
