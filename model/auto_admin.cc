@@ -347,7 +347,7 @@ void AutoAdmin::on_place_group(sim::Env& env, sim::Address from,
   for (const sim::Address& node : reply->nodes)
     digest = sim::splitmix64(digest ^ address_digest(node));
   if (reply->nodes.empty()) {
-    ++refusals_;
+    ++group_refusals_;
     env.metrics().add("placement.group_refused", 1);
   } else {
     ++group_placements_;

@@ -223,6 +223,7 @@ class AutoAdmin final : public sim::Process {
   uint64_t placements() const { return placements_; }
   uint64_t refusals() const { return refusals_; }
   uint64_t group_placements() const { return group_placements_; }
+  uint64_t group_refusals() const { return group_refusals_; }
   uint64_t moves_placed() const { return moves_placed_; }
   PlacementPlanner& planner() { return planner_; }
 
@@ -235,6 +236,7 @@ class AutoAdmin final : public sim::Process {
   uint64_t placements_ = 0;
   uint64_t refusals_ = 0;
   uint64_t group_placements_ = 0;
+  uint64_t group_refusals_ = 0;
   uint64_t moves_placed_ = 0;
 };
 
