@@ -32,11 +32,11 @@ uint32_t to_count(uint64_t value) {
 
 }  // namespace
 
-const char* to_string(BillingMode mode) {
+const char* billing_mode_name(CapacityMode mode) {
   switch (mode) {
-    case BillingMode::kProvisioned:
+    case CapacityMode::kProvisioned:
       return "PROVISIONED";
-    case BillingMode::kOnDemand:
+    case CapacityMode::kOnDemand:
       return "PAY_PER_REQUEST";
   }
   return "?";
@@ -70,7 +70,7 @@ TableSpecStatus validate(const TableSpec& spec, const TableLimits& limits) {
       (spec.key_schema.sort_key_name && !key_attribute_name_ok(*spec.key_schema.sort_key_name))) {
     return TableSpecStatus::kBadKeyAttributeName;
   }
-  if (spec.billing_mode == BillingMode::kProvisioned) {
+  if (spec.billing_mode == CapacityMode::kProvisioned) {
     if (spec.read_capacity_units < 1 || spec.write_capacity_units < 1) {
       return TableSpecStatus::kCapacityBelowMinimum;
     }
@@ -86,7 +86,7 @@ InitialPartitionPlan initial_partition_count(const TableSpec& spec) {
   DYN_ASSERT_MSG(validate(spec, TableLimits{UINT32_MAX, UINT32_MAX}) == TableSpecStatus::kOk,
                  "initial_partition_count of an invalid table spec");
   InitialPartitionPlan plan;
-  if (spec.billing_mode == BillingMode::kOnDemand) {
+  if (spec.billing_mode == CapacityMode::kOnDemand) {
     plan.read_units = kOnDemandInitialReadUnits;
     plan.write_units = kOnDemandInitialWriteUnits;
   } else {

@@ -29,15 +29,17 @@
 #include <string_view>
 
 #include "model/archive.h"
+#include "model/capacity_mode.h"
 #include "model/item.h"
 #include "model/partition_map.h"
 
 namespace dynasim::model {
 
 // Per-partition limits (sources in the header comment).
-inline constexpr uint64_t kPartitionMaxReadCapacityUnits = 3'000;   // DG-2017
-inline constexpr uint64_t kPartitionMaxWriteCapacityUnits = 1'000;  // DG-2017
-inline constexpr uint64_t kBytesPerGigabyte = uint64_t{1} << 30;    // Developer Guide, Constraints
+// The throughput ceilings are admission's (model/admission.h), so one figure serves both.
+inline constexpr uint64_t kPartitionMaxReadCapacityUnits = kPartitionMaxReadUnitsPerSecond;
+inline constexpr uint64_t kPartitionMaxWriteCapacityUnits = kPartitionMaxWriteUnitsPerSecond;
+inline constexpr uint64_t kBytesPerGigabyte = uint64_t{1} << 30;  // Developer Guide, Constraints
 inline constexpr uint64_t kPartitionMaxSizeBytes = 10 * kBytesPerGigabyte;  // DG-2017
 
 // Load: consumption in read-equivalent milli units. A read capacity unit is 1,000 and a write
@@ -62,16 +64,16 @@ struct TableLimits {
   uint64_t max_write_capacity_units = 40'000;
 };
 
-// The table's capacity mode, under the name DynamoDB's CreateTable API gives it (BillingMode:
-// PROVISIONED or PAY_PER_REQUEST, i.e. on-demand).
-enum class BillingMode : uint8_t { kProvisioned, kOnDemand };
-const char* to_string(BillingMode mode);
+// The table's capacity mode is model/capacity_mode.h's CapacityMode; the field keeps the name
+// DynamoDB's CreateTable API gives it (BillingMode: PROVISIONED or PAY_PER_REQUEST, i.e.
+// on-demand). billing_mode_name() gives those API names.
+const char* billing_mode_name(CapacityMode mode);
 
 struct TableSpec {
   std::string name;
   TableId id;
   KeySchema key_schema;
-  BillingMode billing_mode = BillingMode::kProvisioned;
+  CapacityMode billing_mode = CapacityMode::kProvisioned;
   // Provisioned mode only (on-demand starts from kOnDemandInitial*).
   uint64_t read_capacity_units = 1;
   uint64_t write_capacity_units = 1;

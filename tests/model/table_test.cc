@@ -43,7 +43,7 @@ TEST(TableTest, SizeCountIsTenBinaryGigabytesPerPartition) {
 
 TEST(TableTest, OnDemandStartsFromFourThousandWritesAndTwelveThousandReads) {
   TableSpec spec = provisioned(1, 1);
-  spec.billing_mode = BillingMode::kOnDemand;
+  spec.billing_mode = CapacityMode::kOnDemand;
   spec.read_capacity_units = 0;  // ignored on demand
   spec.write_capacity_units = 0;
   ASSERT_EQ(validate(spec), TableSpecStatus::kOk);
