@@ -28,8 +28,9 @@ using sim::Address;
 
 class ApiClientProcess final : public sim::Process {
  public:
-  ApiClientProcess(ClientOptions options, const Placement* placement, uint64_t id)
-      : client_(options, placement, id, nullptr) {}
+  ApiClientProcess(ClientOptions options, const Placement* placement, uint64_t id,
+                   ClientObserver* observer)
+      : client_(options, placement, id, observer) {}
   void on_start(sim::Env& env) override { env_ = &env; }
   void on_message(sim::Env& env, Address from, const sim::Message& message) override {
     client_.on_message(env, from, message);
@@ -51,6 +52,7 @@ struct WorldOptions {
   uint64_t seed = 1;
   bool plant_update_at_leader = false;
   bool plant_page_limit_after_filter = false;
+  ClientObserver* observer = nullptr;  // client 0's
 };
 
 struct ApiWorld {
@@ -93,8 +95,9 @@ struct ApiWorld {
     for (uint32_t c = 0; c < o.clients; ++c) {
       const Address address{client_host, kClientPort + c};
       clients.push_back(address);
-      world.add_process(client_host, address.port, [this, client_options, c] {
-        return std::make_unique<ApiClientProcess>(client_options, &placement, 100 + c);
+      ClientObserver* observer = c == 0 ? o.observer : nullptr;
+      world.add_process(client_host, address.port, [this, client_options, c, observer] {
+        return std::make_unique<ApiClientProcess>(client_options, &placement, 100 + c, observer);
       });
     }
     world.start();
@@ -543,6 +546,59 @@ TEST(StorageApiTest, ConsumedCapacityForKnownSizes) {
   EXPECT_EQ(w.call(query).consumed.half_units, 2u);
   // An empty Query costs the minimum.
   EXPECT_EQ(w.call(query_of("nothing-here")).consumed.half_units, 2u);
+}
+
+// --- What history checkers see -----------------------------------------------------------------
+
+// Counts the client's reports by hook.
+class CountingObserver final : public ClientObserver {
+ public:
+  void on_attempt_start(uint64_t, uint64_t, uint64_t, const ClientRequest& request,
+                        Address) override {
+    ++register_starts;
+    EXPECT_TRUE(request.register_shaped());
+  }
+  void on_attempt_end(uint64_t, uint64_t, StorageStatus, bool,
+                      const std::optional<Item>&) override {
+    ++register_ends;
+  }
+  void on_operation_end(uint64_t, uint64_t, const ClientResult&) override { ++register_operations; }
+  void on_api_attempt_start(uint64_t, uint64_t, uint64_t, const ClientRequest& request,
+                            Address) override {
+    ++api_starts;
+    EXPECT_FALSE(request.register_shaped());
+  }
+  void on_api_attempt_end(uint64_t, uint64_t, const StorageResponse* response) override {
+    ++api_ends;
+    if (response != nullptr) api_capacity += response->consumed.half_units;
+  }
+  void on_api_operation_end(uint64_t, uint64_t, const ClientResult&) override { ++api_operations; }
+  int register_starts = 0, register_ends = 0, register_operations = 0;
+  int api_starts = 0, api_ends = 0, api_operations = 0;
+  uint64_t api_capacity = 0;
+};
+
+TEST(StorageApiTest, OnlyRegisterShapedOperationsReachTheHistoryHooks) {
+  CountingObserver observer;
+  WorldOptions options;
+  options.observer = &observer;
+  ApiWorld w(options);
+  Item item(key("a"));
+  item.set("ver", number(1));
+  ASSERT_EQ(w.call(put(item)).status, StorageStatus::kOk);
+  ASSERT_EQ(w.call(get(key("a"))).status, StorageStatus::kOk);
+  const int register_operations = observer.register_operations;
+  EXPECT_EQ(register_operations, 2);
+  ASSERT_EQ(w.call(add_one(key("a"))).status, StorageStatus::kOk);
+  ClientRequest conditional = put(item);
+  conditional.condition_expression = ConditionExpression::exists("ver");
+  ASSERT_EQ(w.call(conditional).status, StorageStatus::kOk);
+  ASSERT_EQ(w.call(query_of("a")).status, StorageStatus::kOk);
+  EXPECT_EQ(observer.register_operations, register_operations);  // none of the three
+  EXPECT_EQ(observer.api_operations, 3);
+  EXPECT_EQ(observer.api_starts, observer.api_ends);
+  EXPECT_EQ(observer.register_starts, observer.register_ends);
+  EXPECT_GT(observer.api_capacity, 0u);
 }
 
 }  // namespace
