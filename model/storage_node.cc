@@ -2945,8 +2945,9 @@ struct StorageNode::Impl {
 
   // Hook for start_apply: true if the entry's effect is already in a repaired range (its key lies
   // in the range and its index is at or below the range's as_of). The entry is then finished
-  // without touching the tree. A conditional write's outcome is not known here, so its client
-  // (at a leader) gets no answer and sees a timeout, the honest "unknown".
+  // without touching the tree. A conditional write's or an update's outcome is not known here, so
+  // its client (at a leader) gets no answer and sees a timeout, the honest "unknown"; a plain
+  // put's or delete's client is answered with the minimum capacity (the old item is not read).
   bool scrub_skip_entry(Replica& r, const LogEntry& entry) {
     if (!r.scrub || r.scrub->skips.empty()) return false;
     if (entry.command.is_noop() || entry.command.is_configuration()) return false;
@@ -2955,7 +2956,15 @@ struct StorageNode::Impl {
     for (const auto& [range, as_of] : r.scrub->skips) {
       if (entry.index <= as_of && in_range(range, command.key)) {
         env->metrics().add("scrub.entries_skipped", 1);
-        if (command.condition.kind != Condition::Kind::kNone) r.waiters.erase(entry.index.value);
+        // Conditions and updates have outcomes not known here, and so have the old item's
+        // size and ReturnValues: those clients get no answer (the honest "unknown").
+        auto waiter = r.waiters.find(entry.index.value);
+        if (waiter != r.waiters.end() &&
+            (command.condition.kind != Condition::Kind::kNone ||
+             !command.condition_expression.is_true() || command.op == StorageOp::kUpdate ||
+             waiter->second.return_values != ReturnValues::kNone)) {
+          r.waiters.erase(waiter);
+        }
         finish_apply(r, entry, StorageStatus::kOk);
         return true;
       }
