@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/api.h"
+#include "model/archive.h"
 #include "model/client.h"
 #include "model/storage_node.h"
 #include "sim/world.h"
@@ -546,6 +547,68 @@ TEST(StorageApiTest, ConsumedCapacityForKnownSizes) {
   EXPECT_EQ(w.call(query).consumed.half_units, 2u);
   // An empty Query costs the minimum.
   EXPECT_EQ(w.call(query_of("nothing-here")).consumed.half_units, 2u);
+}
+
+// --- The log's write commands ------------------------------------------------------------------
+
+WriteCommand update_command() {
+  WriteCommand command;
+  command.client_id = 3;
+  command.request_id = 9;
+  command.op = StorageOp::kUpdate;
+  command.key = key("c");
+  command.update.actions = {UpdateAction::add("count", number(2)),
+                            UpdateAction::set("blob", Operand::literal(Payload{5000, 1, 2}))};
+  command.condition_expression = ConditionExpression::not_exists("locked");
+  return command;
+}
+
+TEST(StorageApiTest, UpdateCommandsRoundTripAndKeepThePlainPutFastPath) {
+  const WriteCommand update = update_command();
+  const std::vector<uint8_t> bytes = update.encode();
+  WriteCommand decoded;
+  ASSERT_TRUE(WriteCommand::decode(bytes, &decoded));
+  EXPECT_EQ(decoded.op, StorageOp::kUpdate);
+  EXPECT_EQ(decoded.update, update.update);
+  EXPECT_EQ(decoded.condition_expression, update.condition_expression);
+  EXPECT_EQ(decoded.encode(), bytes);
+  // The Payload literal's stand-in bytes are in the fixed field, for message sizes.
+  EXPECT_EQ(WriteCommand::peek_stand_in_bytes(bytes), std::optional<uint64_t>(5000 - 24));
+  EXPECT_EQ(WriteCommand::unconditional_put_item(bytes), std::nullopt);
+  // A put with a condition expression is not taken for an unconditional put.
+  WriteCommand guarded;
+  guarded.op = StorageOp::kPut;
+  guarded.key = key("g");
+  guarded.item = Item(guarded.key);
+  guarded.condition_expression = ConditionExpression::not_exists("x");
+  EXPECT_EQ(WriteCommand::unconditional_put_item(guarded.encode()), std::nullopt);
+  guarded.condition_expression = ConditionExpression{};
+  EXPECT_NE(WriteCommand::unconditional_put_item(guarded.encode()), std::nullopt);
+  // An update without its actions, or with bytes after them, is not a command.
+  std::vector<uint8_t> longer = bytes;
+  longer.push_back(0);
+  EXPECT_FALSE(WriteCommand::decode(longer, &decoded));
+  std::vector<uint8_t> shorter(bytes.begin(), bytes.end() - 1);
+  EXPECT_FALSE(WriteCommand::decode(shorter, &decoded));
+}
+
+TEST(StorageApiTest, TheArchiveReplaysUpdatesAsReplicasApplyThem) {
+  std::map<PrimaryKey, Item> items;
+  Command command;
+  command.id = 77;
+  command.bytes = update_command().encode();
+  bool condition_failed = true;
+  ASSERT_TRUE(apply_archived_command(command, items, &condition_failed));
+  EXPECT_FALSE(condition_failed);
+  ASSERT_TRUE(apply_archived_command(command, items, &condition_failed));
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(integer_of(items.begin()->second, "count"), 4);
+  // Locked: the condition fails and nothing changes.
+  items.begin()->second.set("locked", true);
+  const Item before = items.begin()->second;
+  ASSERT_TRUE(apply_archived_command(command, items, &condition_failed));
+  EXPECT_TRUE(condition_failed);
+  EXPECT_EQ(items.begin()->second, before);
 }
 
 // --- What history checkers see -----------------------------------------------------------------
