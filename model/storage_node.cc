@@ -1962,16 +1962,15 @@ struct StorageNode::Impl {
   }
 
   // Takes one chunk into the page. Returns true if another chunk is needed; otherwise the read
-  // was answered.
+  // was answered (finish_page_read returns false for that).
   bool on_page_chunk(PageRead& read, BTreeStatus status, std::vector<Item> items,
                      const std::optional<PrimaryKey>& next) {
     Replica& r = *replicas[read.slot];
     if (r.dropped) return false;
     if (status != BTreeStatus::kOk) {
       if (status == BTreeStatus::kCorrupt) r.healthy = false;
-      finish_page_read(read, status == BTreeStatus::kQueueFull ? StorageStatus::kBusy
-                                                               : StorageStatus::kUnhealthy);
-      return false;
+      return finish_page_read(read, status == BTreeStatus::kQueueFull ? StorageStatus::kBusy
+                                                                      : StorageStatus::kUnhealthy);
     }
     const StorageRequest& request = *read.request;
     const std::optional<PrimaryKey>& start = request.page.exclusive_start_key;
@@ -1985,9 +1984,9 @@ struct StorageNode::Impl {
       read.passed_bytes += size;
       if (query) {
         const KeyCondition& condition = request.query.key_condition;
-        if (condition.past_end(key)) return finish_page_read(read, StorageStatus::kOk), false;
+        if (condition.past_end(key)) return finish_page_read(read, StorageStatus::kOk);
         if (!forward && start && !(key < *start)) {
-          return finish_page_read(read, StorageStatus::kOk), false;
+          return finish_page_read(read, StorageStatus::kOk);
         }
         if (!condition.matches(key)) continue;
       } else {
@@ -2003,13 +2002,13 @@ struct StorageNode::Impl {
         // 400 KB, so a page always holds one), or at Limit items evaluated.
         if (!read.evaluated.empty() && read.evaluated_bytes + size > kMaxPageBytes) {
           read.cut = true;
-          return finish_page_read(read, StorageStatus::kOk), false;
+          return finish_page_read(read, StorageStatus::kOk);
         }
         read.evaluated_bytes += size;
         read.evaluated.push_back(std::move(item));
         if (limit != 0 && read.evaluated.size() >= limit) {
           read.cut = true;
-          return finish_page_read(read, StorageStatus::kOk), false;
+          return finish_page_read(read, StorageStatus::kOk);
         }
       } else {
         // Reverse: keep the last items that fit; those before them are passed over.
@@ -2025,12 +2024,12 @@ struct StorageNode::Impl {
         }
       }
     }
-    if (!next) return finish_page_read(read, StorageStatus::kOk), false;
+    if (!next) return finish_page_read(read, StorageStatus::kOk);
     read.cursor = next;
     return true;
   }
 
-  void finish_page_read(PageRead& read, StorageStatus status) {
+  bool finish_page_read(PageRead& read, StorageStatus status) {
     Replica& r = *replicas[read.slot];
     const StorageRequest& request = *read.request;
     const StorageCostModel& c = options.cost;
@@ -2042,7 +2041,7 @@ struct StorageNode::Impl {
     if (status != StorageStatus::kOk) {
       respond(r, read.client, request.request_id, request.known_epoch, status, {}, {},
               LogIndex());
-      return;
+      return false;
     }
     const bool forward = request.op != StorageOp::kQuery || request.query.scan_forward;
     Answer answer;
@@ -2065,6 +2064,7 @@ struct StorageNode::Impl {
     }
     respond(r, read.client, request.request_id, request.known_epoch, StorageStatus::kOk, {}, {},
             LogIndex(), std::move(answer));
+    return false;
   }
 
   // ------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@
 //
 // Cost model: the node has `cpu_cores` cores; every message handled costs CPU time from
 // StorageCostModel and waits for a free core (a FIFO queue, bounded), so load shows up as latency.
+// A Query or Scan page also takes a core for every item it read (per_scanned_item, per_kilobyte)
+// once the page is done (docs/api.md).
 // Disk time is the simulated disk's own service model.
 #pragma once
 
