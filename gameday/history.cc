@@ -125,6 +125,12 @@ std::optional<LatencyKind> latency_kind(const model::ClientRequest& request) {
           return std::nullopt;
       }
       return std::nullopt;
+    case StorageOp::kUpdate:
+    case StorageOp::kQuery:
+    case StorageOp::kScan:
+      // Not register operations: the client reports them through its other hooks
+      // (model/client.h), never here.
+      return std::nullopt;
   }
   return std::nullopt;
 }

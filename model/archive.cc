@@ -835,17 +835,20 @@ bool apply_archived_command(const Command& command, std::map<PrimaryKey, Item>& 
   if (!WriteCommand::decode(command.bytes, &write)) return false;
   auto found = items.find(write.key);
   const Item* current = found == items.end() ? nullptr : &found->second;
-  if (!write.condition.holds(current)) {
+  // The replicas' own semantics (WriteCommand::apply_to): conditions, then the put, delete or
+  // update; a refused update changes nothing, as a failed condition does.
+  WriteEffect effect = write.apply_to(current);
+  if (effect.status == StorageStatus::kConditionFailed) {
     *condition_failed = true;
     return true;
   }
-  if (write.op == StorageOp::kPut) {
+  if (effect.change == WriteEffect::Change::kPut) {
     if (found == items.end()) {
-      items.emplace(write.key, std::move(write.item));
+      items.emplace(write.key, std::move(effect.item));
     } else {
-      found->second = std::move(write.item);
+      found->second = std::move(effect.item);
     }
-  } else if (found != items.end()) {
+  } else if (effect.change == WriteEffect::Change::kErase) {
     items.erase(found);
   }
   return true;

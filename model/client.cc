@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "model/codec.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -59,7 +60,17 @@ struct DirectClient::Operation {
   std::optional<sim::Address> preferred;
   // `preferred` is a replica's hint: followed by eventual reads too.
   bool preferred_is_hint = false;
+  // kQuery, kScan: the pages read so far, gathered into the result.
+  ClientResult gathered;
 };
+
+namespace {
+
+bool eventual_read(const ClientRequest& request) {
+  return !is_write(request.op) && request.consistency == ReadConsistency::kEventual;
+}
+
+}  // namespace
 
 DirectClient::DirectClient(ClientOptions options, const Placement* placement, uint64_t client_id,
                            ClientObserver* observer)
@@ -83,6 +94,15 @@ uint32_t DirectClient::request_size_bytes(const StorageRequest& request) {
   if (request.condition.kind != Condition::Kind::kNone) {
     bytes += attribute_bytes(request.condition.attribute, request.condition.value);
   }
+  // Expressions travel as their encodings (our stand-in for their text and placeholders).
+  if (!request.condition_expression.is_true()) {
+    bytes += request.condition_expression.encode().size();
+  }
+  if (request.op == StorageOp::kUpdate) bytes += request.update.encode().size();
+  if (request.op == StorageOp::kQuery || request.op == StorageOp::kScan) {
+    bytes += 16 + (request.page.filter.is_true() ? 0 : request.page.filter.encode().size());
+    if (request.page.exclusive_start_key) bytes += key_bytes(*request.page.exclusive_start_key);
+  }
   return static_cast<uint32_t>(std::min<uint64_t>(bytes, UINT32_MAX));
 }
 
@@ -102,6 +122,34 @@ uint64_t DirectClient::request_digest(const StorageRequest& request) {
   }
   // Epoch 0 (the static placement) leaves the digest as it was before views existed.
   if (request.known_epoch != 0) digest = sim::splitmix64(digest ^ request.known_epoch);
+  // The data-plane fields, folded in when set, so the register operations digest as before.
+  const auto fold_bytes = [&digest](const std::vector<uint8_t>& bytes) {
+    digest = sim::splitmix64(digest ^ sim::hash_bytes(0, bytes.data(), bytes.size()));
+  };
+  if (!request.condition_expression.is_true()) fold_bytes(request.condition_expression.encode());
+  if (request.op == StorageOp::kUpdate) fold_bytes(request.update.encode());
+  if (request.return_values != ReturnValues::kNone || request.key_name_bytes != 0) {
+    digest = sim::splitmix64(
+        digest ^ (static_cast<uint64_t>(request.return_values) << 32 | request.key_name_bytes));
+  }
+  if (request.op == StorageOp::kQuery) {
+    std::vector<uint8_t> bytes;
+    request.query.key_condition.encode_to(bytes);
+    bytes.push_back(request.query.scan_forward ? 1 : 0);
+    fold_bytes(bytes);
+  }
+  if (request.op == StorageOp::kScan) {
+    digest = sim::splitmix64(digest ^ request.scan.hash_begin);
+    digest = sim::splitmix64(digest ^ request.scan.hash_end);
+  }
+  if (request.op == StorageOp::kQuery || request.op == StorageOp::kScan) {
+    std::vector<uint8_t> bytes = request.page.filter.encode();
+    codec::put_u32(bytes, request.page.limit);
+    if (request.page.exclusive_start_key) {
+      expression_codec::put_primary_key(bytes, *request.page.exclusive_start_key);
+    }
+    fold_bytes(bytes);
+  }
   return digest;
 }
 
@@ -148,7 +196,8 @@ uint64_t DirectClient::submit(sim::Env& env, ClientRequest request, Done done) {
   DYN_ASSERT(next_operation_id_ < kBackoffCookieBit);
   auto operation = std::make_unique<Operation>();
   operation->id = next_operation_id_++;
-  operation->group = placement_->group_for(request.key).group;
+  operation->group = request.op == StorageOp::kScan ? request.scan_group
+                                                    : placement_->group_for(request.key).group;
   operation->request = std::move(request);
   operation->done = std::move(done);
   const uint64_t id = operation->id;
@@ -163,8 +212,7 @@ sim::Address DirectClient::pick_replica(sim::Env& env, Operation& operation) {
   const std::optional<sim::Address> preferred = std::exchange(operation.preferred, std::nullopt);
   const bool preferred_is_hint = std::exchange(operation.preferred_is_hint, false);
   const uint64_t replicas = group.replicas.size();
-  if (operation.request.op == StorageOp::kGet &&
-      operation.request.consistency == ReadConsistency::kEventual) {
+  if (eventual_read(operation.request)) {
     // A replica that holds no items of the group named one that does.
     if (preferred.has_value() && preferred_is_hint) return *preferred;
     // Any replica may serve an eventual read; spreading them is what the SDK's endpoint does.
@@ -214,6 +262,13 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
   body->key = operation.request.key;
   body->item = operation.request.item;
   body->condition = operation.request.condition;
+  body->condition_expression = operation.request.condition_expression;
+  body->update = operation.request.update;
+  body->return_values = operation.request.return_values;
+  body->key_name_bytes = operation.request.key_name_bytes;
+  body->query = operation.request.query;
+  body->scan = operation.request.scan;
+  body->page = operation.request.page;
   body->known_epoch = mutable_view(operation.group).epoch;
   sim::Message message;
   message.type = static_cast<uint32_t>(StorageMessageType::kRequest);
@@ -222,9 +277,12 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
   message.body = std::move(body);
 
   attempts_in_flight_.emplace(operation.request_id, operation.id);
-  if (observer_ != nullptr) {
+  if (observer_ != nullptr && operation.request.register_shaped()) {
     observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
                                 operation.replica);
+  } else if (observer_ != nullptr) {
+    observer_->on_api_attempt_start(client_id_, operation.id, operation.request_id,
+                                    operation.request, operation.replica);
   }
   operation.timer =
       env.set_timer(options_.attempt_timeout, kTimerCookieBase | operation.request_id);
@@ -232,13 +290,15 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
 }
 
 void DirectClient::end_attempt(Operation& operation, StorageStatus status, bool timed_out,
-                               const std::optional<Item>& item) {
+                               const std::optional<Item>& item, const StorageResponse* response) {
   DYN_ASSERT(operation.request_id != 0);
   attempts_in_flight_.erase(operation.request_id);
   const uint64_t request_id = operation.request_id;
   operation.request_id = 0;
-  if (observer_ != nullptr) {
+  if (observer_ != nullptr && operation.request.register_shaped()) {
     observer_->on_attempt_end(client_id_, request_id, status, timed_out, item);
+  } else if (observer_ != nullptr) {
+    observer_->on_api_attempt_end(client_id_, request_id, timed_out ? nullptr : response);
   }
 }
 
@@ -294,19 +354,24 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
   Operation& operation = *operations_.at(in_flight->second);
   env.cancel_timer(operation.timer);
   const StorageStatus status = response->status;
-  const bool strong = !(operation.request.op == StorageOp::kGet &&
-                        operation.request.consistency == ReadConsistency::kEventual);
-  end_attempt(operation, status, /*timed_out=*/false, response->item);
+  const bool strong = !eventual_read(operation.request);
+  end_attempt(operation, status, /*timed_out=*/false, response->item, response);
 
   ClientResult result;
   result.status = status;
   result.item = response->item;
   result.attempts = operation.attempts;
+  result.consumed = response->consumed;
   if (is_final(status)) {
     if (strong && (status == StorageStatus::kOk || status == StorageStatus::kConditionFailed ||
                    status == StorageStatus::kNotFound)) {
       // Only a leader inside its lease answers these to a strong request: remember it.
       leader_hints_[operation.group.value] = operation.replica;
+    }
+    if (status == StorageStatus::kOk &&
+        (operation.request.op == StorageOp::kQuery || operation.request.op == StorageOp::kScan)) {
+      take_page(env, operation, *response);
+      return true;
     }
     finish(operation.id, std::move(result));
     return true;
@@ -361,7 +426,7 @@ bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
   if (in_flight == attempts_in_flight_.end()) return true;  // answered; cancel raced the fire
   Operation& operation = *operations_.at(in_flight->second);
   ++stats_.attempt_timeouts;
-  end_attempt(operation, kNoAnswerStatus, /*timed_out=*/true, std::nullopt);
+  end_attempt(operation, kNoAnswerStatus, /*timed_out=*/true, std::nullopt, nullptr);
   ClientResult result;
   result.status = kNoAnswerStatus;
   result.timed_out = true;
@@ -371,14 +436,51 @@ bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
   return true;
 }
 
+// A page came back: gather it, then read the next one after its LastEvaluatedKey or finish.
+void DirectClient::take_page(sim::Env& env, Operation& operation, const StorageResponse& response) {
+  ClientResult& gathered = operation.gathered;
+  gathered.status = StorageStatus::kOk;
+  gathered.attempts = operation.attempts;
+  gathered.consumed.half_units += response.consumed.half_units;
+  gathered.items.insert(gathered.items.end(), response.items.begin(), response.items.end());
+  gathered.scanned_count += response.scanned_count;
+  gathered.last_evaluated_key = response.last_evaluated_key;
+  ++gathered.pages;
+  if (!response.last_evaluated_key || gathered.pages >= operation.request.max_pages) {
+    finish(operation.id, gathered);
+    return;
+  }
+  // The next page is a new request with its own attempts, at the replica that answered.
+  operation.request.page.exclusive_start_key = response.last_evaluated_key;
+  operation.attempts = 0;
+  operation.backoffs = 0;
+  operation.preferred = operation.replica;
+  operation.preferred_is_hint = false;
+  send_attempt(env, operation.id);
+}
+
 void DirectClient::finish(uint64_t operation_id, ClientResult result) {
   auto it = operations_.find(operation_id);
   DYN_ASSERT(it != operations_.end());
   DYN_ASSERT(it->second->request_id == 0);
+  // A read of several pages that failed part-way still reports the pages it read.
+  const ClientResult& gathered = it->second->gathered;
+  if (gathered.pages > 0 && result.pages == 0) {
+    result.items = gathered.items;
+    result.scanned_count = gathered.scanned_count;
+    result.pages = gathered.pages;
+    result.last_evaluated_key = gathered.last_evaluated_key;
+    result.consumed.half_units += gathered.consumed.half_units;
+  }
+  const bool register_shaped = it->second->request.register_shaped();
   // Out of the table before `done` runs: it may submit the next operation.
   Done done = std::move(it->second->done);
   operations_.erase(it);
-  if (observer_ != nullptr) observer_->on_operation_end(client_id_, operation_id, result);
+  if (observer_ != nullptr && register_shaped) {
+    observer_->on_operation_end(client_id_, operation_id, result);
+  } else if (observer_ != nullptr) {
+    observer_->on_api_operation_end(client_id_, operation_id, result);
+  }
   if (done) done(result);
 }
 

@@ -1,6 +1,8 @@
-// The direct client: sends PutItem, GetItem (strong or eventual), DeleteItem and conditional puts
-// straight to a partition's replication group, with retries and timeouts the way an AWS SDK does
-// them (a bounded number of attempts, exponential backoff with full jitter, a timeout per attempt).
+// The direct client: sends PutItem, GetItem (strong or eventual), DeleteItem, UpdateItem,
+// conditional writes, Query (one partition key, one page or several following LastEvaluatedKey)
+// and Scan (one group's range of partition hashes) straight to a partition's replication group,
+// with retries and timeouts the way an AWS SDK does them (a bounded number of attempts, exponential
+// backoff with full jitter, a timeout per attempt).
 //
 // It is a component, not a process: a process that owns one forwards its messages and timers.
 // Strong reads and writes go to the replica last known to lead the group (a kNotLeader answer
@@ -35,6 +37,18 @@
 // history checker sees exactly what a real client could see: an attempt that timed out has an
 // unknown outcome and may still take effect later. The end of each whole operation is reported
 // too, for latency measured over all of its attempts.
+//
+// Register-shaped operations (GetItem, PutItem and DeleteItem with at most the simple Condition
+// and no ReturnValues) go to on_attempt_start / on_attempt_end / on_operation_end, which the
+// history checkers (gameday/history.h, gameday/linearizability.h) read as operations on a
+// register per key named by its "ver" value. Everything else (UpdateItem, Query, Scan, writes
+// with a condition expression or ReturnValues) goes to the on_api_* hooks instead, which those
+// checkers do not implement: an UpdateItem's effect depends on the item it lands on (ADD, SET
+// a = a + 1), and a Query or Scan reads many keys at once, neither of which the register model
+// expresses. A workload that checks linearizability must not send them to the keys it checks.
+//
+// Query and Scan with max_pages > 1 read page after page as one operation, each page starting
+// after the last one's LastEvaluatedKey, with max_attempts per page.
 #pragma once
 
 #include <cstdint>
@@ -66,10 +80,26 @@ struct ClientOptions {
 
 struct ClientRequest {
   StorageOp op = StorageOp::kGet;
-  ReadConsistency consistency = ReadConsistency::kStrong;  // kGet only
-  PrimaryKey key;
+  ReadConsistency consistency = ReadConsistency::kStrong;  // kGet, kQuery, kScan
+  PrimaryKey key;       // kQuery: the partition key (no sort key); kScan: unused
   Item item;            // kPut
-  Condition condition;  // kPut, kDelete
+  Condition condition;  // kPut, kDelete, kUpdate
+  // The data-plane fields (StorageRequest's of the same names).
+  ConditionExpression condition_expression;          // kPut, kDelete, kUpdate
+  UpdateExpression update;                           // kUpdate
+  ReturnValues return_values = ReturnValues::kNone;  // kPut, kDelete, kUpdate
+  uint32_t key_name_bytes = 0;
+  QuerySpec query;         // kQuery
+  ScanSpec scan;           // kScan
+  PageSpec page;           // kQuery, kScan
+  GroupId scan_group;      // kScan: the group whose items are scanned
+  uint32_t max_pages = 1;  // kQuery, kScan: pages read, each after the last's LastEvaluatedKey
+
+  // A GetItem, PutItem or DeleteItem with at most the simple condition and no ReturnValues.
+  bool register_shaped() const {
+    return (op == StorageOp::kGet || op == StorageOp::kPut || op == StorageOp::kDelete) &&
+           condition_expression.is_true() && return_values == ReturnValues::kNone;
+  }
 };
 
 struct ClientResult {
@@ -79,6 +109,13 @@ struct ClientResult {
   bool timed_out = false;
   std::optional<Item> item;
   uint32_t attempts = 0;
+  // Summed over the pages read (kQuery, kScan) or the one answer.
+  CapacityUnits consumed;
+  std::vector<Item> items;  // kQuery, kScan: every page's items, in order
+  uint32_t scanned_count = 0;
+  uint32_t pages = 0;
+  // kQuery, kScan: the last page's LastEvaluatedKey (none: the read is complete).
+  std::optional<PrimaryKey> last_evaluated_key;
 
   // When `timed_out`, `status` carries no answer: it is kBusy (retryable, the service's fault),
   // the nearest status to "no answer" the protocol has.
@@ -108,6 +145,21 @@ class ClientObserver {
     (void)client_id;
     (void)operation_id;
     (void)result;
+  }
+
+  // The same three for operations that are not register_shaped() (see the header). `response`
+  // is null when the attempt timed out. Default: ignored.
+  virtual void on_api_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                                    const ClientRequest& request, sim::Address replica) {
+    (void)client_id, (void)operation_id, (void)request_id, (void)request, (void)replica;
+  }
+  virtual void on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                                  const StorageResponse* response) {
+    (void)client_id, (void)request_id, (void)response;
+  }
+  virtual void on_api_operation_end(uint64_t client_id, uint64_t operation_id,
+                                    const ClientResult& result) {
+    (void)client_id, (void)operation_id, (void)result;
   }
 
  protected:
@@ -180,13 +232,14 @@ class DirectClient {
   void send_attempt(sim::Env& env, uint64_t operation_id);
   // The attempt in flight ended (answer or timeout): reports it and forgets its request id.
   void end_attempt(Operation& operation, StorageStatus status, bool timed_out,
-                   const std::optional<Item>& item);
+                   const std::optional<Item>& item, const StorageResponse* response);
   // After a retryable end: retry (at once or after backoff) or give up.
   void retry_or_finish(sim::Env& env, Operation& operation, ClientResult last, NextReplica next,
                        bool immediately);
   sim::Address pick_replica(sim::Env& env, Operation& operation);
   void move_off(Operation& operation, sim::Address replica);
   sim::Duration backoff_delay(sim::Env& env, uint32_t retry_number) const;
+  void take_page(sim::Env& env, Operation& operation, const StorageResponse& response);
   void finish(uint64_t operation_id, ClientResult result);
 
   ClientOptions options_;

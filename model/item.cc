@@ -182,6 +182,94 @@ std::string Decimal::to_string() const {
   return text;
 }
 
+Decimal Decimal::negated() const {
+  Decimal result = *this;
+  if (!result.is_zero()) result.negative_ = !negative_;
+  return result;
+}
+
+namespace {
+
+// Magnitudes as digit strings with a common scale: value = digits * 10^scale (most significant
+// digit first). Adds or subtracts them in base 10.
+std::string add_digits(const std::string& a, const std::string& b) {
+  std::string sum;
+  int carry = 0;
+  for (size_t i = 0; i < std::max(a.size(), b.size()) || carry != 0; ++i) {
+    int digit = carry;
+    if (i < a.size()) digit += a[a.size() - 1 - i] - '0';
+    if (i < b.size()) digit += b[b.size() - 1 - i] - '0';
+    sum.push_back(static_cast<char>('0' + digit % 10));
+    carry = digit / 10;
+  }
+  std::reverse(sum.begin(), sum.end());
+  return sum;
+}
+
+// a - b for magnitudes a >= b of equal length.
+std::string subtract_digits(const std::string& a, const std::string& b) {
+  std::string difference(a.size(), '0');
+  int borrow = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    int digit = (a[a.size() - 1 - i] - '0') - borrow - (b[b.size() - 1 - i] - '0');
+    borrow = digit < 0 ? 1 : 0;
+    if (digit < 0) digit += 10;
+    difference[a.size() - 1 - i] = static_cast<char>('0' + digit);
+  }
+  return difference;
+}
+
+}  // namespace
+
+bool Decimal::add(const Decimal& a, const Decimal& b, Decimal* out) {
+  if (a.is_zero()) {
+    *out = b;
+    return true;
+  }
+  if (b.is_zero()) {
+    *out = a;
+    return true;
+  }
+  // value = 0.d1..dn * 10^e = d1..dn * 10^(e - n). Align both on the lower scale. Exponents
+  // are within [-129, 126] and digits at most 38, so the strings stay under 300 characters.
+  const int32_t a_scale = a.exponent_ - static_cast<int32_t>(a.digits_.size());
+  const int32_t b_scale = b.exponent_ - static_cast<int32_t>(b.digits_.size());
+  const int32_t scale = std::min(a_scale, b_scale);
+  std::string x = a.digits_ + std::string(static_cast<size_t>(a_scale - scale), '0');
+  std::string y = b.digits_ + std::string(static_cast<size_t>(b_scale - scale), '0');
+  const size_t width = std::max(x.size(), y.size());
+  x.insert(0, width - x.size(), '0');
+  y.insert(0, width - y.size(), '0');
+  Decimal result;
+  std::string digits;
+  if (a.negative_ == b.negative_) {
+    digits = add_digits(x, y);
+    result.negative_ = a.negative_;
+  } else if (x >= y) {  // equal widths: string order is magnitude order
+    digits = subtract_digits(x, y);
+    result.negative_ = a.negative_;
+  } else {
+    digits = subtract_digits(y, x);
+    result.negative_ = b.negative_;
+  }
+  size_t first = 0;
+  while (first < digits.size() && digits[first] == '0') ++first;
+  size_t last = digits.size();
+  while (last > first && digits[last - 1] == '0') --last;
+  if (first == last) {
+    *out = Decimal();
+    return true;
+  }
+  const int64_t exponent =
+      static_cast<int64_t>(scale) + static_cast<int64_t>(digits.size() - first);
+  result.digits_ = digits.substr(first, last - first);
+  if (result.digits_.size() > static_cast<size_t>(kMaxNumberDigits)) return false;
+  if (exponent > 126 || exponent < -129) return false;
+  result.exponent_ = static_cast<int32_t>(exponent);
+  *out = result;
+  return true;
+}
+
 std::strong_ordering Decimal::operator<=>(const Decimal& other) const {
   const bool this_negative = negative_ && !is_zero();
   const bool other_negative = other.negative_ && !other.is_zero();

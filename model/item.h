@@ -43,6 +43,11 @@ class Decimal {
   bool negative() const { return negative_; }
   size_t significant_digits() const { return digits_.size(); }
   std::string to_string() const;  // canonical, e.g. "-12.5", "300000", "0.001"
+  Decimal negated() const;
+  // The exact sum a + b, as DynamoDB's ADD and SET a = b + c compute it. False (and *out
+  // untouched) when the sum needs more than 38 significant digits or leaves the range
+  // 1e-130..1e126, which DynamoDB refuses with a ValidationException.
+  static bool add(const Decimal& a, const Decimal& b, Decimal* out);
 
   std::strong_ordering operator<=>(const Decimal& other) const;
   bool operator==(const Decimal& other) const = default;

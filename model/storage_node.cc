@@ -132,6 +132,13 @@ uint64_t response_digest(const StorageResponse& r) {
   h = mix(h, r.item ? r.item->checksum() : 0);
   h = mix(h, r.leader_hint ? (uint64_t{r.leader_hint->host.value} << 32 | r.leader_hint->port)
                            : UINT64_MAX);
+  // Fields of the data-plane operations, folded in when set.
+  if (r.consumed.half_units != 0) h = mix(h, 0x63617061 ^ r.consumed.half_units);
+  if (!r.items.empty() || r.scanned_count != 0) {
+    h = mix(h, r.scanned_count);
+    for (const Item& item : r.items) h = mix(h, item.checksum());
+  }
+  if (r.last_evaluated_key) h = mix(h, Item(*r.last_evaluated_key).checksum());
   if (r.members) {
     h = mix(h, r.members->epoch);
     for (const sim::Address& replica : r.members->replicas) {
@@ -242,6 +249,26 @@ struct StorageNode::Impl {
     uint64_t request_id = 0;
     uint64_t command_id = 0;
     uint64_t known_epoch = 0;  // the client's view of the group (StorageRequest::known_epoch)
+    ReturnValues return_values = ReturnValues::kNone;
+    uint32_t key_name_bytes = 0;  // StorageRequest::key_name_bytes, for consumed capacity
+  };
+  // What applying one entry came to, for the client the leader answers: the outcome, the sizes
+  // of the item before and after (0: none; known only where the apply read the old item) and
+  // the item ReturnValues asked for.
+  struct ApplyResult {
+    StorageStatus status = StorageStatus::kOk;
+    bool sizes_known = false;
+    uint64_t old_size_bytes = 0;
+    uint64_t new_size_bytes = 0;
+    std::optional<Item> returned;
+  };
+  // What an answer carries besides its status (StorageResponse's fields of the same names).
+  struct Answer {
+    std::optional<Item> item;
+    CapacityUnits consumed;
+    std::vector<Item> items;
+    uint32_t scanned_count = 0;
+    std::optional<PrimaryKey> last_evaluated_key;
   };
   struct DeferredRead {
     sim::Address client;
@@ -993,10 +1020,16 @@ struct StorageNode::Impl {
       finish_apply(r, entry, StorageStatus::kOk);
       return;
     }
+    // The leader answers a client for this entry: it reads the old item to report capacity
+    // and ReturnValues, so it takes the general path below.
+    auto waiter = r.waiters.find(entry.index.value);
+    const bool answering = waiter != r.waiters.end();
+    const ReturnValues return_values =
+        answering ? waiter->second.return_values : ReturnValues::kNone;
     // Points into the command's bytes, which the entry keeps alive while it applies.
     const bool diverge = planted_divergence_due(r);
     std::optional<std::span<const uint8_t>> put_item;
-    if (!diverge) put_item = WriteCommand::unconditional_put_item(entry.command.bytes);
+    if (!diverge && !answering) put_item = WriteCommand::unconditional_put_item(entry.command.bytes);
     WriteCommand command;
     if (!put_item) {
       const bool decoded = WriteCommand::decode(entry.command.bytes, &command);
@@ -1011,7 +1044,7 @@ struct StorageNode::Impl {
     // only (this, slot), which std::function holds without allocating.
     r.applying_entry = std::move(entry);
     const size_t slot = r.slot;
-    auto done = [this, slot](BTreeStatus status, StorageStatus outcome) {
+    auto done = [this, slot](BTreeStatus status, ApplyResult result) {
       Replica& rep = *replicas[slot];
       rep.applying = false;
       if (rep.dropped) return;
@@ -1021,32 +1054,66 @@ struct StorageNode::Impl {
         apply_failed(rep, applied_entry, status);
         return;
       }
-      finish_apply(rep, applied_entry, outcome);
+      finish_apply(rep, applied_entry, std::move(result));
       if (!rep.in_pump) pump_apply(rep);
     };
     if (put_item) {
       // The item's canonical encoding, straight from the log: the tree needs no Item for it.
       r.tree->put_encoded(*put_item,
-                          [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+                          [done](BTreeStatus status) { done(status, ApplyResult{}); });
       return;
     }
-    if (command.condition.kind == Condition::Kind::kNone) {
+    const bool needs_item = answering || command.op == StorageOp::kUpdate ||
+                            command.condition.kind != Condition::Kind::kNone ||
+                            !command.condition_expression.is_true();
+    if (!needs_item) {
       write_to_tree(r, std::move(command), done);
       return;
     }
+    // The conditions and the update are judged against the item the write lands on, here, in
+    // log order, on every replica alike.
     auto shared_command = std::make_shared<WriteCommand>(std::move(command));
-    r.tree->get(shared_command->key, [this, slot, shared_command, done](
+    r.tree->get(shared_command->key, [this, slot, shared_command, done, return_values](
                                          BTreeStatus status, std::optional<Item> current) {
       if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
-        done(status, StorageStatus::kOk);
+        done(status, ApplyResult{});
         return;
       }
       const Item* current_item = current ? &*current : nullptr;
-      if (!shared_command->condition.holds(current_item)) {
-        done(BTreeStatus::kOk, StorageStatus::kConditionFailed);
+      ApplyResult result;
+      result.sizes_known = true;
+      result.old_size_bytes = current_item ? stored_item_size_bytes(*current_item, 0) : 0;
+      WriteEffect effect = shared_command->apply_to(current_item);
+      result.status = effect.status;
+      if (effect.status != StorageStatus::kOk) {
+        if (effect.status != StorageStatus::kConditionFailed) result.old_size_bytes = 0;
+        done(BTreeStatus::kOk, std::move(result));
         return;
       }
-      write_to_tree(*replicas[slot], std::move(*shared_command), done);
+      if (effect.change == WriteEffect::Change::kPut) {
+        result.new_size_bytes = stored_item_size_bytes(effect.item, 0);
+      }
+      if (return_values == ReturnValues::kAllOld && current) result.returned = std::move(current);
+      if (return_values == ReturnValues::kAllNew && effect.change == WriteEffect::Change::kPut) {
+        result.returned = effect.item;
+      }
+      Replica& rep = *replicas[slot];
+      switch (effect.change) {
+        case WriteEffect::Change::kPut:
+          rep.tree->put(std::move(effect.item), [done, result](BTreeStatus put_status) mutable {
+            done(put_status, std::move(result));
+          });
+          return;
+        case WriteEffect::Change::kErase:
+          rep.tree->erase(shared_command->key,
+                          [done, result](BTreeStatus erase_status) mutable {
+                            done(erase_status, std::move(result));
+                          });
+          return;
+        case WriteEffect::Change::kNone:
+          done(BTreeStatus::kOk, std::move(result));
+          return;
+      }
     });
   }
 
@@ -1054,9 +1121,10 @@ struct StorageNode::Impl {
   void write_to_tree(Replica& r, WriteCommand command, Done done) {
     if (command.op == StorageOp::kPut) {
       r.tree->put(std::move(command.item),
-                  [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+                  [done](BTreeStatus status) { done(status, ApplyResult{}); });
     } else {
-      r.tree->erase(command.key, [done](BTreeStatus status) { done(status, StorageStatus::kOk); });
+      DYN_ASSERT(command.op == StorageOp::kDelete);
+      r.tree->erase(command.key, [done](BTreeStatus status) { done(status, ApplyResult{}); });
     }
   }
 
@@ -1077,6 +1145,12 @@ struct StorageNode::Impl {
   }
 
   void finish_apply(Replica& r, const LogEntry& entry, StorageStatus outcome) {
+    ApplyResult result;
+    result.status = outcome;
+    finish_apply(r, entry, std::move(result));
+  }
+
+  void finish_apply(Replica& r, const LogEntry& entry, ApplyResult result) {
     DYN_ASSERT(entry.index == r.applied.next());
     r.applied = entry.index;
     if (r.archiver) offer_to_archiver(r, entry);
@@ -1090,8 +1164,20 @@ struct StorageNode::Impl {
       const Waiter waiter = it->second;
       r.waiters.erase(it);
       if (waiter.command_id == entry.command.id && !entry.command.is_noop()) {
+        const StorageStatus outcome = result.status;
+        Answer answer;
+        answer.item = std::move(result.returned);
+        if (outcome == StorageStatus::kOk || outcome == StorageStatus::kConditionFailed) {
+          // Developer Guide, CapacityUnitCalculations: the larger of the item before and after,
+          // per 1 KB; a failed condition costs the existing item's size, or one unit.
+          const auto sized = [&](uint64_t bytes) {
+            return bytes == 0 ? 0 : bytes + waiter.key_name_bytes;
+          };
+          answer.consumed = write_capacity(
+              std::max(sized(result.old_size_bytes), sized(result.new_size_bytes)));
+        }
         respond(r, waiter.client, waiter.request_id, waiter.known_epoch, outcome, {}, {},
-                entry.index);
+                entry.index, std::move(answer));
       } else {
         // Another leader's entry took the slot: the write was not made here.
         respond(r, waiter.client, waiter.request_id, waiter.known_epoch, StorageStatus::kNotLeader,
@@ -1443,8 +1529,15 @@ struct StorageNode::Impl {
   void respond(const Replica& r, sim::Address client, uint64_t request_id, uint64_t known_epoch,
                StorageStatus status, std::optional<Item> item, std::optional<sim::Address> hint,
                LogIndex applied) {
-    respond_group(r.assignment.group, client, request_id, status, std::move(item), hint, applied,
-                  members_newer_than(r, known_epoch));
+    respond(r, client, request_id, known_epoch, status, std::move(item), hint, applied,
+            Answer());
+  }
+  void respond(const Replica& r, sim::Address client, uint64_t request_id, uint64_t known_epoch,
+               StorageStatus status, std::optional<Item> item, std::optional<sim::Address> hint,
+               LogIndex applied, Answer answer) {
+    if (item) answer.item = std::move(item);
+    respond_group(r.assignment.group, client, request_id, status, std::nullopt, hint, applied,
+                  members_newer_than(r, known_epoch), std::move(answer));
   }
 
   // The full voters of the latest configuration r's commit has passed, if its epoch is above
@@ -1467,21 +1560,35 @@ struct StorageNode::Impl {
   void respond_group(GroupId group, sim::Address client, uint64_t request_id, StorageStatus status,
                      std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied,
                      std::optional<GroupMembers> members = std::nullopt) {
+    respond_group(group, client, request_id, status, std::move(item), hint, applied,
+                  std::move(members), Answer());
+  }
+  void respond_group(GroupId group, sim::Address client, uint64_t request_id, StorageStatus status,
+                     std::optional<Item> item, std::optional<sim::Address> hint, LogIndex applied,
+                     std::optional<GroupMembers> members, Answer answer) {
     auto body = std::make_shared<StorageResponse>();
     body->group = group;
     body->request_id = request_id;
     body->status = status;
-    body->item = std::move(item);
+    body->item = item ? std::move(item) : std::move(answer.item);
     body->leader_hint = hint;
     body->applied_index = applied;
     body->members = std::move(members);
+    body->consumed = answer.consumed;
+    body->items = std::move(answer.items);
+    body->scanned_count = answer.scanned_count;
+    body->last_evaluated_key = std::move(answer.last_evaluated_key);
     sim::Message message;
     message.type = static_cast<uint32_t>(StorageMessageType::kResponse);
     // Members: the epoch and an address (host and port) each.
     const uint64_t members_bytes =
         body->members ? 8 + kAddressBytes * body->members->replicas.size() : 0;
+    uint64_t page_bytes = 0;
+    for (const Item& page_item : body->items) page_bytes += item_wire_bytes(page_item);
+    if (body->last_evaluated_key) page_bytes += key_bytes(*body->last_evaluated_key);
     message.size_bytes = static_cast<uint32_t>(
-        kMessageHeaderBytes + (body->item ? item_wire_bytes(*body->item) : 0) + members_bytes);
+        kMessageHeaderBytes + (body->item ? item_wire_bytes(*body->item) : 0) + members_bytes +
+        page_bytes);
     message.digest = response_digest(*body);
     message.body = std::move(body);
     env->send(client, std::move(message));
@@ -1495,6 +1602,34 @@ struct StorageNode::Impl {
   }
 
   StorageStatus validate(const StorageRequest& request) const {
+    const auto ok = [](ExpressionStatus status) { return status == ExpressionStatus::kOk; };
+    if (is_write(request.op)) {
+      if (!ok(request.condition_expression.validate())) return StorageStatus::kValidation;
+      if (request.op == StorageOp::kUpdate && !ok(request.update.validate())) {
+        return StorageStatus::kValidation;
+      }
+      // DynamoDB: PutItem and DeleteItem return ALL_OLD at most.
+      if (request.return_values == ReturnValues::kAllNew && request.op != StorageOp::kUpdate) {
+        return StorageStatus::kValidation;
+      }
+    }
+    if (request.op == StorageOp::kQuery || request.op == StorageOp::kScan) {
+      if (!ok(request.page.filter.validate())) return StorageStatus::kValidation;
+    }
+    if (request.op == StorageOp::kScan) {
+      // The group is named; no key. The range must be a range.
+      return request.scan.hash_begin <= request.scan.hash_end ? StorageStatus::kOk
+                                                              : StorageStatus::kValidation;
+    }
+    if (request.op == StorageOp::kQuery) {
+      const KeyCondition& condition = request.query.key_condition;
+      if (!ok(condition.validate()) || !(condition.partition == request.key.partition)) {
+        return StorageStatus::kValidation;
+      }
+      // DynamoDB: "The provided starting key is invalid" when it is not of the query.
+      const auto& start = request.page.exclusive_start_key;
+      if (start && !(start->partition == condition.partition)) return StorageStatus::kValidation;
+    }
     if (request.key.partition.size_bytes() == 0) return StorageStatus::kValidation;
     if (request.key.partition.size_bytes() > kMaxPartitionKeyBytes) {
       return StorageStatus::kValidation;
@@ -1542,8 +1677,41 @@ struct StorageNode::Impl {
     if (r.kind == MemberKind::kLog) return answer(StorageStatus::kNotLeader, leader_address(r));
     const StorageStatus valid = validate(*request);
     if (valid != StorageStatus::kOk) return answer(valid);
-    if (request->op == StorageOp::kGet) return on_get(r, from, request);
+    if (!is_write(request->op)) return on_get(r, from, request);
+    if (request->op == StorageOp::kUpdate && options.plant_evaluate_update_at_leader_before_log &&
+        r.paxos->role() == PaxosRole::kLeader) {
+      return planted_update_at_leader(r, from, request);
+    }
     on_write(r, from, *request);
+  }
+
+  // The planted bug (StorageNodeOptions::plant_evaluate_update_at_leader_before_log): evaluate
+  // the update against the leader's tree now and log the resulting item as a plain put. Two
+  // updates that arrive before either applies both start from the same old item.
+  void planted_update_at_leader(Replica& r, sim::Address from,
+                                const std::shared_ptr<const StorageRequest>& request) {
+    const size_t slot = r.slot;
+    r.tree->get(request->key, [this, slot, from, request](BTreeStatus status,
+                                                         std::optional<Item> current) {
+      Replica& rep = *replicas[slot];
+      if (rep.dropped) return;
+      if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
+        respond(rep, from, request->request_id, request->known_epoch, StorageStatus::kUnhealthy,
+                {}, {}, LogIndex());
+        return;
+      }
+      StorageRequest put = *request;
+      put.op = StorageOp::kPut;
+      put.update = UpdateExpression{};
+      if (request->update.apply(current ? &*current : nullptr, request->key, &put.item) !=
+          ExpressionStatus::kOk) {
+        respond(rep, from, request->request_id, request->known_epoch, StorageStatus::kValidation,
+                {}, {}, LogIndex());
+        return;
+      }
+      env->metrics().add("plant.updates_evaluated_at_leader", 1);
+      on_write(rep, from, put);
+    });
   }
 
   void on_write(Replica& r, sim::Address from, const StorageRequest& request) {
@@ -1563,13 +1731,15 @@ struct StorageNode::Impl {
     // Unique per (client, request); never 0 (the no-op's id).
     paxos_command.id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
     paxos_command.bytes = WriteCommand::encode(request.client_id, request.request_id, request.op,
-                                               request.key, request.item, request.condition);
+                                               request.key, request.item, request.condition,
+                                               request.condition_expression, request.update);
     const uint64_t command_id = paxos_command.id;
     const ProposeResult result = r.paxos->propose(std::move(paxos_command), env->local_now());
     switch (result.status) {
       case ProposeStatus::kOk:
         r.waiters[result.index.value] =
-            Waiter{from, request.request_id, command_id, request.known_epoch};
+            Waiter{from,         request.request_id,    command_id,
+                   request.known_epoch, request.return_values, request.key_name_bytes};
         break;
       case ProposeStatus::kNotLeader:
         respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotLeader, {},
@@ -1603,7 +1773,7 @@ struct StorageNode::Impl {
               {}, LogIndex());
       return;
     }
-    if (range_unhealthy(r, request->key)) {
+    if (read_touches_unhealthy_range(r, *request)) {
       respond(r, from, request->request_id, request->known_epoch, StorageStatus::kUnhealthy, {}, {},
               LogIndex());
       return;
@@ -1668,21 +1838,46 @@ struct StorageNode::Impl {
     }
   }
 
+  // A read that would touch a key range the tree lists as damaged (a Scan reads the whole tree).
+  bool read_touches_unhealthy_range(const Replica& r, const StorageRequest& request) const {
+    if (request.op == StorageOp::kGet) return range_unhealthy(r, request.key);
+    if (request.op == StorageOp::kScan) return !r.tree->unhealthy_ranges().empty();
+    const PrimaryKey first{request.key.partition, std::nullopt};
+    for (const KeyRangeBounds& range : r.tree->unhealthy_ranges()) {
+      if (in_range(range, first)) return true;
+      if (range.begin && range.begin->partition == request.key.partition) return true;
+    }
+    return false;
+  }
+
   void read_from_tree(Replica& r, sim::Address from,
                       const std::shared_ptr<const StorageRequest>& request) {
+    if (request->op != StorageOp::kGet) {
+      start_page_read(r, from, request);
+      return;
+    }
     const size_t slot = r.slot;
     const uint64_t request_id = request->request_id;
     const uint64_t known_epoch = request->known_epoch;
-    r.tree->get(request->key, [this, slot, from, request_id, known_epoch](
-                                  BTreeStatus status, std::optional<Item> item) {
+    const ReadConsistency consistency = request->consistency;
+    const uint32_t key_name_bytes = request->key_name_bytes;
+    r.tree->get(request->key, [this, slot, from, request_id, known_epoch, consistency,
+                               key_name_bytes](BTreeStatus status, std::optional<Item> item) {
       Replica& rep = *replicas[slot];
+      Answer answer;
       switch (status) {
         case BTreeStatus::kOk:
+          // Developer Guide, CapacityUnitCalculations: per 4 KB, eventual reads half.
+          answer.consumed =
+              read_capacity(stored_item_size_bytes(*item, key_name_bytes), consistency);
           respond(rep, from, request_id, known_epoch, StorageStatus::kOk, std::move(item), {},
-                  LogIndex());
+                  LogIndex(), std::move(answer));
           return;
         case BTreeStatus::kNotFound:
-          respond(rep, from, request_id, known_epoch, StorageStatus::kNotFound, {}, {}, LogIndex());
+          // A missing item still costs the minimum.
+          answer.consumed = read_capacity(0, consistency);
+          respond(rep, from, request_id, known_epoch, StorageStatus::kNotFound, {}, {}, LogIndex(),
+                  std::move(answer));
           return;
         case BTreeStatus::kQueueFull:
           respond(rep, from, request_id, known_epoch, StorageStatus::kBusy, {}, {}, LogIndex());
@@ -1699,6 +1894,180 @@ struct StorageNode::Impl {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Query and Scan pages (docs/api.md). A page is read from the tree in chunks, in key order:
+  // a Query from its key condition's lower bound (or its ExclusiveStartKey) until the condition
+  // ends; a Scan over the whole tree, taking the items whose partition hash lies in its range.
+  // Items evaluated count against Limit and the 1 MB before the filter. A reverse Query reads
+  // forward too (the tree has no reverse cursor) and keeps the last items that fit the page: the
+  // page DynamoDB would read backwards, at the cost of passing over the items before it.
+
+  // Items per tree scan call. Our assumption: enough to amortise the call, few enough that a
+  // chunk stays small next to a page.
+  static constexpr uint32_t kPageChunkItems = 128;
+
+  struct PageRead {
+    size_t slot = 0;
+    sim::Address client;
+    std::shared_ptr<const StorageRequest> request;
+    std::optional<PrimaryKey> cursor;  // where the next chunk starts (inclusive)
+    std::deque<Item> evaluated;        // the page before the filter, in key order
+    uint64_t evaluated_bytes = 0;      // their sizes, for the 1 MB and the capacity
+    bool dropped_front = false;        // reverse: items before the page were passed over
+    bool cut = false;                  // forward: the page stopped at Limit or 1 MB
+    uint64_t passed_items = 0;         // every item read, for the CPU charge
+    uint64_t passed_bytes = 0;
+    bool in_call = false;              // the tree is inside the scan() call
+    bool answered_inline = false;      // and it answered within it
+  };
+
+  void start_page_read(Replica& r, sim::Address from,
+                       const std::shared_ptr<const StorageRequest>& request) {
+    auto read = std::make_shared<PageRead>();
+    read->slot = r.slot;
+    read->client = from;
+    read->request = request;
+    const std::optional<PrimaryKey>& start = request->page.exclusive_start_key;
+    if (request->op == StorageOp::kQuery) {
+      read->cursor = request->query.key_condition.lower_bound();
+      // Forward: continue at the start key (skipped when met). Reverse reads up to it.
+      if (request->query.scan_forward && start && *read->cursor < *start) read->cursor = start;
+    } else {
+      read->cursor = start;  // nullopt: from the first key
+    }
+    continue_page_read(read);
+  }
+
+  // Issues chunk reads while the tree answers inside the call; an answer that waited for the
+  // disk resumes here from its callback. Each chunk moves the cursor forward, so the loop ends
+  // with the tree.
+  void continue_page_read(const std::shared_ptr<PageRead>& read) {
+    while (true) {
+      Replica& r = *replicas[read->slot];
+      if (r.dropped) return;
+      read->in_call = true;
+      read->answered_inline = false;
+      r.tree->scan(read->cursor, kPageChunkItems,
+                   [this, read](BTreeStatus status, std::vector<Item> items,
+                                std::optional<PrimaryKey> next) {
+                     if (!on_page_chunk(*read, status, std::move(items), next)) return;
+                     if (read->in_call) {
+                       read->answered_inline = true;
+                     } else {
+                       continue_page_read(read);
+                     }
+                   });
+      read->in_call = false;
+      if (!read->answered_inline) return;
+    }
+  }
+
+  // Takes one chunk into the page. Returns true if another chunk is needed; otherwise the read
+  // was answered (finish_page_read returns false for that).
+  bool on_page_chunk(PageRead& read, BTreeStatus status, std::vector<Item> items,
+                     const std::optional<PrimaryKey>& next) {
+    Replica& r = *replicas[read.slot];
+    if (r.dropped) return false;
+    if (status != BTreeStatus::kOk) {
+      if (status == BTreeStatus::kCorrupt) r.healthy = false;
+      return finish_page_read(read, status == BTreeStatus::kQueueFull ? StorageStatus::kBusy
+                                                                      : StorageStatus::kUnhealthy);
+    }
+    const StorageRequest& request = *read.request;
+    const std::optional<PrimaryKey>& start = request.page.exclusive_start_key;
+    const bool query = request.op == StorageOp::kQuery;
+    const bool forward = !query || request.query.scan_forward;
+    const uint32_t limit = request.page.limit;
+    for (Item& item : items) {
+      const PrimaryKey& key = item.key();
+      const uint64_t size = stored_item_size_bytes(item, request.key_name_bytes);
+      ++read.passed_items;
+      read.passed_bytes += size;
+      if (query) {
+        const KeyCondition& condition = request.query.key_condition;
+        if (condition.past_end(key)) return finish_page_read(read, StorageStatus::kOk);
+        if (!forward && start && !(key < *start)) {
+          return finish_page_read(read, StorageStatus::kOk);
+        }
+        if (!condition.matches(key)) continue;
+      } else {
+        const uint64_t hash = partition_hash(key.partition);
+        if (hash < request.scan.hash_begin || hash > request.scan.hash_end) continue;
+      }
+      if (forward && start && !(*start < key)) continue;
+      if (forward && options.plant_page_limit_after_filter && !request.page.filter.evaluate(&item)) {
+        continue;  // the planted bug: items the filter drops are not counted
+      }
+      if (forward) {
+        // The page ends before the item that would take it past 1 MB (an item is at most
+        // 400 KB, so a page always holds one), or at Limit items evaluated.
+        if (!read.evaluated.empty() && read.evaluated_bytes + size > kMaxPageBytes) {
+          read.cut = true;
+          return finish_page_read(read, StorageStatus::kOk);
+        }
+        read.evaluated_bytes += size;
+        read.evaluated.push_back(std::move(item));
+        if (limit != 0 && read.evaluated.size() >= limit) {
+          read.cut = true;
+          return finish_page_read(read, StorageStatus::kOk);
+        }
+      } else {
+        // Reverse: keep the last items that fit; those before them are passed over.
+        read.evaluated_bytes += size;
+        read.evaluated.push_back(std::move(item));
+        while (read.evaluated.size() > 1 &&
+               ((limit != 0 && read.evaluated.size() > limit) ||
+                read.evaluated_bytes > kMaxPageBytes)) {
+          read.evaluated_bytes -= stored_item_size_bytes(read.evaluated.front(),
+                                                         request.key_name_bytes);
+          read.evaluated.pop_front();
+          read.dropped_front = true;
+        }
+      }
+    }
+    if (!next) return finish_page_read(read, StorageStatus::kOk);
+    read.cursor = next;
+    return true;
+  }
+
+  bool finish_page_read(PageRead& read, StorageStatus status) {
+    Replica& r = *replicas[read.slot];
+    const StorageRequest& request = *read.request;
+    const StorageCostModel& c = options.cost;
+    // The page's CPU: every item read, and its bytes. It takes a core now, so messages queued
+    // behind it wait (the answer itself leaves at once; our simplification).
+    charge_cpu(c.per_scanned_item * static_cast<int64_t>(read.passed_items) +
+               c.per_kilobyte * static_cast<int64_t>(read.passed_bytes / 1024));
+    env->metrics().add("storage.page_items_read", read.passed_items);
+    if (status != StorageStatus::kOk) {
+      respond(r, read.client, request.request_id, request.known_epoch, status, {}, {},
+              LogIndex());
+      return false;
+    }
+    const bool forward = request.op != StorageOp::kQuery || request.query.scan_forward;
+    Answer answer;
+    // Developer Guide, CapacityUnitCalculations: the items read summed, then rounded up to 4 KB
+    // (an empty page still costs the minimum).
+    answer.consumed = read_capacity(read.evaluated_bytes, request.consistency);
+    answer.scanned_count = static_cast<uint32_t>(read.evaluated.size());
+    const uint32_t limit = request.page.limit;
+    if (forward) {
+      if (read.cut) answer.last_evaluated_key = read.evaluated.back().key();
+    } else {
+      std::reverse(read.evaluated.begin(), read.evaluated.end());
+      const bool full = limit != 0 && read.evaluated.size() >= limit;
+      if ((read.dropped_front || full) && !read.evaluated.empty()) {
+        answer.last_evaluated_key = read.evaluated.back().key();
+      }
+    }
+    for (Item& item : read.evaluated) {
+      if (request.page.filter.evaluate(&item)) answer.items.push_back(std::move(item));
+    }
+    respond(r, read.client, request.request_id, request.known_epoch, StorageStatus::kOk, {}, {},
+            LogIndex(), std::move(answer));
+    return false;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Messages and the CPU queue.
 
   bool is_request(const sim::Message& m) const {
@@ -1712,7 +2081,7 @@ struct StorageNode::Impl {
     if (m.type == static_cast<uint32_t>(StorageMessageType::kRequest)) {
       const auto* request = dynamic_cast<const StorageRequest*>(m.body.get());
       if (request == nullptr) return cost;
-      if (request->op == StorageOp::kGet) return cost + c.per_read;
+      if (!is_write(request->op)) return cost + c.per_read;  // a page's items: PageRead
       return cost + c.per_write + c.per_kilobyte * kilobytes(m.size_bytes);
     }
     if (m.type == static_cast<uint32_t>(StorageMessageType::kPaxos)) {
@@ -2576,8 +2945,9 @@ struct StorageNode::Impl {
 
   // Hook for start_apply: true if the entry's effect is already in a repaired range (its key lies
   // in the range and its index is at or below the range's as_of). The entry is then finished
-  // without touching the tree. A conditional write's outcome is not known here, so its client
-  // (at a leader) gets no answer and sees a timeout, the honest "unknown".
+  // without touching the tree. A conditional write's or an update's outcome is not known here, so
+  // its client (at a leader) gets no answer and sees a timeout, the honest "unknown"; a plain
+  // put's or delete's client is answered with the minimum capacity (the old item is not read).
   bool scrub_skip_entry(Replica& r, const LogEntry& entry) {
     if (!r.scrub || r.scrub->skips.empty()) return false;
     if (entry.command.is_noop() || entry.command.is_configuration()) return false;
@@ -2586,7 +2956,15 @@ struct StorageNode::Impl {
     for (const auto& [range, as_of] : r.scrub->skips) {
       if (entry.index <= as_of && in_range(range, command.key)) {
         env->metrics().add("scrub.entries_skipped", 1);
-        if (command.condition.kind != Condition::Kind::kNone) r.waiters.erase(entry.index.value);
+        // Conditions and updates have outcomes not known here, and so have the old item's
+        // size and ReturnValues: those clients get no answer (the honest "unknown").
+        auto waiter = r.waiters.find(entry.index.value);
+        if (waiter != r.waiters.end() &&
+            (command.condition.kind != Condition::Kind::kNone ||
+             !command.condition_expression.is_true() || command.op == StorageOp::kUpdate ||
+             waiter->second.return_values != ReturnValues::kNone)) {
+          r.waiters.erase(waiter);
+        }
         finish_apply(r, entry, StorageStatus::kOk);
         return true;
       }

@@ -23,6 +23,8 @@
 //
 // Cost model: the node has `cpu_cores` cores; every message handled costs CPU time from
 // StorageCostModel and waits for a free core (a FIFO queue, bounded), so load shows up as latency.
+// A Query or Scan page also takes a core for every item it read (per_scanned_item, per_kilobyte)
+// once the page is done (docs/api.md).
 // Disk time is the simulated disk's own service model.
 #pragma once
 
@@ -86,6 +88,9 @@ struct StorageCostModel {
   sim::Duration per_read = sim::microseconds(15);    // a get, plus per_kilobyte of item
   sim::Duration per_write = sim::microseconds(25);   // a put or delete applied
   sim::Duration per_kilobyte = sim::microseconds(1);
+  // A Query or Scan: each item it reads from the tree (decode, key and filter checks), on top of
+  // per_kilobyte of what it reads. Taken on a core once the page is read. Our assumption.
+  sim::Duration per_scanned_item = sim::microseconds(2);
   // Verifying one page read by scrub or a digest (checksumming 4 KB). It takes a core like a
   // message does, so an aggressive scrub delays requests. Our assumption.
   sim::Duration per_verified_page = sim::microseconds(4);
@@ -191,6 +196,14 @@ struct StorageNodeOptions {
   // WAL's fsync completed. Never set outside tests.
   bool plant_send_before_fsync = false;
   DivergentApplyPlant plant_divergent_apply;
+  // Planted bug for the concurrent-counter test (tests/model/storage_api_test.cc): the leader
+  // evaluates an UpdateItem against its tree when the request arrives and proposes the result as
+  // a plain put, instead of logging the update for every replica to evaluate at apply, so
+  // concurrent ADDs lose increments. Never set outside tests.
+  bool plant_evaluate_update_at_leader_before_log = false;
+  // Planted bug for the Query paging test: Limit and the 1 MB page count only the items that
+  // pass the filter, so a page reads past 1 MB. Never set outside tests.
+  bool plant_page_limit_after_filter = false;
 };
 
 class StorageNode final : public sim::Process {

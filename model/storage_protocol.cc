@@ -42,7 +42,8 @@ bool get_blob(const std::vector<uint8_t>& in, size_t* at, const uint8_t** data, 
   return true;
 }
 
-// Format 2: client id, request id, op, condition kind, stand-in bytes (u64), then the blobs.
+// Format 2: client id, request id, op, condition kind, stand-in bytes (u64), then the blobs and
+// the extension (WriteCommand in the header).
 constexpr uint8_t kCommandFormat = 2;
 constexpr size_t kStandInOffset = 1 + 8 + 8 + 1 + 1;
 
@@ -81,6 +82,24 @@ bool Condition::holds(const Item* current) const {
     }
   }
   return false;
+}
+
+const char* to_string(StorageOp op) {
+  switch (op) {
+    case StorageOp::kGet:
+      return "get";
+    case StorageOp::kPut:
+      return "put";
+    case StorageOp::kDelete:
+      return "delete";
+    case StorageOp::kUpdate:
+      return "update";
+    case StorageOp::kQuery:
+      return "query";
+    case StorageOp::kScan:
+      return "scan";
+  }
+  return "?";
 }
 
 const char* to_string(StorageStatus status) {
@@ -142,12 +161,36 @@ Placement Placement::uniform(
 }
 
 std::vector<uint8_t> WriteCommand::encode() const {
-  return encode(client_id, request_id, op, key, item, condition);
+  return encode(client_id, request_id, op, key, item, condition, condition_expression, update);
 }
+
+namespace {
+
+constexpr uint8_t kExtensionExpression = 1;
+constexpr uint8_t kExtensionUpdate = 2;
+
+void put_bytes_blob(std::vector<uint8_t>& out, const std::vector<uint8_t>& blob) {
+  put_u64(out, blob.size());
+  out.insert(out.end(), blob.begin(), blob.end());
+}
+
+uint64_t parts_stand_in_bytes(StorageOp op, const Item& item,
+                              const ConditionExpression& condition_expression,
+                              const UpdateExpression& update) {
+  uint64_t bytes = condition_expression.stand_in_bytes();
+  if (op == StorageOp::kPut) bytes += WriteCommand::stand_in_bytes(item);
+  if (op == StorageOp::kUpdate) bytes += update.stand_in_bytes();
+  return bytes;
+}
+
+}  // namespace
 
 std::vector<uint8_t> WriteCommand::encode(uint64_t client_id, uint64_t request_id, StorageOp op,
                                           const PrimaryKey& key, const Item& item,
-                                          const Condition& condition) {
+                                          const Condition& condition,
+                                          const ConditionExpression& condition_expression,
+                                          const UpdateExpression& update) {
+  DYN_ASSERT(is_write(op));
   // The key travels as an item with no attributes; the condition's attribute and value as an
   // item with that one attribute, so both reuse the item's canonical encoding. Each is written
   // in place behind its length, which is filled in after it.
@@ -166,10 +209,17 @@ std::vector<uint8_t> WriteCommand::encode(uint64_t client_id, uint64_t request_i
   put_u64(out, request_id);
   out.push_back(static_cast<uint8_t>(op));
   out.push_back(static_cast<uint8_t>(condition.kind));
-  put_u64(out, op == StorageOp::kPut ? stand_in_bytes(item) : 0);
+  put_u64(out, parts_stand_in_bytes(op, item, condition_expression, update));
   put_item_blob(out, &key_holder);
   put_item_blob(out, op == StorageOp::kPut ? &item : nullptr);
   if (condition_holder) put_item_blob(out, &*condition_holder);
+  const bool has_expression = !condition_expression.is_true();
+  if (has_expression || op == StorageOp::kUpdate) {
+    out.push_back(static_cast<uint8_t>((has_expression ? kExtensionExpression : 0) |
+                                       (op == StorageOp::kUpdate ? kExtensionUpdate : 0)));
+    if (has_expression) put_bytes_blob(out, condition_expression.encode());
+    if (op == StorageOp::kUpdate) put_bytes_blob(out, update.encode());
+  }
   return out;
 }
 
@@ -184,7 +234,8 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
   const uint8_t op = bytes[at++];
   const uint8_t kind = bytes[at++];
   if (op != static_cast<uint8_t>(StorageOp::kPut) &&
-      op != static_cast<uint8_t>(StorageOp::kDelete)) {
+      op != static_cast<uint8_t>(StorageOp::kDelete) &&
+      op != static_cast<uint8_t>(StorageOp::kUpdate)) {
     return false;
   }
   if (kind > static_cast<uint8_t>(Condition::Kind::kAttributeEquals)) return false;
@@ -203,8 +254,7 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
   if (command.op == StorageOp::kPut) {
     if (!Item::decode(data, length, &command.item)) return false;
     if (!(command.item.key() == command.key)) return false;
-    if (stand_in != stand_in_bytes(command.item)) return false;
-  } else if (length != 0 || stand_in != 0) {
+  } else if (length != 0) {
     return false;
   }
   if (command.condition.kind != Condition::Kind::kNone) {
@@ -216,9 +266,76 @@ bool WriteCommand::decode(const std::vector<uint8_t>& bytes, WriteCommand* out) 
     command.condition.attribute = holder.attributes()[0].first;
     command.condition.value = holder.attributes()[0].second;
   }
+  if (at != bytes.size()) {
+    const uint8_t flags = bytes[at++];
+    const bool has_expression = (flags & kExtensionExpression) != 0;
+    const bool has_update = (flags & kExtensionUpdate) != 0;
+    if ((flags & ~(kExtensionExpression | kExtensionUpdate)) != 0) return false;
+    if (has_update != (command.op == StorageOp::kUpdate)) return false;
+    if (has_expression) {
+      if (!get_blob(bytes, &at, &data, &length)) return false;
+      const std::vector<uint8_t> blob(data, data + length);
+      if (!ConditionExpression::decode(blob, &command.condition_expression) ||
+          command.condition_expression.is_true()) {
+        return false;
+      }
+    }
+    if (has_update) {
+      if (!get_blob(bytes, &at, &data, &length)) return false;
+      const std::vector<uint8_t> blob(data, data + length);
+      if (!UpdateExpression::decode(blob, &command.update)) return false;
+    }
+  } else if (command.op == StorageOp::kUpdate) {
+    return false;  // an update always carries its actions
+  }
   if (at != bytes.size()) return false;
+  if (stand_in != command.command_stand_in_bytes()) return false;
   *out = std::move(command);
   return true;
+}
+
+uint64_t WriteCommand::command_stand_in_bytes() const {
+  return parts_stand_in_bytes(op, item, condition_expression, update);
+}
+
+uint64_t stored_item_size_bytes(const Item& item, uint64_t key_name_bytes) {
+  const PrimaryKey& key = item.key();
+  uint64_t size = key_name_bytes + key.partition.size_bytes() +
+                  (key.sort.has_value() ? key.sort->size_bytes() : 0);
+  for (const auto& [name, value] : item.attributes()) size += name.size() + value_size_bytes(value);
+  return size;
+}
+
+WriteEffect WriteCommand::apply_to(const Item* current) {
+  WriteEffect effect;
+  if (!condition.holds(current) || !condition_expression.evaluate(current)) {
+    effect.status = StorageStatus::kConditionFailed;
+    return effect;
+  }
+  switch (op) {
+    case StorageOp::kPut:
+      effect.change = WriteEffect::Change::kPut;
+      effect.item = std::move(item);
+      return effect;
+    case StorageOp::kDelete:
+      effect.change = current != nullptr ? WriteEffect::Change::kErase : WriteEffect::Change::kNone;
+      return effect;
+    case StorageOp::kUpdate: {
+      Item updated;
+      if (update.apply(current, key, &updated) != ExpressionStatus::kOk ||
+          stored_item_size_bytes(updated, 0) > kMaxItemSizeBytes) {
+        // Refused as a whole (DynamoDB: ValidationException), on every replica alike.
+        effect.status = StorageStatus::kValidation;
+        return effect;
+      }
+      effect.change = WriteEffect::Change::kPut;
+      effect.item = std::move(updated);
+      return effect;
+    }
+    default:
+      DYN_ASSERT_MSG(false, "a write command that is not a put, delete or update");
+  }
+  return effect;
 }
 
 uint64_t WriteCommand::stand_in_bytes(const Item& item) {

@@ -6,11 +6,21 @@
 // (the direct client of model/client.h); the request routers of a later layer replace how a group
 // is found, not what is asked of it.
 //
-// Writes are state-machine commands: the leader proposes the request itself (item, condition) and
-// every replica evaluates the condition when it applies the committed entry, in log order, so the
-// condition is always judged against the state the write lands on. Strong reads are served only by
-// a leader inside its lease that has applied everything committed; eventual reads by any replica
-// from what it has applied.
+// Writes are state-machine commands: the leader proposes the request itself (item, condition,
+// update actions) and every replica evaluates the condition and the update when it applies the
+// committed entry, in log order, so both are always judged against the state the write lands on
+// (an ADD counter is exact under any concurrency). Strong reads (GetItem, Query, Scan) are served
+// only by a leader inside its lease that has applied everything committed; eventual reads by any
+// replica from what it has applied.
+//
+// DynamoDB's data-plane operations at this level (docs/api.md; model/api.h is what routers use):
+// GetItem, PutItem, DeleteItem and UpdateItem on one key, with condition expressions
+// (model/expression.h); Query on one partition key with a key condition, a filter, Limit,
+// ScanIndexForward and ExclusiveStartKey; Scan over a range of partition-hash values of one
+// group (a parallel Scan's segment, api.h). Query and Scan pages stop at 1 MB of items read,
+// counted before the filter (Developer Guide, Query.FilterExpression: "This limit applies before
+// the filter expression is evaluated"). Every answer carries the capacity it consumed, in half
+// units, with DynamoDB's rounding (Developer Guide, CapacityUnitCalculations).
 #pragma once
 
 #include <array>
@@ -20,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "model/expression.h"
 #include "model/item.h"
 #include "model/paxos.h"
 #include "sim/ids.h"
@@ -70,17 +81,64 @@ struct Condition {
   bool operator==(const Condition&) const = default;
 };
 
-enum class StorageOp : uint8_t { kGet, kPut, kDelete };
+enum class StorageOp : uint8_t { kGet, kPut, kDelete, kUpdate, kQuery, kScan };
+const char* to_string(StorageOp op);
+inline bool is_write(StorageOp op) {
+  return op == StorageOp::kPut || op == StorageOp::kDelete || op == StorageOp::kUpdate;
+}
+
+// DynamoDB's ReturnValues, the subset modelled: NONE, ALL_OLD (PutItem, DeleteItem,
+// UpdateItem), ALL_NEW (UpdateItem).
+enum class ReturnValues : uint8_t { kNone, kAllOld, kAllNew };
+
+// Query and Scan pages: at most 1 MB of items read (Developer Guide, Query.Pagination; 1 MB =
+// 1,048,576 bytes, Developer Guide, Constraints: "1 MB = 1024 KB").
+inline constexpr uint64_t kMaxPageBytes = 1024 * 1024;
+
+// What a Query reads: one partition key's items in sort key order (ScanIndexForward) or reverse.
+struct QuerySpec {
+  KeyCondition key_condition;
+  bool scan_forward = true;
+  bool operator==(const QuerySpec&) const = default;
+};
+
+// What a Scan reads: the items of the group whose partition_hash lies in [hash_begin, hash_end]
+// (a parallel Scan's segment intersected with the group's range; api.h, segment_hash_range).
+struct ScanSpec {
+  uint64_t hash_begin = 0;
+  uint64_t hash_end = UINT64_MAX;
+  bool operator==(const ScanSpec&) const = default;
+};
+
+// A Query's or Scan's page: the filter applies after the page is cut (Limit counts items
+// evaluated, the 1 MB items read, both before the filter, as DynamoDB does).
+struct PageSpec {
+  ConditionExpression filter;
+  uint32_t limit = 0;  // items evaluated; 0: no limit but the 1 MB
+  std::optional<PrimaryKey> exclusive_start_key;
+  bool operator==(const PageSpec&) const = default;
+};
 
 struct StorageRequest final : sim::MessageBody {
   GroupId group;
   uint64_t client_id = 0;
   uint64_t request_id = 0;  // unique per attempt of one client
   StorageOp op = StorageOp::kGet;
-  ReadConsistency consistency = ReadConsistency::kStrong;  // kGet only
-  PrimaryKey key;
+  // kGet, kQuery, kScan.
+  ReadConsistency consistency = ReadConsistency::kStrong;
+  PrimaryKey key;       // kGet, kPut, kDelete, kUpdate; kQuery: the partition key (no sort key)
   Item item;            // kPut: the full new item (its key equals `key`)
-  Condition condition;  // kPut, kDelete
+  Condition condition;  // kPut, kDelete, kUpdate (the direct client's simple form)
+  // kPut, kDelete, kUpdate: must hold too (both must hold for the write to be made).
+  ConditionExpression condition_expression;
+  UpdateExpression update;                           // kUpdate
+  ReturnValues return_values = ReturnValues::kNone;  // kPut, kDelete (kAllOld), kUpdate
+  // Bytes of the table's key attribute names, which the router knows from the table's schema and
+  // items here do not carry: added to every item's size for consumed capacity.
+  uint32_t key_name_bytes = 0;
+  QuerySpec query;  // kQuery
+  ScanSpec scan;    // kScan
+  PageSpec page;    // kQuery, kScan
   // The configuration epoch of the client's view of where the group's replicas are (0: the
   // static placement, which is the group's first configuration). A replica whose group has
   // committed a later configuration sends the members back (StorageResponse::members). It rides
@@ -117,7 +175,16 @@ struct StorageResponse final : sim::MessageBody {
   GroupId group;
   uint64_t request_id = 0;
   StorageStatus status = StorageStatus::kOk;
-  std::optional<Item> item;                 // kGet with kOk
+  // kGet with kOk; a write's old or new item when ReturnValues asked for it (kOk only).
+  std::optional<Item> item;
+  // What the operation consumed (kOk, kNotFound, kConditionFailed; zero otherwise), half units:
+  // reads per 4 KB (eventual half), writes per 1 KB of the larger of the old and new item.
+  CapacityUnits consumed;
+  // kQuery, kScan: the page's items that passed the filter, in the order read; how many were
+  // evaluated (ScannedCount); where to continue (LastEvaluatedKey; none: the read is complete).
+  std::vector<Item> items;
+  uint32_t scanned_count = 0;
+  std::optional<PrimaryKey> last_evaluated_key;
   std::optional<sim::Address> leader_hint;  // kNotLeader, when the replica knows one
   LogIndex applied_index;                   // the entry that carried the write (kPut, kDelete)
   // The group's committed configuration, when it is newer than the request's known_epoch. Any
@@ -227,26 +294,59 @@ struct ReplicaSnapshot {
   uint64_t item_count = 0;
 };
 
+// An item's size as this layer counts it: key values, attribute names and values
+// (value_size_bytes), plus `key_name_bytes` for the key attribute names the router knows (Developer
+// Guide, CapacityUnitCalculations: "the sum of the lengths of its attribute names and values").
+uint64_t stored_item_size_bytes(const Item& item, uint64_t key_name_bytes);
+
+// What applying a write command to the item it lands on does (WriteCommand::apply_to).
+struct WriteEffect {
+  enum class Change : uint8_t { kNone, kPut, kErase };
+  // kOk; kConditionFailed (nothing written); kValidation (the update cannot be made: ADD to a
+  // string, an operand missing, a number out of range, the new item over 400 KB; nothing
+  // written).
+  StorageStatus status = StorageStatus::kOk;
+  Change change = Change::kNone;
+  Item item;  // kPut: the item as it is after the write
+};
+
 // Encodes a write command for the replication log, and reads it back. The command id is unique
 // per (client, request) so duplicates and no-ops are told apart.
+//
+// Layout: format byte, client id, request id, op, the simple condition's kind, stand-in bytes
+// (u64), then length-prefixed blobs: the key, the item (kPut), the simple condition. A command
+// with a condition expression, or an UpdateItem, appends an extension: a flags byte (1: a
+// condition expression follows, 2: an update expression follows) and those blobs. Plain puts
+// and deletes have no extension, so unconditional_put_item stays a fixed-offset read.
 struct WriteCommand {
   uint64_t client_id = 0;
   uint64_t request_id = 0;
-  StorageOp op = StorageOp::kPut;  // kPut or kDelete
+  StorageOp op = StorageOp::kPut;  // kPut, kDelete or kUpdate
   PrimaryKey key;
   Item item;
   Condition condition;
+  ConditionExpression condition_expression;
+  UpdateExpression update;  // kUpdate
 
   std::vector<uint8_t> encode() const;
   // The same encoding from the parts, without building a WriteCommand (no copy of the item).
   static std::vector<uint8_t> encode(uint64_t client_id, uint64_t request_id, StorageOp op,
                                      const PrimaryKey& key, const Item& item,
-                                     const Condition& condition);
+                                     const Condition& condition,
+                                     const ConditionExpression& condition_expression = {},
+                                     const UpdateExpression& update = {});
   static bool decode(const std::vector<uint8_t>& bytes, WriteCommand* out);
+
+  // The command's effect on `current` (nullptr: no item with the key), as every replica and the
+  // archive's reference replica apply it: the conditions first, then the put, the delete or the
+  // update. Moves the command's item out (kPut).
+  WriteEffect apply_to(const Item* current);
   // The bytes the item's payload stand-ins represent beyond their encoding (a Payload of size S
   // is encoded in 24 bytes). The encoding carries this figure at a fixed place, so message sizes
   // are known without decoding the command; decode() checks it against the item.
   static uint64_t stand_in_bytes(const Item& item);
+  // The same over every part a command carries (the item, Payload literals in expressions).
+  uint64_t command_stand_in_bytes() const;
   static std::optional<uint64_t> peek_stand_in_bytes(const std::vector<uint8_t>& bytes);
 
   // An unconditional put read without decoding its item: what a replica applies most often. The
