@@ -45,6 +45,12 @@ const char* operation_name(const model::ClientRequest& request) {
       return request.condition.kind == model::Condition::Kind::kNone ? "put" : "conditional put";
     case model::StorageOp::kDelete:
       return "delete";
+    case model::StorageOp::kUpdate:
+      return "update";
+    case model::StorageOp::kQuery:
+      return "query";
+    case model::StorageOp::kScan:
+      return "scan";
   }
   return "operation";
 }
