@@ -31,6 +31,7 @@
 #include <optional>
 #include <vector>
 
+#include "model/admission.h"
 #include "sim/env.h"
 #include "sim/ids.h"
 #include "sim/message.h"
@@ -56,9 +57,9 @@ struct GacBucketId {
   }
 };
 
-// Token amounts are milli capacity units, integers: an eventually consistent 4 KB read costs 500
-// (half an RCU, Developer Guide "Read/write capacity mode"), and g++ and clang++ agree bit for bit.
-inline constexpr uint64_t kMilliUnitsPerUnit = 1000;
+// Token amounts are milli capacity units, integers (model/admission.h's kMilliUnitsPerUnit): an
+// eventually consistent 4 KB read costs 500 (half an RCU, Developer Guide "Read/write capacity
+// mode"), and g++ and clang++ agree bit for bit.
 
 inline constexpr uint32_t kGacPort = 7300;  // our assumption: any port no other process uses
 
