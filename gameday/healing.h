@@ -108,6 +108,10 @@ class ObserverFanout final : public model::StorageObserver {
                             const std::string& detail) override {
     for (auto* observer : observers_) observer->on_reference_checked(g, at, o, detail);
   }
+  void on_admitted(model::GroupId g, sim::Address node, uint64_t buckets, sim::SimTime n,
+                   int64_t milli_units, bool write, bool used_burst) override {
+    for (auto* o : observers_) o->on_admitted(g, node, buckets, n, milli_units, write, used_burst);
+  }
 
  private:
   std::vector<model::StorageObserver*> observers_;

@@ -45,6 +45,7 @@ bool surely_not_applied(StorageStatus status) {
     case StorageStatus::kNotLeader:
     case StorageStatus::kNotServing:
     case StorageStatus::kBusy:
+    case StorageStatus::kThrottled:
     case StorageStatus::kRecovering:
     case StorageStatus::kUnhealthy:
     case StorageStatus::kValidation:
@@ -298,6 +299,14 @@ void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, St
   }
   ++counts_.attempts_ended;
   if (timed_out) ++counts_.attempts_timed_out;
+  if (!timed_out && (status == StorageStatus::kOk || status == StorageStatus::kNotFound ||
+                     status == StorageStatus::kConditionFailed)) {
+    ++counts_.attempts_answered;
+  } else if (!timed_out && status == StorageStatus::kThrottled) {
+    ++counts_.attempts_throttled;
+  } else {
+    ++counts_.attempts_failed;
+  }
   const Pending pending = std::move(it->second);
   pending_.erase(it);
   if (pending.request.op == StorageOp::kGet) {
@@ -483,6 +492,13 @@ nlohmann::json HistoryRecorder::counts_json() const {
           {"operations_succeeded", counts_.operations_succeeded},
           {"operations_failed", counts_.operations_failed},
           {"keys", by_key_.size()}};
+}
+
+nlohmann::json HistoryRecorder::requests_json() const {
+  return {{"total", counts_.attempts_ended},
+          {"ok", counts_.attempts_answered},
+          {"throttled", counts_.attempts_throttled},
+          {"errors", counts_.attempts_failed}};
 }
 
 void HistoryRecorder::dump_invoke(uint64_t client_id, uint64_t request_id,

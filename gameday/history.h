@@ -16,8 +16,8 @@
 // - outcomes: kOk (and kNotFound for reads) -> kOk; kConditionFailed -> kConditionFailed; no
 //   answer (the attempt timed out) -> kUnknown with complete_ns = INT64_MAX, since the write may
 //   still take effect at any later moment (P22 section 2: the client cannot tell);
-// - a write answered kNotLeader, kNotServing, kBusy, kRecovering, kUnhealthy, kValidation or
-//   kNoSuchGroup was surely not applied (the replica did not propose it), so it is no operation
+// - a write answered kNotLeader, kNotServing, kBusy, kThrottled, kRecovering, kUnhealthy,
+//   kValidation or kNoSuchGroup was surely not applied (the replica did not propose it), so it is no operation
 //   on the register and is dropped; a read that failed or timed out observed nothing and is
 //   dropped too. This relies on a replica answering those statuses only for requests it never
 //   proposed: a leader that proposed a write and lost leadership must stay silent.
@@ -129,6 +129,11 @@ struct HistoryCounts {
   uint64_t impossible_answers = 0;
   uint64_t operations_succeeded = 0;  // from record_operation_end
   uint64_t operations_failed = 0;
+  // Every ended attempt, by how it ended: answered (kOk, kNotFound, kConditionFailed), refused
+  // by admission control (kThrottled), or anything else (other statuses, timeouts).
+  uint64_t attempts_answered = 0;
+  uint64_t attempts_throttled = 0;
+  uint64_t attempts_failed = 0;
 };
 
 class HistoryRecorder final : public model::ClientObserver {
@@ -175,6 +180,10 @@ class HistoryRecorder final : public model::ClientObserver {
   // no operation end. REQUIRES: window is a positive whole number of seconds.
   nlohmann::json availability(sim::Duration window) const;
   nlohmann::json counts_json() const;
+  // {"total", "ok", "throttled", "errors"} over every attempt the clients ended (a retried
+  // operation counts each attempt): ok = answered, throttled = answered kThrottled, errors = the
+  // rest (timeouts included).
+  nlohmann::json requests_json() const;
 
   // Writes one JSON line per invocation and per completion to `out` from now on, shaped like
   // Porcupine's and Jepsen's histories: {"client", "op" (request id), "operation", "type":

@@ -3,6 +3,8 @@
 #include "gameday/json_reader.h"
 #include "model/storage_protocol.h"
 
+#include <string_view>
+
 namespace dynasim::gameday {
 
 namespace {
@@ -198,6 +200,36 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     storage->compare_timeout = scrub->optional_duration("compare_timeout", storage->compare_timeout,
                                                         sim::milliseconds(10), sim::hours(1));
     scrub->finish();
+  }
+  if (auto admission = reader.optional_object("admission")) {
+    storage->admission = admission->optional_bool("enabled", true);
+    // DynamoDB's default per-table quota is 40,000 RCU and 40,000 WCU (Developer Guide,
+    // ServiceQuotas); a scenario may ask for more, up to the ceiling of every partition.
+    const uint64_t max_units = uint64_t{storage->partitions} * 3'000;
+    storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
+    storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
+    storage->node_read_units_per_second = admission->optional_uint(
+        "node_read_units_per_second", storage->node_read_units_per_second, 1, 100'000'000);
+    storage->node_write_units_per_second = admission->optional_uint(
+        "node_write_units_per_second", storage->node_write_units_per_second, 1, 100'000'000);
+    storage->admission_burst_window = admission->optional_duration(
+        "burst_window", storage->admission_burst_window, sim::milliseconds(1), sim::hours(24));
+    storage->plant_burst_ignores_depth =
+        admission->optional_bool("plant_burst_ignores_depth", false);
+    // Each partition's share is in milli units per second, rounded down: it must not be zero.
+    for (const char* field : {"read_capacity_units", "write_capacity_units"}) {
+      const uint64_t units = std::string_view(field) == "read_capacity_units"
+                                 ? storage->read_capacity_units
+                                 : storage->write_capacity_units;
+      if (units * 1000 < storage->partitions) {
+        throw ScenarioError(admission->child_path(field),
+                            "at least one unit per 1000 partitions",
+                            std::to_string(units) + " over " +
+                                std::to_string(storage->partitions) + " partitions",
+                            "each partition's share would be zero: every request throttled");
+      }
+    }
+    admission->finish();
   }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_scrub_skip_replica =

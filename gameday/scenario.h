@@ -92,6 +92,18 @@ struct StorageSpec {
   uint32_t compare_max_depth = 8;
   sim::Duration compare_timeout = sim::seconds(10);
   uint32_t plant_compare_ignore_replica = 0;  // planted bug: leaders ignore this one's reports
+  // Storage-side admission control (docs/admission.md, "In a game day"): off unless the scenario
+  // has an "admission" section. The table's provisioned capacity, divided evenly over the
+  // partitions (model::allocate_to_partitions); the storage nodes' own throughput.
+  bool admission = false;
+  uint64_t read_capacity_units = 0;
+  uint64_t write_capacity_units = 0;
+  uint64_t node_read_units_per_second = 60'000;   // model::AdmissionOptions' defaults
+  uint64_t node_write_units_per_second = 20'000;
+  // Burst depth in time of the allocation: P22 section 4.1.1, 300 seconds.
+  sim::Duration admission_burst_window = sim::seconds(300);
+  // Planted bug for the admission check (model::AdmissionOptions::plant_burst_ignores_depth).
+  bool plant_burst_ignores_depth = false;
   // Planted software bug (model::DivergentApplyPlant): this replica number diverges silently on
   // every `every`-th write it applies, until `until` after the start.
   uint32_t plant_divergent_apply_replica = 0;

@@ -6,6 +6,7 @@
 #include "gameday/units.h"
 #include "gameday/workload.h"
 #include "model/auto_admin.h"
+#include "model/capacity_mode.h"
 #include "model/healing_protocol.h"
 #include "sim/check.h"
 
@@ -24,8 +25,26 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   paxos_safety_ = std::make_unique<PaxosSafetyChecker>(world_, placement_);
   healing_ = std::make_unique<HealingRecorder>(world_);
   reference_checks_ = std::make_unique<ReferenceCheckRecorder>();
-  observers_ = std::make_unique<ObserverFanout>(std::vector<model::StorageObserver*>{
-      paxos_safety_.get(), healing_.get(), reference_checks_.get()});
+  std::vector<model::StorageObserver*> observers{paxos_safety_.get(), healing_.get(),
+                                                 reference_checks_.get()};
+  const StorageSpec& storage = *spec_.storage;
+  if (storage.admission) {
+    admission_.enabled = true;
+    admission_.admission.node_read_units_per_second =
+        static_cast<int64_t>(storage.node_read_units_per_second);
+    admission_.admission.node_write_units_per_second =
+        static_cast<int64_t>(storage.node_write_units_per_second);
+    admission_.admission.burst_window = storage.admission_burst_window;
+    admission_.admission.plant_burst_ignores_depth = storage.plant_burst_ignores_depth;
+    admission_.allocation = model::allocate_to_partitions(
+        model::TableCapacity{static_cast<int64_t>(storage.read_capacity_units),
+                             static_cast<int64_t>(storage.write_capacity_units)},
+        storage.partitions);
+    admission_checker_ =
+        std::make_unique<AdmissionChecker>(admission_.allocation, admission_.admission);
+    observers.push_back(admission_checker_.get());
+  }
+  observers_ = std::make_unique<ObserverFanout>(std::move(observers));
   add_clients();
   add_storage_nodes(storage_hosts_by_az);
 }
@@ -65,6 +84,7 @@ void ServiceHarness::add_storage_nodes(
   base.btree_cache_pages = storage.btree_cache_pages;
   base.cost.cpu_cores = storage.cpu_cores;
   base.observer = observers_.get();
+  base.admission = admission_;
   if (storage.healing) {
     // Auto-admin runs on the first client host: a control-plane host the faults spare.
     DYN_ASSERT(!client_hosts_.empty());
@@ -395,7 +415,8 @@ void ServiceHarness::judge_scrub() {
 
 bool ServiceHarness::passed() const {
   return durability_passed_ && linearizability_passed_ && convergence_passed_ &&
-         paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_;
+         paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_ &&
+         (admission_checker_ == nullptr || admission_checker_->passed());
 }
 
 // Every group's archive, audited in the object store (model::ArchiveAudit): segments decode and
@@ -451,6 +472,9 @@ std::string ServiceHarness::first_failure() const {
   if (!healing_passed_) return "healing: " + healing_failure_;
   if (!archive_passed_) return "archive: " + archive_report_.value("first_violation", "");
   if (!scrub_passed_) return "scrub: " + scrub_failure_;
+  if (admission_checker_ != nullptr && !admission_checker_->passed()) {
+    return "admission: " + admission_checker_->first_violation();
+  }
   return "";
 }
 
@@ -474,6 +498,23 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
     summary["checks"]["scrub"] = {{"passed", scrub_passed_}, {"first_violation", scrub_failure_}};
     summary["scrub"] = scrub_report_;
   }
+  if (admission_checker_ != nullptr) {
+    summary["checks"]["admission"] = admission_checker_->report();
+    auto counter = [&](std::string_view name) -> int64_t {
+      auto it = world_.counters().find(name);
+      return it == world_.counters().end() ? 0 : it->second;
+    };
+    summary["admission"] = {
+        {"read_capacity_units", spec_.storage->read_capacity_units},
+        {"write_capacity_units", spec_.storage->write_capacity_units},
+        {"admitted", counter("admission.admitted")},
+        {"admitted_using_burst", counter("admission.burst")},
+        {"throttled_by_partition", counter("admission.throttled.partition")},
+        {"throttled_by_node", counter("admission.throttled.node")},
+        {"throttled_by_peers", counter("admission.throttled.peers")}};
+  }
+  // Requests as the clients saw them (every attempt): answered, throttled, or failed otherwise.
+  summary["requests"] = history_->requests_json();
 
   // Availability as the clients saw it, per window of the workload phase.
   nlohmann::json windows = nlohmann::json::array();

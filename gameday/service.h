@@ -10,6 +10,8 @@
 // - replica_convergence: the replicas of each group hold equal content at equal applied index;
 // - scrub (when the scenario enables it): every bit flip on data a replica's B-tree still uses was
 //   detected unless overwritten first, and no read handed a flipped bit on without detecting it;
+// - admission (when the scenario enables it): no node admitted more on a partition than its
+//   allocation, allocated bucket and burst bucket granted (gameday/admission_checker.h);
 // - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
 //   strong reads only inside the holder's window.
 #pragma once
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "gameday/admission_checker.h"
 #include "gameday/healing.h"
 #include "gameday/history.h"
 #include "gameday/scenario.h"
@@ -79,6 +82,10 @@ class ServiceHarness {
   std::unique_ptr<PaxosSafetyChecker> paxos_safety_;
   std::unique_ptr<HealingRecorder> healing_;
   std::unique_ptr<ReferenceCheckRecorder> reference_checks_;
+  // Admission (docs/admission.md, "In a game day"): the nodes' wiring, and the check; only when
+  // the scenario has an "admission" section.
+  model::AdmissionWiring admission_;
+  std::unique_ptr<AdmissionChecker> admission_checker_;
   std::unique_ptr<ObserverFanout> observers_;
   std::optional<sim::Address> auto_admin_;
   std::vector<sim::Address> storage_nodes_;

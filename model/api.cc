@@ -100,6 +100,9 @@ ApiError api_error_for(StorageStatus status) {
     case StorageStatus::kNoSuchGroup:
     case StorageStatus::kRecovering:
       return ApiError::kInternalServerError;
+    case StorageStatus::kThrottled:
+      // Storage-side admission (P22 section 4.1.1): over the table's provisioned throughput.
+      return ApiError::kProvisionedThroughputExceeded;
   }
   return ApiError::kInternalServerError;
 }

@@ -393,8 +393,10 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
       break;
     case StorageStatus::kNotServing:
     case StorageStatus::kBusy:
-      // The replica believes it leads (it is waiting out an old lease, or its queue is full);
-      // the others would only send us back to it. Eventual reads draw afresh anyway.
+    case StorageStatus::kThrottled:
+      // The replica believes it leads (it is waiting out an old lease, or its queue is full),
+      // or its partition is over its throughput (kThrottled: the backoff lets its buckets
+      // refill); the others would only send us back to it. Eventual reads draw afresh anyway.
       retry_or_finish(env, operation, std::move(result), NextReplica::kSame,
                       /*immediately=*/false);
       break;

@@ -23,7 +23,7 @@
 //   at once (an eventual read too: the replica asked holds no items of the group, being a log
 //   replica or a node the group left). Without a hint: the next replica in the view, after a
 //   backoff.
-// - kNotServing, kBusy: the same replica after a backoff (it believes it leads; the others
+// - kNotServing, kBusy, kThrottled: the same replica after a backoff (it believes it leads; the others
 //   would only send us back). kRecovering, kUnhealthy, kNoSuchGroup: the next replica after a
 //   backoff.
 // - no answer within attempt_timeout: the next replica after a backoff, and the replica is no

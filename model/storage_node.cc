@@ -221,6 +221,7 @@ constexpr uint64_t kCookieNodeHeartbeat = 5;  // to auto-admin
 constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
 constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component, its cookie
 constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeeping
+constexpr uint64_t kCookieAdmission = 9;      // admission's capacity reports
 // The attribute DivergentApplyPlant adds: not the workload's "ver", so reads still judge right.
 constexpr const char* kPlantedDivergenceAttribute = "planted_divergence";
 // The archival components of a replica, in kCookieArchive timers (2 bits).
@@ -440,12 +441,20 @@ struct StorageNode::Impl {
   // the client then tries another replica).
   std::map<uint32_t, sim::Address> moved_groups;
 
+  // Admission control (AdmissionWiring): built at start when enabled. Each group's buckets carry
+  // an id, incarnation + the count of bucket sets built before, for StorageObserver::on_admitted.
+  std::optional<NodeAdmission> admission;
+  uint64_t admission_incarnation = 0;
+  uint64_t admission_buckets_built = 0;
+  std::map<uint32_t, uint64_t> admission_buckets;  // by group id
+
   // ------------------------------------------------------------------------------------------
   // Boot.
 
   void start(sim::Env& e) {
     env = &e;
     node_seed = e.random().next_u64();
+    if (options.admission.enabled) start_admission();
     core_free_at.assign(std::max<uint32_t>(1, options.cost.cpu_cores), sim::SimTime::zero());
     sim::Disk& disk = e.disk(options.disk_index);
     sector_bytes = disk.options().sector_size_bytes;
@@ -554,6 +563,7 @@ struct StorageNode::Impl {
     if (options.observer != nullptr) {
       options.observer->on_replica_hosted(r->assignment.group, r->assignment.replica, env->self());
     }
+    if (admission && kind == MemberKind::kFull) admission_host(r->assignment.group);
     replicas.push_back(std::move(r));
     return *replicas.back();
   }
@@ -1024,6 +1034,13 @@ struct StorageNode::Impl {
     // and ReturnValues, so it takes the general path below.
     auto waiter = r.waiters.find(entry.index.value);
     const bool answering = waiter != r.waiters.end();
+    if (admission && r.recovered && r.paxos && r.paxos->role() != PaxosRole::kLeader) {
+      // A follower's work for a replicated write: the node-level bucket pays (admission.h). The
+      // size: the command's bytes and the payload they stand for.
+      const uint64_t size_bytes = entry.command.bytes.size() +
+                                  WriteCommand::peek_stand_in_bytes(entry.command.bytes).value_or(0);
+      admission->on_replicated_write(write_capacity(size_bytes), env->local_now());
+    }
     const ReturnValues return_values =
         answering ? waiter->second.return_values : ReturnValues::kNone;
     // Points into the command's bytes, which the entry keeps alive while it applies.
@@ -1727,6 +1744,11 @@ struct StorageNode::Impl {
               LogIndex());
       return;
     }
+    if (admission && !admit_write(r, request)) {
+      respond(r, from, request.request_id, request.known_epoch, StorageStatus::kThrottled, {}, {},
+              LogIndex());
+      return;
+    }
     Command paxos_command;
     // Unique per (client, request); never 0 (the no-op's id).
     paxos_command.id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
@@ -1870,12 +1892,22 @@ struct StorageNode::Impl {
           // Developer Guide, CapacityUnitCalculations: per 4 KB, eventual reads half.
           answer.consumed =
               read_capacity(stored_item_size_bytes(*item, key_name_bytes), consistency);
+          if (admission && !admit_read(rep, answer.consumed)) {
+            respond(rep, from, request_id, known_epoch, StorageStatus::kThrottled, {}, {},
+                    LogIndex());
+            return;
+          }
           respond(rep, from, request_id, known_epoch, StorageStatus::kOk, std::move(item), {},
                   LogIndex(), std::move(answer));
           return;
         case BTreeStatus::kNotFound:
           // A missing item still costs the minimum.
           answer.consumed = read_capacity(0, consistency);
+          if (admission && !admit_read(rep, answer.consumed)) {
+            respond(rep, from, request_id, known_epoch, StorageStatus::kThrottled, {}, {},
+                    LogIndex());
+            return;
+          }
           respond(rep, from, request_id, known_epoch, StorageStatus::kNotFound, {}, {}, LogIndex(),
                   std::move(answer));
           return;
@@ -2048,6 +2080,11 @@ struct StorageNode::Impl {
     // Developer Guide, CapacityUnitCalculations: the items read summed, then rounded up to 4 KB
     // (an empty page still costs the minimum).
     answer.consumed = read_capacity(read.evaluated_bytes, request.consistency);
+    if (admission && !admit_read(r, answer.consumed)) {
+      respond(r, read.client, request.request_id, request.known_epoch, StorageStatus::kThrottled,
+              {}, {}, LogIndex());
+      return false;
+    }
     answer.scanned_count = static_cast<uint32_t>(read.evaluated.size());
     const uint32_t limit = request.page.limit;
     if (forward) {
@@ -2154,6 +2191,11 @@ struct StorageNode::Impl {
   }
 
   void dispatch(sim::Address from, const sim::Message& message) {
+    if (message.type == static_cast<uint32_t>(AdmissionMessageType::kNodeCapacityReport)) {
+      const auto* report = dynamic_cast<const NodeCapacityReport*>(message.body.get());
+      if (report != nullptr && admission) admission->on_capacity_report(*report, env->local_now());
+      return;
+    }
     switch (static_cast<StorageMessageType>(message.type)) {
       case StorageMessageType::kPaxos: {
         const auto* envelope = dynamic_cast<const PaxosEnvelope*>(message.body.get());
@@ -2243,11 +2285,117 @@ struct StorageNode::Impl {
       case kCookieScrub:
         on_scrub_timer();
         return;
+      case kCookieAdmission:
+        on_admission_timer();
+        return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
     }
   }
 
+
+  // ------------------------------------------------------------------------------------------
+  // Admission control (AdmissionWiring; model/admission.h, docs/admission.md).
+
+  void start_admission() {
+    const sim::SimTime now = env->local_now();
+    // Grows across restarts: a restart takes seconds, far more than the clock ever steps back.
+    admission_incarnation = static_cast<uint64_t>(std::max<int64_t>(now.ns, 0)) + 1;
+    admission.emplace(options.admission.admission, env->self(), admission_incarnation, now);
+    admission_buckets.clear();
+    env->set_timer(options.admission.admission.report_interval, make_cookie(kCookieAdmission, 0));
+  }
+
+  void admission_host(GroupId group) {
+    if (!admission->set_allocation(group, options.admission.allocation, env->local_now())) {
+      env->metrics().add("admission.partitions_refused", 1);
+      return;
+    }
+    admission_buckets[group.value] = admission_incarnation + admission_buckets_built++;
+  }
+
+  // Counts the decision and reports an admission; true when admitted.
+  bool admission_decided(const Replica& r, AdmissionDecision decision, CapacityUnits cost,
+                         bool write, sim::SimTime now) {
+    switch (decision) {
+      case AdmissionDecision::kAdmitted:
+      case AdmissionDecision::kAdmittedUsingBurst: {
+        const bool burst = decision == AdmissionDecision::kAdmittedUsingBurst;
+        env->metrics().add("admission.admitted", 1);
+        if (burst) env->metrics().add("admission.burst", 1);
+        if (options.observer != nullptr) {
+          auto buckets = admission_buckets.find(r.assignment.group.value);
+          DYN_ASSERT(buckets != admission_buckets.end());
+          options.observer->on_admitted(r.assignment.group, env->self(), buckets->second, now,
+                                        to_milli_units(cost), write, burst);
+        }
+        return true;
+      }
+      case AdmissionDecision::kThrottledByPartition:
+        env->metrics().add("admission.throttled.partition", 1);
+        return false;
+      case AdmissionDecision::kThrottledByNode:
+        env->metrics().add("admission.throttled.node", 1);
+        return false;
+      case AdmissionDecision::kThrottledByPeers:
+        env->metrics().add("admission.throttled.peers", 1);
+        return false;
+      case AdmissionDecision::kUnknownPartition:
+        // No allocation here (the node tracks max_partitions already): nothing was granted, so
+        // nothing is admitted.
+        env->metrics().add("admission.throttled.unknown_partition", 1);
+        return false;
+    }
+    return false;
+  }
+
+  bool admit_read(const Replica& r, CapacityUnits cost) {
+    const sim::SimTime now = env->local_now();
+    return admission_decided(r, admission->admit_read(r.assignment.group, cost, now), cost,
+                             /*write=*/false, now);
+  }
+
+  // At the leader, before proposing: a put pays for its new item, a delete or an update the
+  // minimum (the old item, and the updated one, are known only at apply).
+  bool admit_write(const Replica& r, const StorageRequest& request) {
+    const CapacityUnits cost =
+        write_capacity(request.op == StorageOp::kPut
+                           ? stored_item_size_bytes(request.item, request.key_name_bytes)
+                           : 0);
+    std::vector<sim::Address> others;
+    for (const Member& member : r.paxos->configuration().members) {
+      if (member.voter && member.kind == MemberKind::kFull &&
+          member.replica != r.assignment.replica) {
+        others.push_back(address_of(member.endpoint));
+      }
+    }
+    const sim::SimTime now = env->local_now();
+    return admission_decided(r, admission->admit_write(r.assignment.group, cost, others, now),
+                             cost, /*write=*/true, now);
+  }
+
+  // Every report_interval: the node's room, to every node hosting a replica of a group it hosts.
+  void on_admission_timer() {
+    if (!admission) return;
+    const sim::SimTime now = env->local_now();
+    std::set<sim::Address> peers;
+    for (const auto& r : replicas) {
+      if (r->dropped) continue;
+      if (r->paxos) {
+        for (const Member& member : r->paxos->configuration().members) {
+          peers.insert(address_of(member.endpoint));
+        }
+      } else {
+        for (const sim::Address& member : r->assignment.members) peers.insert(member);
+      }
+    }
+    peers.erase(env->self());
+    if (!peers.empty()) {
+      const NodeCapacityReport report = admission->make_report(now);
+      for (const sim::Address& peer : peers) env->send(peer, make_capacity_report_message(report));
+    }
+    env->set_timer(options.admission.admission.report_interval, make_cookie(kCookieAdmission, 0));
+  }
 
   // ------------------------------------------------------------------------------------------
   // WAL archival (docs/archival.md).
@@ -2507,6 +2655,10 @@ struct StorageNode::Impl {
     }
     r.dropped = true;
     r.failed = true;
+    if (admission) {
+      admission->remove_partition(r.assignment.group);
+      admission_buckets.erase(r.assignment.group.value);
+    }
     auto found = slot_of_group.find(r.assignment.group.value);
     if (found != slot_of_group.end() && found->second == r.slot) slot_of_group.erase(found);
     if (r.tick_at != sim::SimTime::max()) tick_index.erase({r.tick_at, r.slot});

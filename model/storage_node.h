@@ -33,6 +33,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/admission.h"
 #include "model/archive.h"
 #include "model/btree.h"
 #include "model/paxos.h"
@@ -166,6 +167,28 @@ struct DivergentApplyPlant {
   sim::SimTime until = sim::SimTime::max();
 };
 
+// Storage-side admission control (P22 section 4.1.1; model/admission.h, docs/admission.md "In a
+// game day"). The node keeps one NodeAdmission, built when the process starts; its incarnation is
+// the local clock reading at boot in nanoseconds, which grows across restarts (a restart takes far
+// longer than any step the clock makes). Every hosted full replica's partition gets `allocation`.
+// - Reads (gets, queries, scans; strong at the leader, eventual at any replica) are admitted once
+//   the read knows what it consumed (the item or page size, as DynamoDB charges after the read):
+//   a refused read answers kThrottled and hands nothing back.
+// - Writes are admitted at the leader before proposing, at write_capacity of the size the request
+//   carries (a put's new item; a delete's or an update's key: the old item is known only at
+//   apply), with the group's other full voters as the peers of the burst check.
+// - Followers pay the node-level write bucket for each write they apply (on_replicated_write).
+// - Every report_interval the node sends its NodeCapacityReport (type 120) to every node that
+//   hosts a replica of a group it hosts.
+// Off by default: nothing is built, sent or charged.
+struct AdmissionWiring {
+  bool enabled = false;
+  AdmissionOptions admission;
+  // Each partition's share of the table's provisioned capacity (allocate_to_partitions); the same
+  // for every group.
+  PartitionAllocation allocation;
+};
+
 struct StorageNodeOptions {
   std::vector<ReplicaAssignment> replicas;
   // Template for every replica's Paxos; self and members are filled per replica.
@@ -187,6 +210,7 @@ struct StorageNodeOptions {
   HealingOptions healing;
   ArchivalOptions archival;
   ScrubOptions scrub;
+  AdmissionWiring admission;
   // Disk slots for replicas (each wal_region_sectors + btree_region_sectors); the replica
   // directory (which slot holds which group's replica) sits right after them. Replicas created
   // by healing take slots not used since the node started. 0: as many as the disk holds.

@@ -124,6 +124,8 @@ const char* to_string(StorageStatus status) {
       return "validation";
     case StorageStatus::kRecovering:
       return "recovering";
+    case StorageStatus::kThrottled:
+      return "throttled";
   }
   return "?";
 }

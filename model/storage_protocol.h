@@ -157,6 +157,11 @@ enum class StorageStatus : uint8_t {
   kNoSuchGroup,      // this node hosts no replica of the group
   kValidation,       // the request is malformed (key or item too large, key mismatch)
   kRecovering,       // the replica is still reading its disk after a restart
+  // Admission control refused the request (model/admission.h, P22 section 4.1.1): the partition's
+  // allocated and burst tokens, the node's, or the peers' reported room were short. Nothing was
+  // read or proposed; the client retries after a backoff (DynamoDB's
+  // ProvisionedThroughputExceededException, retryable).
+  kThrottled,
 };
 const char* to_string(StorageStatus status);
 
@@ -265,6 +270,19 @@ class StorageObserver {
   virtual void on_reference_checked(GroupId group, LogIndex at, ReferenceOutcome outcome,
                                     const std::string& detail) {
     (void)group, (void)at, (void)outcome, (void)detail;
+  }
+
+  // Admission control (model/admission.h; default: ignored). The node at `node` admitted a
+  // request of `milli_units` on `group`'s partition buckets at `local_now` on its clock: a write
+  // (at the leader, before proposing) or a read. `buckets` names the buckets that paid: it changes
+  // whenever the node builds them afresh (a restart, or the partition dropped and hosted again),
+  // since new buckets start full and an admitted-units bound holds only within one set.
+  // `used_burst`: the allocated tokens were short and burst paid.
+  virtual void on_admitted(GroupId group, sim::Address node, uint64_t buckets,
+                           sim::SimTime local_now, int64_t milli_units, bool write,
+                           bool used_burst) {
+    (void)group, (void)node, (void)buckets, (void)local_now, (void)milli_units, (void)write,
+        (void)used_burst;
   }
 
  protected:
