@@ -44,8 +44,8 @@ void AdmissionChecker::on_admitted(model::GroupId group, sim::Address node, uint
   (write ? admitted_writes_ : admitted_reads_) += 1;
   if (used_burst) ++admitted_using_burst_;
   Series& series = series_[SeriesKey{node, group.value, buckets, write}];
-  const int64_t rate = write ? allocation_.write_milli_units_per_second
-                             : allocation_.read_milli_units_per_second;
+  const int64_t rate =
+      write ? allocation_.write_milli_units_per_second : allocation_.read_milli_units_per_second;
   if (!series.started || local_now.ns < series.last_ns) {
     // A new series, or the clock stepped back: a new segment.
     series = Series{};
@@ -71,9 +71,10 @@ void AdmissionChecker::on_admitted(model::GroupId group, sim::Address node, uint
         std::string(write ? "writes" : "reads") + " admitted on group " +
         std::to_string(group.value) + " at node host " + std::to_string(node.host.value) +
         " exceed allocation * window + allocated depth + burst depth by " +
-        std::to_string(static_cast<int64_t>(excess_milli)) + " milli units, in a window ending at " +
-        sim::format_time(local_now) + " on its clock (allocation " + std::to_string(rate) +
-        " milli units/s, depths " + std::to_string(depth_milli_units(rate)) + " milli units)";
+        std::to_string(static_cast<int64_t>(excess_milli)) +
+        " milli units, in a window ending at " + sim::format_time(local_now) +
+        " on its clock (allocation " + std::to_string(rate) + " milli units/s, depths " +
+        std::to_string(depth_milli_units(rate)) + " milli units)";
   }
 }
 
@@ -85,9 +86,9 @@ nlohmann::json AdmissionChecker::report() const {
           {"admitted_writes", admitted_writes_},
           {"admitted_using_burst", admitted_using_burst_},
           {"series", series_.size()},
-          {"worst_excess_milli_units",
-           worst_excess_milli_units_ == INT64_MIN ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(worst_excess_milli_units_)},
+          {"worst_excess_milli_units", worst_excess_milli_units_ == INT64_MIN
+                                           ? nlohmann::json(nullptr)
+                                           : nlohmann::json(worst_excess_milli_units_)},
           {"allocation_milli_units_per_second",
            {{"read", allocation_.read_milli_units_per_second},
             {"write", allocation_.write_milli_units_per_second}}},

@@ -17,10 +17,10 @@
 //   answer (the attempt timed out) -> kUnknown with complete_ns = INT64_MAX, since the write may
 //   still take effect at any later moment (P22 section 2: the client cannot tell);
 // - a write answered kNotLeader, kNotServing, kBusy, kThrottled, kRecovering, kUnhealthy,
-//   kValidation or kNoSuchGroup was surely not applied (the replica did not propose it), so it is no operation
-//   on the register and is dropped; a read that failed or timed out observed nothing and is
-//   dropped too. This relies on a replica answering those statuses only for requests it never
-//   proposed: a leader that proposed a write and lost leadership must stay silent.
+//   kValidation or kNoSuchGroup was surely not applied (the replica did not propose it), so it is
+//   no operation on the register and is dropped; a read that failed or timed out observed nothing
+//   and is dropped too. This relies on a replica answering those statuses only for requests it
+//   never proposed: a leader that proposed a write and lost leadership must stay silent.
 // - eventually consistent reads are counted and dumped but kept out of the register histories:
 //   they are allowed to be stale (P22 section 3), so they are not linearizable by design.
 //

@@ -1,9 +1,9 @@
 #include "gameday/scenario.h"
 
+#include <string_view>
+
 #include "gameday/json_reader.h"
 #include "model/storage_protocol.h"
-
-#include <string_view>
 
 namespace dynasim::gameday {
 
@@ -222,11 +222,10 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
                                  ? storage->read_capacity_units
                                  : storage->write_capacity_units;
       if (units * 1000 < storage->partitions) {
-        throw ScenarioError(admission->child_path(field),
-                            "at least one unit per 1000 partitions",
-                            std::to_string(units) + " over " +
-                                std::to_string(storage->partitions) + " partitions",
-                            "each partition's share would be zero: every request throttled");
+        throw ScenarioError(
+            admission->child_path(field), "at least one unit per 1000 partitions",
+            std::to_string(units) + " over " + std::to_string(storage->partitions) + " partitions",
+            "each partition's share would be zero: every request throttled");
       }
     }
     admission->finish();

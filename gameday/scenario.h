@@ -98,7 +98,7 @@ struct StorageSpec {
   bool admission = false;
   uint64_t read_capacity_units = 0;
   uint64_t write_capacity_units = 0;
-  uint64_t node_read_units_per_second = 60'000;   // model::AdmissionOptions' defaults
+  uint64_t node_read_units_per_second = 60'000;  // model::AdmissionOptions' defaults
   uint64_t node_write_units_per_second = 20'000;
   // Burst depth in time of the allocation: P22 section 4.1.1, 300 seconds.
   sim::Duration admission_burst_window = sim::seconds(300);

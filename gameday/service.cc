@@ -504,14 +504,13 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
       auto it = world_.counters().find(name);
       return it == world_.counters().end() ? 0 : it->second;
     };
-    summary["admission"] = {
-        {"read_capacity_units", spec_.storage->read_capacity_units},
-        {"write_capacity_units", spec_.storage->write_capacity_units},
-        {"admitted", counter("admission.admitted")},
-        {"admitted_using_burst", counter("admission.burst")},
-        {"throttled_by_partition", counter("admission.throttled.partition")},
-        {"throttled_by_node", counter("admission.throttled.node")},
-        {"throttled_by_peers", counter("admission.throttled.peers")}};
+    summary["admission"] = {{"read_capacity_units", spec_.storage->read_capacity_units},
+                            {"write_capacity_units", spec_.storage->write_capacity_units},
+                            {"admitted", counter("admission.admitted")},
+                            {"admitted_using_burst", counter("admission.burst")},
+                            {"throttled_by_partition", counter("admission.throttled.partition")},
+                            {"throttled_by_node", counter("admission.throttled.node")},
+                            {"throttled_by_peers", counter("admission.throttled.peers")}};
   }
   // Requests as the clients saw them (every attempt): answered, throttled, or failed otherwise.
   summary["requests"] = history_->requests_json();

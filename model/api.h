@@ -65,10 +65,11 @@ bool is_throttling(ApiError error);
 // The error a client sees for a storage node's final answer. kOk and kNotFound (GetItem of a
 // missing item is a success with no item) are kNone; kConditionFailed and kValidation are what
 // they say. kThrottled (storage-side admission, P22 section 4.1.1) is
-// ProvisionedThroughputExceeded, which the caller retries with backoff. Every other status is the service's own trouble (a replica that does not lead, has
-// no lease yet, is recovering, unhealthy, busy, or no longer hosts the group): a router retries
-// those itself (router_retries) and, when it runs out, answers InternalServerError, the 500 that
-// DynamoDB documents as retryable and, for a write, of unknown outcome.
+// ProvisionedThroughputExceeded, which the caller retries with backoff. Every other status is the
+// service's own trouble (a replica that does not lead, has no lease yet, is recovering, unhealthy,
+// busy, or no longer hosts the group): a router retries those itself (router_retries) and, when it
+// runs out, answers InternalServerError, the 500 that DynamoDB documents as retryable and, for a
+// write, of unknown outcome.
 ApiError api_error_for(StorageStatus status);
 bool router_retries(StorageStatus status);
 

@@ -23,9 +23,9 @@
 //   at once (an eventual read too: the replica asked holds no items of the group, being a log
 //   replica or a node the group left). Without a hint: the next replica in the view, after a
 //   backoff.
-// - kNotServing, kBusy, kThrottled: the same replica after a backoff (it believes it leads; the others
-//   would only send us back). kRecovering, kUnhealthy, kNoSuchGroup: the next replica after a
-//   backoff.
+// - kNotServing, kBusy, kThrottled: the same replica after a backoff (it believes it leads, or
+//   its partition is over its throughput; the others would only send us back). kRecovering,
+//   kUnhealthy, kNoSuchGroup: the next replica after a backoff.
 // - no answer within attempt_timeout: the next replica after a backoff, and the replica is no
 //   longer taken for the leader.
 // Backoff is full jitter: uniform in [0, min(backoff_cap, backoff_base * 2^n)] before the n-th

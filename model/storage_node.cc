@@ -1037,8 +1037,9 @@ struct StorageNode::Impl {
     if (admission && r.recovered && r.paxos && r.paxos->role() != PaxosRole::kLeader) {
       // A follower's work for a replicated write: the node-level bucket pays (admission.h). The
       // size: the command's bytes and the payload they stand for.
-      const uint64_t size_bytes = entry.command.bytes.size() +
-                                  WriteCommand::peek_stand_in_bytes(entry.command.bytes).value_or(0);
+      const uint64_t size_bytes =
+          entry.command.bytes.size() +
+          WriteCommand::peek_stand_in_bytes(entry.command.bytes).value_or(0);
       admission->on_replicated_write(write_capacity(size_bytes), env->local_now());
     }
     const ReturnValues return_values =
@@ -2293,7 +2294,6 @@ struct StorageNode::Impl {
     }
   }
 
-
   // ------------------------------------------------------------------------------------------
   // Admission control (AdmissionWiring; model/admission.h, docs/admission.md).
 
@@ -2358,10 +2358,9 @@ struct StorageNode::Impl {
   // At the leader, before proposing: a put pays for its new item, a delete or an update the
   // minimum (the old item, and the updated one, are known only at apply).
   bool admit_write(const Replica& r, const StorageRequest& request) {
-    const CapacityUnits cost =
-        write_capacity(request.op == StorageOp::kPut
-                           ? stored_item_size_bytes(request.item, request.key_name_bytes)
-                           : 0);
+    const CapacityUnits cost = write_capacity(
+        request.op == StorageOp::kPut ? stored_item_size_bytes(request.item, request.key_name_bytes)
+                                      : 0);
     std::vector<sim::Address> others;
     for (const Member& member : r.paxos->configuration().members) {
       if (member.voter && member.kind == MemberKind::kFull &&
@@ -2370,8 +2369,8 @@ struct StorageNode::Impl {
       }
     }
     const sim::SimTime now = env->local_now();
-    return admission_decided(r, admission->admit_write(r.assignment.group, cost, others, now),
-                             cost, /*write=*/true, now);
+    return admission_decided(r, admission->admit_write(r.assignment.group, cost, others, now), cost,
+                             /*write=*/true, now);
   }
 
   // Every report_interval: the node's room, to every node hosting a replica of a group it hosts.
