@@ -88,6 +88,7 @@ struct ClusterOptions {
   StorageObserver* observer = nullptr;
   ScrubOptions scrub;
   DivergentApplyPlant plant_divergent_apply;
+  AdmissionWiring admission;
 };
 
 // Three storage hosts (one per AZ) and a client host.
@@ -138,6 +139,7 @@ struct Cluster {
     n.observer = options.observer;
     n.scrub = options.scrub;
     n.plant_divergent_apply = options.plant_divergent_apply;
+    n.admission = options.admission;
     return n;
   }
 
@@ -877,6 +879,99 @@ TEST(StorageNodeScale, ANodeHostingTwoThousandReplicasBootsAndServes) {
     }
   }
   EXPECT_EQ(leaders, 2000u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission control (AdmissionWiring; docs/admission.md, "In a game day").
+
+// Counts an observer's admissions per (node, write).
+class AdmissionTally final : public StorageObserver {
+ public:
+  void on_applied(GroupId, uint32_t, LogIndex, uint64_t) override {}
+  void on_lease(GroupId, uint32_t, SimTime, SimTime) override {}
+  void on_strong_read(GroupId, uint32_t, SimTime) override {}
+  void on_admitted(GroupId, Address node, uint64_t, SimTime, int64_t milli_units, bool write,
+                   bool used_burst) override {
+    (write ? write_milli_units : read_milli_units)[node] += milli_units;
+    if (used_burst) ++burst;
+  }
+  std::map<Address, int64_t> write_milli_units;
+  std::map<Address, int64_t> read_milli_units;
+  uint64_t burst = 0;
+};
+
+TEST(StorageNodeAdmission, WritesAndReadsBeyondTheAllocationAreThrottledAndTheRestServed) {
+  AdmissionTally tally;
+  ClusterOptions options;
+  options.groups = 2;
+  options.observer = &tally;
+  options.admission.enabled = true;
+  // 4 WCU/s and 10 RCU/s per partition; burst holds 300 s of that (P22 section 4.1.1).
+  options.admission.allocation = PartitionAllocation{10'000, 4'000};
+  Cluster c(options);
+  c.run_for(sim::seconds(3));  // leaders elected; a few seconds of unused capacity saved as burst
+  const int leader = c.leader_of(0);
+  ASSERT_NE(leader, 0);
+  // 40 small puts (1 WCU each) sent at once to the leader: the allocated bucket (4) and the burst
+  // saved since boot (about 3 s of 4 WCU, with the peers' reports in) pay for some; the rest are
+  // throttled and never proposed.
+  std::vector<uint64_t> ids;
+  for (int k = 0; k < 40; ++k) {
+    StorageRequest request;
+    request.group = GroupId(0);
+    request.op = StorageOp::kPut;
+    request.key = key_of("k" + std::to_string(k));
+    request.item = item_of("k" + std::to_string(k), "v");
+    ids.push_back(c.client()->send(c.nodes[leader - 1], std::move(request)));
+  }
+  c.run_for(sim::seconds(1));
+  int ok = 0, throttled = 0;
+  for (uint64_t id : ids) {
+    auto response = c.client()->take(id);
+    ASSERT_TRUE(response.has_value());
+    if (response->status == StorageStatus::kOk) ++ok;
+    if (response->status == StorageStatus::kThrottled) ++throttled;
+  }
+  EXPECT_EQ(ok + throttled, 40);
+  EXPECT_GE(ok, 4);
+  EXPECT_LE(ok, 4 + 4 * 5);  // allocated depth + at most 5 s of burst
+  EXPECT_GT(throttled, 0);
+  EXPECT_GT(tally.burst, 0u) << "burst writes need the peers' reports (type 120)";
+  EXPECT_EQ(tally.write_milli_units[c.nodes[leader - 1]], ok * 1000);
+  EXPECT_GT(counter(c, "admission.throttled.partition"), 0);
+  EXPECT_GT(counter(c, "admission.burst"), 0);
+  EXPECT_EQ(counter(c, "admission.admitted"), ok);
+  // Throttled writes were never proposed: the replicas hold exactly the admitted ones.
+  c.run_for(sim::seconds(1));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.node(i)->inspect()[0].item_count, uint64_t(ok));
+
+  // Eventual reads at a follower are admitted on that node's own buckets: 10 RCU/s, so a burst
+  // of 200 half-unit reads is partly throttled there.
+  const int follower = leader % 3;  // another node (0-based index)
+  std::vector<uint64_t> reads;
+  for (int k = 0; k < 200; ++k) {
+    StorageRequest request;
+    request.group = GroupId(0);
+    request.op = StorageOp::kGet;
+    request.consistency = ReadConsistency::kEventual;
+    request.key = key_of("k0");
+    reads.push_back(c.client()->send(c.nodes[follower], std::move(request)));
+  }
+  c.run_for(sim::seconds(1));
+  int read_throttled = 0;
+  for (uint64_t id : reads) {
+    auto response = c.client()->take(id);
+    ASSERT_TRUE(response.has_value());
+    if (response->status == StorageStatus::kThrottled) {
+      ++read_throttled;
+      EXPECT_FALSE(response->item.has_value());
+    }
+  }
+  std::printf("writes: %d admitted, %d throttled; eventual reads: %d of 200 throttled; "
+              "admissions using burst: %llu\n",
+              ok, throttled, read_throttled, static_cast<unsigned long long>(tally.burst));
+  EXPECT_GT(read_throttled, 0);
+  EXPECT_GT(tally.read_milli_units[c.nodes[follower]], 0);
 }
 
 }  // namespace
