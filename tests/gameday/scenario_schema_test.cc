@@ -5,10 +5,13 @@
 //   with the value the schema gives as its default or example, and (b) the fields the loader
 //   knows at a level (ScenarioError::known_fields of an unknown-field error) are exactly the
 //   schema's properties there;
+// - every "default" in the schema is the loader's: a document with the field set to it loads to
+//   the same scenario as one without it;
 // - numeric bounds agree: the schema's minimum and maximum load, one step beyond is refused by
 //   both; the unit patterns agree with gameday/units.h's parsers;
 // - planted errors: a schema missing any one property, or listing one the loader does not know,
-//   fails (a) or (b); a typo in any field name of a shipped scenario fails schema validation.
+//   fails (a) or (b); a wrong default fails the default check; a typo in any field name of a
+//   shipped scenario fails schema validation.
 // The validator below covers the part of JSON Schema draft-07 the schema uses and refuses any
 // other keyword, so the schema cannot rely on a check this test would silently skip.
 #include <gtest/gtest.h>
@@ -21,6 +24,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -449,6 +453,148 @@ std::vector<std::string> loader_fields_outside_the_schema(const json& schema) {
   return problems;
 }
 
+// Every field of a loaded scenario that the format sets, one "name=value" per line, to compare
+// a document without a field against one with the schema's default for it.
+std::string fingerprint(const ScenarioSpec& spec) {
+  std::ostringstream out;
+  out.precision(17);
+  const auto put = [&](const char* name, const auto& value) {
+    out << name << "=" << value << "\n";
+  };
+  const auto time = [&](const char* name, sim::Duration value) { put(name, value.ns); };
+  put("name", spec.name);
+  put("description", spec.description);
+  time("duration", spec.duration);
+  time("heal", spec.heal);
+  for (const std::string& az : spec.topology.az_names) put("az", az);
+  put("racks_per_az", spec.topology.racks_per_az);
+  put("hosts_per_rack", spec.topology.hosts_per_rack);
+  put("clock_drift_ppm", spec.topology.clock_drift_ppm_bound);
+  const sim::DiskOptions& disk = spec.topology.disk;
+  put("capacity", disk.capacity_bytes);
+  put("torn", disk.torn_write_probability);
+  put("bit_rot", disk.bit_rot_per_tb_hour);
+  put("latent", disk.latent_error_probability_per_read);
+  put("misdirected", disk.misdirected_write_probability);
+  put("fsync_kind", static_cast<int>(disk.fsync_latency_ns.kind));
+  put("fsync_median", disk.fsync_latency_ns.median);
+  put("fsync_sigma", disk.fsync_latency_ns.sigma);
+  put("fsync_maximum", disk.fsync_latency_ns.maximum);
+  put("loss", spec.network.loss_probability);
+  put("duplicate", spec.network.duplicate_probability);
+  put("reorder", spec.network.reorder_probability);
+  time("append_interval", spec.probe.append_interval);
+  time("ping_interval", spec.probe.ping_interval);
+  put("max_records", spec.probe.max_records);
+  put("ack_before_fsync", spec.probe.ack_before_fsync);
+  put("unrestricted", spec.survivability.unrestricted);
+  put("max_impaired_azs", spec.survivability.max_impaired_azs);
+  for (const NamedTimelineFault& fault : spec.timeline) {
+    time("at", fault.at);
+    put("kind", sim::to_string(fault.kind));
+    put("target", fault.target);
+    time("for", fault.duration);
+    put("value", fault.value);
+  }
+  for (const NamedRandomFault& fault : spec.random_faults) {
+    put("kind", sim::to_string(fault.kind));
+    put("scope", fault.scope);
+    put("rate", fault.rate_per_host_hour);
+    time("for", fault.duration);
+    put("value", fault.value);
+  }
+  if (spec.storage) {
+    const StorageSpec& s = *spec.storage;
+    put("partitions", s.partitions);
+    put("cpu_cores", s.cpu_cores);
+    put("checkpoint_every_entries", s.checkpoint_every_entries);
+    time("checkpoint_interval", s.checkpoint_interval);
+    put("log_tail_entries", s.log_tail_entries);
+    put("btree_cache_pages", s.btree_cache_pages);
+    time("heartbeat_interval", s.heartbeat_interval);
+    time("election_timeout", s.election_timeout);
+    time("lease", s.lease);
+    put("max_clock_drift_ppm", s.max_clock_drift_ppm);
+    put("plant_quorum_of_one", s.plant_quorum_of_one);
+    put("plant_no_lease_wait", s.plant_no_lease_wait);
+    put("plant_follower_strong_reads", s.plant_follower_strong_reads);
+    put("plant_send_before_fsync", s.plant_send_before_fsync);
+    put("healing", s.healing);
+    time("replica_lost_after", s.replica_lost_after);
+    time("healing_check_interval", s.healing_check_interval);
+    put("log_replicas", s.log_replicas);
+    put("log_replica_seed_entries", s.log_replica_seed_entries);
+    put("rebuild_bytes_per_second", s.rebuild_bytes_per_second);
+    time("rebuild_waits_for_az", s.rebuild_waits_for_az);
+    put("plant_remove_log_replica_early", s.plant_remove_log_replica_early);
+    put("archival", s.archival);
+    put("archive_entries_per_segment", s.archive_entries_per_segment);
+    put("archive_snapshot_every_entries", s.archive_snapshot_every_entries);
+    put("plant_accept_sequence_gap", s.plant_accept_sequence_gap);
+    put("plant_archive_alter_entry_every", s.plant_archive_alter_entry_every);
+    put("scrub", s.scrub);
+    put("scrub_pages_per_second", s.scrub_pages_per_second);
+    put("scrub_pages_per_step", s.scrub_pages_per_step);
+    put("plant_scrub_skip_replica", s.plant_scrub_skip_replica);
+    time("compare_interval", s.compare_interval);
+    put("compare_fanout", s.compare_fanout);
+    put("compare_leaf_items", s.compare_leaf_items);
+    put("compare_max_depth", s.compare_max_depth);
+    time("compare_timeout", s.compare_timeout);
+    put("plant_compare_ignore_replica", s.plant_compare_ignore_replica);
+    put("plant_divergent_apply_replica", s.plant_divergent_apply_replica);
+    put("plant_divergent_apply_every", s.plant_divergent_apply_every);
+    time("plant_divergent_apply_until", s.plant_divergent_apply_until);
+  }
+  const WorkloadSpec& w = spec.workload;
+  put("client_hosts_per_az", w.client_hosts_per_az);
+  put("operations_per_second", w.operations_per_second);
+  put("keys", w.keys);
+  put("item_size_bytes", w.item_size_bytes);
+  put("put", w.put);
+  put("get_strong", w.get_strong);
+  put("get_eventual", w.get_eventual);
+  put("put_if_version", w.put_if_version);
+  put("put_if_absent", w.put_if_absent);
+  put("delete", w.delete_item);
+  put("max_attempts", w.max_attempts);
+  time("attempt_timeout", w.attempt_timeout);
+  time("verify_after", w.verify_after);
+  time("availability_window", spec.checks.availability_window);
+  time("max_quorum_restore_p99", spec.checks.max_quorum_restore_p99);
+  put("linearizability_max_states_per_key", spec.checks.linearizability_max_states_per_key);
+  return out.str();
+}
+
+// Check: each "default" the schema gives is the loader's, i.e. a document with the field set to
+// it loads to the same scenario as one without the field. Returns the problems.
+std::vector<std::string> defaults_the_loader_does_not_have(const json& schema) {
+  const SchemaValidator validator(schema);
+  std::vector<std::string> problems;
+  for (const Level& level : levels(validator, schema)) {
+    for (const auto& [key, property] : level.schema->at("properties").items()) {
+      if (!property.contains("default")) continue;
+      json without = document_reaching(validator, schema, level);
+      without[level.pointer].erase(key);
+      complete(validator, schema, without);
+      json with = without;
+      with[level.pointer][key] = property.at("default");
+      complete(validator, schema, with);
+      try {
+        const std::string loaded_without = fingerprint(parse_scenario(without, "without"));
+        const std::string loaded_with = fingerprint(parse_scenario(with, "with"));
+        if (loaded_without != loaded_with) {
+          problems.push_back(level.path + "." + key + ": the default " +
+                             property.at("default").dump() + " is not the loader's");
+        }
+      } catch (const ScenarioError& error) {
+        problems.push_back(level.path + "." + key + ": " + error.what());
+      }
+    }
+  }
+  return problems;
+}
+
 std::string joined(const std::vector<std::string>& lines) {
   std::string text;
   for (const std::string& line : lines) text += line + "\n";
@@ -496,6 +642,21 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
 
 TEST(ScenarioSchemaTest, EveryPropertyInTheSchemaLoads) {
   EXPECT_EQ(joined(properties_the_loader_refuses(read_schema())), "");
+}
+
+TEST(ScenarioSchemaTest, EveryDefaultInTheSchemaIsTheLoaders) {
+  EXPECT_EQ(joined(defaults_the_loader_does_not_have(read_schema())), "");
+}
+
+// Planted error: a default the loader does not have is caught.
+TEST(ScenarioSchemaTest, PlantedWrongDefaultIsCaught) {
+  json schema = read_schema();
+  schema["properties"]["storage"]["properties"]["lease"]["default"] = "3s";
+  schema["properties"]["workload"]["properties"]["mix"]["default"]["put"] = 31;
+  const std::vector<std::string> problems = defaults_the_loader_does_not_have(schema);
+  EXPECT_TRUE(mentions(problems, "$.storage.lease: the default \"3s\" is not the loader's"));
+  EXPECT_TRUE(mentions(problems, "$.workload.mix: the default"));
+  EXPECT_EQ(problems.size(), 2u) << joined(problems);
 }
 
 TEST(ScenarioSchemaTest, TheLoaderKnowsExactlyTheSchemasFieldsAtEveryLevel) {
