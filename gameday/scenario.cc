@@ -59,9 +59,9 @@ void read_topology(ObjectReader reader, TopologySpec* topology) {
         disk->optional_number("bit_rot_per_tb_hour", options.bit_rot_per_tb_hour, 0, 1e9);
     options.latent_error_probability_per_read = disk->optional_number(
         "latent_error_probability", options.latent_error_probability_per_read, 0, 1);
-    if (disk->has("fsync_latency")) {
-      const sim::Duration median =
-          disk->required_duration("fsync_latency", sim::Duration(1), sim::seconds(10));
+    const sim::Duration median = disk->optional_duration("fsync_latency", sim::Duration(0),
+                                                         sim::Duration(1), sim::seconds(10));
+    if (median > sim::Duration(0)) {  // absent: DiskOptions' default
       options.fsync_latency_ns =
           sim::DiskOptions::make_latency(static_cast<double>(median.ns), 0.5);
     }
@@ -270,6 +270,8 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
   ObjectReader root(document, "$");
   ScenarioSpec spec;
   spec.source = source;
+  // "$schema" names the JSON Schema (scenarios/scenario.schema.json) for editors; ignored here.
+  root.optional_string("$schema", "");
   spec.name = root.required_string("name");
   spec.description = root.optional_string("description", "");
   spec.duration = root.required_duration("duration", sim::seconds(1), sim::hours(24 * 30));
