@@ -218,6 +218,8 @@ int command_run(const std::vector<std::string>& arguments) {
     return kExitPassed;
   } catch (const gameday::ScenarioError& error) {
     return bad_input(error.what());
+  } catch (const std::filesystem::filesystem_error& error) {
+    return bad_input(std::string(error.what()) + " (check --out)");
   }
 }
 
