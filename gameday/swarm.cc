@@ -355,6 +355,11 @@ json merge_reports(const std::vector<json>& reports) {
   if (reports.empty()) throw fail("at least one shard report", "none");
   static constexpr const char* kShared[] = {"report_version", "scenario",  "scenario_file", "seeds",
                                             "randomize",      "overrides", "build_id"};
+  for (const json& report : reports) {
+    if (!report.is_object() || !report.value("results", json()).is_array()) {
+      throw fail("a swarm report: an object with \"results\"", describe_json_value(report));
+    }
+  }
   const json& first = reports.front();
   for (const char* key : kShared) {
     if (!first.contains(key))
@@ -464,6 +469,9 @@ ReplayOutcome replay_capsule(const json& capsule, const std::string& build) {
                           describe_json_value(assignment));
     }
     assignments.push_back(assignment.get<std::string>());
+  }
+  for (const char* key : {"trace_hash", "failed_check", "first_failure", "build_id"}) {
+    field(key, json::value_t::string, "a string");
   }
   ReplayOutcome outcome;
   outcome.result = run_seed(scenario, source, seed, assignments, {});
