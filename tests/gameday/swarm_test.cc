@@ -182,6 +182,14 @@ TEST(SwarmTest, AFailingSeedsCapsuleReplaysTheSameTraceAndFailure) {
   EXPECT_EQ(capsule["overrides"], json(kPlanted));
   EXPECT_EQ(capsule["scenario"], parse_json_file(kSmoke));
 
+  // merge of the one shard 1/1: the same report, and the capsules copied with their replay line.
+  const fs::path merged = dir.path() / "merged";
+  EXPECT_EQ(run_cli("merge " + out.string() + " --out " + merged.string()), 1);
+  EXPECT_EQ(read_text(merged / "report.json"), read_text(out / "report.json"));
+  const json copied = json::parse(read_text(merged / failing["capsule"].get<std::string>()));
+  EXPECT_EQ(copied["replay"], "dynasim replay " + (merged / failing["capsule"]).string());
+  EXPECT_EQ(copied["trace_hash"], capsule["trace_hash"]);
+
   std::ofstream(scenario) << "{\"name\": \"changed\"}";
   output.clear();
   EXPECT_EQ(run_cli("replay " + capsule_path.string(), &output), 1);
@@ -231,7 +239,8 @@ TEST(SwarmTest, RandomizeDrawsTheSameKnobsForTheSameSeedAndTheKnobsAloneReplay) 
   std::vector<std::string> overrides = kShort;
   for (const json& knob : entry["knobs"]) overrides.push_back(knob.get<std::string>());
   EXPECT_EQ(entry["knobs"].get<std::vector<std::string>>(), draw_knobs(document, 3, kShort));
-  ScenarioRun run(load_scenario(kSmoke, overrides), 3);
+  const ScenarioSpec spec = load_scenario(kSmoke, overrides);  // a run keeps a reference to it
+  ScenarioRun run(spec, 3);
   run.run_to_end();
   EXPECT_EQ(entry["trace_hash"], run.summary(0)["trace_hash"]);
 }
