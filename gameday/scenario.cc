@@ -229,6 +229,20 @@ void read_workload(ObjectReader reader, WorkloadSpec* workload) {
   workload->keys = reader.optional_uint("keys", workload->keys, 1, 100'000'000);
   workload->item_size_bytes =
       reader.optional_bytes("item_size", workload->item_size_bytes, 1, 400 * 1024);
+  if (auto keys = reader.optional_object("key_distribution")) {
+    KeyDistribution& distribution = workload->key_distribution;
+    const std::string kind =
+        keys->optional_enum("kind", {"uniform", "zipf", "hot_set", "sequential"}, "uniform");
+    if (kind == "zipf") distribution.kind = KeyDistribution::Kind::kZipf;
+    if (kind == "hot_set") distribution.kind = KeyDistribution::Kind::kHotSet;
+    if (kind == "sequential") distribution.kind = KeyDistribution::Kind::kSequential;
+    distribution.zipf_exponent =
+        keys->optional_number("exponent", distribution.zipf_exponent, 0.01, 10);
+    distribution.hot_keys_fraction =
+        keys->optional_number("hot_keys_fraction", distribution.hot_keys_fraction, 1e-9, 1);
+    distribution.hot_traffic = keys->optional_number("hot_traffic", distribution.hot_traffic, 0, 1);
+    keys->finish();
+  }
   if (auto mix = reader.optional_object("mix")) {
     workload->put = mix->optional_number("put", 0, 0, 1e9);
     workload->get_strong = mix->optional_number("get_strong", 0, 0, 1e9);

@@ -551,6 +551,10 @@ std::string fingerprint(const ScenarioSpec& spec) {
   put("operations_per_second", w.operations_per_second);
   put("keys", w.keys);
   put("item_size_bytes", w.item_size_bytes);
+  put("key_distribution.kind", static_cast<int>(w.key_distribution.kind));
+  put("key_distribution.exponent", w.key_distribution.zipf_exponent);
+  put("key_distribution.hot_keys_fraction", w.key_distribution.hot_keys_fraction);
+  put("key_distribution.hot_traffic", w.key_distribution.hot_traffic);
   put("put", w.put);
   put("get_strong", w.get_strong);
   put("get_eventual", w.get_eventual);
@@ -628,8 +632,8 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, plant, divergent_apply, workload, mix, checks.
-  EXPECT_EQ(all.size(), 17u);
+  // healing, archival, scrub, plant, divergent_apply, workload, key_distribution, mix, checks.
+  EXPECT_EQ(all.size(), 18u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {
