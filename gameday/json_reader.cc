@@ -554,7 +554,9 @@ ScenarioError::ScenarioError(std::string path_text, std::string expected_text,
       column(location.column) {}
 
 ScenarioError ScenarioError::with_file(std::string file_path) const {
-  return ScenarioError(path, expected, found, hint, {std::move(file_path), line, column});
+  ScenarioError copy(path, expected, found, hint, {std::move(file_path), line, column});
+  copy.known_fields = known_fields;
+  return copy;
 }
 
 // ---- ObjectReader ---------------------------------------------------------------------------
@@ -720,8 +722,10 @@ void ObjectReader::finish() const {
                                                : "one of the fields " + quote_list(known, "or");
     std::string hint = did_you_mean_hint(item.key(), known);
     if (hint.empty()) hint = "check the spelling, or remove the field";
-    throw ScenarioError(child_path(item.key()), expected,
+    ScenarioError error(child_path(item.key()), expected,
                         "the unknown field " + quote_for_message(item.key()), hint);
+    error.known_fields = known;
+    throw error;
   }
 }
 

@@ -62,6 +62,9 @@ struct ScenarioError : std::runtime_error {
   std::string file;      // set by parse_json_file and with_file(); otherwise empty
   std::size_t line = 0;  // 1-based, for JSON syntax errors only; 0 when unknown
   std::size_t column = 0;
+  // For an unknown field (ObjectReader::finish): every field known at that level, sorted; the
+  // message lists at most 24 of them. Empty for other errors.
+  std::vector<std::string> known_fields;
 };
 
 class ArrayReader;

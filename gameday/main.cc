@@ -3,6 +3,7 @@
 // (scenario or command line), 3 internal error.
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cinttypes>
@@ -11,12 +12,14 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gameday/determinism.h"
 #include "gameday/json_reader.h"
 #include "gameday/run.h"
 #include "gameday/scenario.h"
+#include "gameday/swarm.h"
 #include "gameday/units.h"
 
 namespace po = boost::program_options;
@@ -37,21 +40,32 @@ bug reproduction by seed and capacity planning.
 Usage:
   dynasim run [SCENARIO] [--seed N] [--out DIR] [--set PATH=VALUE ...] [--check-determinism]
   dynasim validate SCENARIO [--set PATH=VALUE ...]
+  dynasim swarm SCENARIO --seeds A..B [--jobs J] [--randomize] [--shard K/N] [--out DIR]
+  dynasim replay CAPSULE
+  dynasim merge DIR... [--out DIR]
   dynasim --help | dynasim COMMAND --help
 
 Commands:
   run        Run a scenario with one seed and write DIR/summary.json. The same scenario, seed
              and build always replay the same events; the summary's trace_hash proves it.
   validate   Check a scenario file and print what is wrong with it, with the JSON path.
+  swarm      Run a scenario over a range of seeds on J threads; write a report, and a capsule
+             for every failing seed. --randomize draws knobs and fault classes per seed.
+  replay     Run a capsule's scenario, seed and overrides again and compare the trace_hash
+             and the failing check with the capsule's.
+  merge      Combine the reports of swarm shards (--shard K/N) into one report.
 
 Examples:
   dynasim run scenarios/world-smoke.json --seed 7 --out out/smoke
   dynasim run scenarios/world-smoke.json --seed 7 --set duration=2m --set faults.unrestricted=true
   dynasim run scenarios/world-smoke.json --seed 7 --check-determinism
+  dynasim swarm scenarios/world-smoke.json --seeds 1..100 --jobs 2 --randomize --set duration=1m
+  dynasim replay out/swarm-world-smoke/capsules/seed-17.json
 
 Exit codes: 0 every check passed, 1 a check failed (the summary and stderr name it and print the
-reproduce command), 2 bad input (scenario or command line), 3 internal error.
-See docs/scenarios.md for the scenario format and docs/reproducing-bugs.md for seeds.
+reproduce command), 2 bad input (scenario, capsule, report or command line), 3 internal error.
+See docs/scenarios.md for the scenario format and docs/reproducing-bugs.md for seeds, swarms,
+capsules and replay.
 )";
 
 std::string hex64(uint64_t value) {
@@ -252,6 +266,8 @@ int command_run(const std::vector<std::string>& arguments) {
     return kExitPassed;
   } catch (const gameday::ScenarioError& error) {
     return bad_input(error.what());
+  } catch (const std::filesystem::filesystem_error& error) {
+    return bad_input(std::string(error.what()) + " (check --out)");
   }
 }
 
@@ -289,6 +305,329 @@ int command_validate(const std::vector<std::string>& arguments) {
   }
 }
 
+bool write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream output(path, std::ios::binary);
+  output << text;
+  return static_cast<bool>(output.flush());
+}
+
+// Parses a subcommand's arguments; returns -1 to go on, or the exit code (help or bad input).
+int parse_arguments(const std::vector<std::string>& arguments,
+                    const po::options_description& options, const po::options_description& hidden,
+                    const po::positional_options_description& positional, const char* command,
+                    const std::string& usage, po::variables_map* values) {
+  po::options_description all;
+  all.add(options).add(hidden);
+  try {
+    po::store(po::command_line_parser(arguments).options(all).positional(positional).run(),
+              *values);
+    po::notify(*values);
+  } catch (const po::error& error) {
+    return bad_input(std::string(error.what()) + " (see 'dynasim " + command + " --help')");
+  }
+  if (values->count("help")) {
+    std::cout << usage << "\n" << options;
+    return kExitPassed;
+  }
+  return -1;
+}
+
+const char* kSwarmUsage =
+    R"(Usage: dynasim swarm SCENARIO --seeds A..B [--jobs J] [--randomize] [--shard K/N] [--out DIR]
+                     [--set PATH=VALUE ...]
+
+Runs SCENARIO once per seed in A..B, J simulations at a time (one per thread), and writes
+  DIR/report.json        every seed in order: passed, trace_hash, events, the first failing check;
+                         the same bytes for any --jobs
+  DIR/figures.json       seeds per second and simulated seconds per wall second (not in the
+                         report: they depend on the machine)
+  DIR/capsules/seed-N.json  for each failing seed: the scenario's content, seed, overrides, build id,
+                         trace_hash and failing check; 'dynasim replay' runs it again
+--randomize draws, per seed and from that seed alone, a subset of the fault timeline, random fault
+classes and rates, network loss/duplication/reordering and the workload mix (or the probe's
+append interval); the drawn knobs are recorded as --set overrides in the report and the capsule.
+--shard K/N runs the seeds s with (s - A) mod N = K - 1; 'dynasim merge' combines the shards'
+reports into the report one machine would have written for A..B.
+
+Examples:
+  dynasim swarm scenarios/world-smoke.json --seeds 1..200 --jobs 2 --set duration=1m --set heal=20s
+  dynasim swarm scenarios/world-smoke.json --seeds 1..200 --jobs 2 --randomize --set duration=1m
+  dynasim swarm scenarios/world-smoke.json --seeds 1..1000 --shard 1/4 --out out/shard1
+  dynasim merge out/shard1 out/shard2 out/shard3 out/shard4 --out out/merged
+
+Exit codes: 0 every seed passed, 1 a check failed for some seed, 2 bad input, 3 internal error
+(including a seed whose run threw). docs/reproducing-bugs.md has the details.
+)";
+
+int command_swarm(const std::vector<std::string>& arguments) {
+  po::options_description options("dynasim swarm options");
+  std::string seeds_text, shard_text = "1/1", out_dir;
+  uint32_t jobs = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::string> overrides;
+  options.add_options()("help,h", "show this help")("seeds", po::value<std::string>(&seeds_text),
+                                                    "the seeds, A..B (both included) or one seed")(
+      "jobs,j", po::value<uint32_t>(&jobs)->default_value(jobs),
+      "simulations run at once, one per thread (default: the number of cores)")(
+      "randomize", "draw knobs and fault classes per seed (swarm testing)")(
+      "shard", po::value<std::string>(&shard_text)->default_value("1/1"),
+      "run shard K of N: the seeds s with (s - A) mod N = K - 1")(
+      "out", po::value<std::string>(&out_dir),
+      "output folder (default: out/swarm-<scenario>, or out/swarm-<scenario>-shard-K-of-N)")(
+      "set", po::value<std::vector<std::string>>(&overrides)->composing(),
+      "override a scenario field for every seed, e.g. --set duration=2m")("quiet",
+                                                                          "no progress line");
+  po::options_description hidden;
+  std::string scenario_path;
+  hidden.add_options()("scenario", po::value<std::string>(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("scenario", 1);
+  po::variables_map values;
+  if (const int code =
+          parse_arguments(arguments, options, hidden, positional, "swarm", kSwarmUsage, &values);
+      code >= 0) {
+    return code;
+  }
+  if (scenario_path.empty()) return bad_input("swarm: no SCENARIO (see 'dynasim swarm --help')");
+  gameday::SwarmOptions swarm;
+  swarm.scenario_path = scenario_path;
+  swarm.overrides = overrides;
+  swarm.randomize = values.count("randomize") > 0;
+  swarm.jobs = jobs;
+  if (seeds_text.empty()) return bad_input("swarm: --seeds A..B is required");
+  if (!gameday::parse_seed_range(seeds_text, &swarm.seeds)) {
+    return bad_input("swarm: --seeds expects A..B with A <= B (e.g. 1..100), found \"" +
+                     seeds_text + "\"");
+  }
+  if (swarm.seeds.count() > 100'000'000) {
+    return bad_input("swarm: --seeds spans more than 100,000,000 seeds; use --shard");
+  }
+  if (!gameday::parse_shard(shard_text, &swarm.shard)) {
+    return bad_input("swarm: --shard expects K/N with 1 <= K <= N (e.g. 2/4), found \"" +
+                     shard_text + "\"");
+  }
+  if (jobs < 1 || jobs > 1024) return bad_input("swarm: --jobs expects 1..1024");
+
+  nlohmann::json document;
+  gameday::SwarmOutcome outcome;
+  const bool show_progress = !values.count("quiet") && isatty(STDERR_FILENO);
+  try {
+    document = gameday::parse_json_file(scenario_path);
+    outcome = gameday::run_swarm(swarm, document, [&](const gameday::SwarmProgress& progress) {
+      if (!show_progress) return;
+      std::fprintf(
+          stderr, "\r  seeds %" PRIu64 " / %" PRIu64 "  failures %" PRIu64 "  %.2f seeds/s  ",
+          progress.done, progress.total, progress.failed,
+          progress.wall_seconds > 0 ? static_cast<double>(progress.done) / progress.wall_seconds
+                                    : 0.0);
+    });
+  } catch (const gameday::ScenarioError& error) {
+    return bad_input(error.what());
+  }
+  if (show_progress) std::fprintf(stderr, "\r%70s\r", "");
+
+  const std::string build = gameday::build_id();
+  const std::string name = document.value("name", "scenario");
+  if (out_dir.empty()) {
+    out_dir = "out/swarm-" + name;
+    if (swarm.shard.count > 1) {
+      out_dir += "-shard-" + std::to_string(swarm.shard.index) + "-of-" +
+                 std::to_string(swarm.shard.count);
+    }
+  }
+  const std::filesystem::path out(out_dir);
+  std::error_code error_code;
+  std::filesystem::create_directories(out / "capsules", error_code);
+  if (error_code) return bad_input("cannot create " + (out / "capsules").string() + " (--out)");
+
+  bool internal_error = false;
+  for (const gameday::SeedResult& result : outcome.results) {
+    if (result.passed) continue;
+    const std::string capsule_path = (out / gameday::capsule_name(result.seed)).string();
+    const nlohmann::json capsule =
+        gameday::make_capsule(swarm, document, result, build, capsule_path);
+    if (!write_file(capsule_path, capsule.dump(2) + "\n")) {
+      return bad_input("cannot write " + capsule_path);
+    }
+    if (!result.error.empty()) {
+      internal_error = true;
+      std::printf("seed %" PRIu64 ": ERROR %s\n", result.seed, result.error.c_str());
+    } else {
+      std::printf("seed %" PRIu64 ": FAILED %s%s%s\n", result.seed, result.failed_check.c_str(),
+                  result.first_failure.empty() ? "" : ": ", result.first_failure.c_str());
+    }
+    std::printf("  replay: dynasim replay %s\n", capsule_path.c_str());
+  }
+  const nlohmann::json report = gameday::swarm_report(swarm, document, outcome, build);
+  const std::string report_path = (out / "report.json").string();
+  if (!write_file(report_path, gameday::report_text(report))) {
+    return bad_input("cannot write " + report_path);
+  }
+  const double seeds_per_second =
+      outcome.wall_seconds > 0 ? static_cast<double>(outcome.results.size()) / outcome.wall_seconds
+                               : 0.0;
+  const double sim_per_wall =
+      outcome.wall_seconds > 0 ? outcome.sim_seconds / outcome.wall_seconds : 0.0;
+  const nlohmann::json figures = {{"jobs", jobs},
+                                  {"seeds", outcome.results.size()},
+                                  {"wall_seconds", outcome.wall_seconds},
+                                  {"seeds_per_second", seeds_per_second},
+                                  {"sim_seconds", outcome.sim_seconds},
+                                  {"sim_seconds_per_wall_second", sim_per_wall}};
+  if (!write_file(out / "figures.json", figures.dump(2) + "\n")) {
+    return bad_input("cannot write " + (out / "figures.json").string());
+  }
+  const uint64_t failed = report["failed"].get<uint64_t>();
+  std::printf("%s seeds %s shard %u/%u: %" PRIu64 " run, %" PRIu64 " passed, %" PRIu64
+              " failed; %.2f seeds/s, %.0f sim-s per wall-s (%u jobs, %.2f wall-s)\n",
+              name.c_str(), seeds_text.c_str(), swarm.shard.index, swarm.shard.count,
+              static_cast<uint64_t>(outcome.results.size()), report["passed"].get<uint64_t>(),
+              failed, seeds_per_second, sim_per_wall, jobs, outcome.wall_seconds);
+  std::printf("  report: %s\n", report_path.c_str());
+  if (internal_error) return kExitInternalError;
+  return failed > 0 ? kExitCheckFailed : kExitPassed;
+}
+
+const char* kReplayUsage =
+    R"(Usage: dynasim replay CAPSULE
+
+Runs the scenario stored in CAPSULE (its content, not the file it came from) with the capsule's
+seed and overrides, and compares the trace_hash and the failing check with the capsule's. Warns
+when this binary's build id differs from the one that wrote the capsule: the same build replays
+the same events bit for bit; another build may not.
+
+Examples:
+  dynasim replay out/swarm-world-smoke/capsules/seed-17.json
+  dynasim replay capsule.json && echo "no longer fails"
+
+Exit codes: 1 the failure reproduced (or a check failed in another way: the output says which),
+0 the run passed (the failure did not reproduce), 2 bad input (no such capsule, malformed
+capsule), 3 internal error.
+)";
+
+int command_replay(const std::vector<std::string>& arguments) {
+  po::options_description options("dynasim replay options");
+  options.add_options()("help,h", "show this help");
+  po::options_description hidden;
+  std::string capsule_path;
+  hidden.add_options()("capsule", po::value<std::string>(&capsule_path));
+  po::positional_options_description positional;
+  positional.add("capsule", 1);
+  po::variables_map values;
+  if (const int code =
+          parse_arguments(arguments, options, hidden, positional, "replay", kReplayUsage, &values);
+      code >= 0) {
+    return code;
+  }
+  if (capsule_path.empty()) return bad_input("replay: no CAPSULE (see 'dynasim replay --help')");
+  try {
+    const nlohmann::json capsule = gameday::parse_json_file(capsule_path);
+    const std::string build = gameday::build_id();
+    const gameday::ReplayOutcome outcome = gameday::replay_capsule(capsule, build);
+    if (!outcome.same_build) {
+      std::fprintf(stderr,
+                   "dynasim: warning: the capsule was written by build %s, this is build %s; "
+                   "another build may run other events\n",
+                   capsule.value("build_id", "?").c_str(), build.c_str());
+    }
+    const gameday::SeedResult& result = outcome.result;
+    std::printf("replay seed %" PRIu64 ": trace_hash %s (capsule %s)\n", result.seed,
+                result.trace_hash.c_str(), capsule.value("trace_hash", "?").c_str());
+    if (outcome.reproduced()) {
+      std::printf("reproduced: check %s failed again, bit for bit%s%s\n",
+                  result.failed_check.c_str(), result.first_failure.empty() ? "" : ": ",
+                  result.first_failure.c_str());
+      return kExitCheckFailed;
+    }
+    if (result.passed) {
+      std::printf("did not reproduce: every check passed\n");
+      return kExitPassed;
+    }
+    std::printf("a check failed, but not as recorded: %s%s%s (capsule: %s%s%s)\n",
+                result.failed_check.c_str(), result.first_failure.empty() ? "" : ": ",
+                result.first_failure.c_str(), capsule.value("failed_check", "?").c_str(),
+                capsule.value("first_failure", "").empty() ? "" : ": ",
+                capsule.value("first_failure", "").c_str());
+    return kExitCheckFailed;
+  } catch (const gameday::ScenarioError& error) {
+    return bad_input(error.what());
+  }
+}
+
+const char* kMergeUsage =
+    R"(Usage: dynasim merge DIR... [--out DIR]
+
+Reads DIR/report.json of each shard written by 'dynasim swarm --shard K/N' (all N shards of one
+range, scenario, build and options) and writes OUT/report.json: the same bytes one machine would
+have written for the whole range. The failing seeds' capsules are copied to OUT/capsules/.
+
+Examples:
+  dynasim swarm scenarios/world-smoke.json --seeds 1..100 --shard 1/2 --out out/s1
+  dynasim swarm scenarios/world-smoke.json --seeds 1..100 --shard 2/2 --out out/s2
+  dynasim merge out/s1 out/s2 --out out/all
+
+Exit codes: 0 every seed passed, 1 a check failed for some seed, 2 bad input (a missing or
+repeated shard, reports of different swarms), 3 internal error.
+)";
+
+int command_merge(const std::vector<std::string>& arguments) {
+  po::options_description options("dynasim merge options");
+  std::string out_dir;
+  options.add_options()("help,h", "show this help")(
+      "out", po::value<std::string>(&out_dir), "output folder (default: out/swarm-<scenario>)");
+  po::options_description hidden;
+  std::vector<std::string> shard_dirs;
+  hidden.add_options()("dirs", po::value<std::vector<std::string>>(&shard_dirs));
+  po::positional_options_description positional;
+  positional.add("dirs", -1);
+  po::variables_map values;
+  if (const int code =
+          parse_arguments(arguments, options, hidden, positional, "merge", kMergeUsage, &values);
+      code >= 0) {
+    return code;
+  }
+  if (shard_dirs.empty()) return bad_input("merge: no shard folders (see 'dynasim merge --help')");
+  try {
+    std::vector<nlohmann::json> reports;
+    for (const std::string& dir : shard_dirs) {
+      reports.push_back(
+          gameday::parse_json_file((std::filesystem::path(dir) / "report.json").string()));
+    }
+    const nlohmann::json merged = gameday::merge_reports(reports);
+    if (out_dir.empty()) out_dir = "out/swarm-" + merged.value("scenario", std::string("scenario"));
+    const std::filesystem::path out(out_dir);
+    std::error_code error_code;
+    std::filesystem::create_directories(out / "capsules", error_code);
+    if (error_code) return bad_input("cannot create " + (out / "capsules").string() + " (--out)");
+    for (size_t i = 0; i < reports.size(); ++i) {
+      for (const nlohmann::json& entry : reports[i]["results"]) {
+        if (!entry.contains("capsule")) continue;
+        const std::string name = entry["capsule"].get<std::string>();
+        nlohmann::json capsule =
+            gameday::parse_json_file((std::filesystem::path(shard_dirs[i]) / name).string());
+        capsule["replay"] = "dynasim replay " + (out / name).string();
+        if (!write_file(out / name, capsule.dump(2) + "\n")) {
+          return bad_input("cannot write " + (out / name).string());
+        }
+        std::printf("seed %" PRIu64 ": FAILED %s\n  replay: dynasim replay %s\n",
+                    entry["seed"].get<uint64_t>(), entry.value("failed_check", "").c_str(),
+                    (out / name).string().c_str());
+      }
+    }
+    const std::string report_path = (out / "report.json").string();
+    if (!write_file(report_path, gameday::report_text(merged))) {
+      return bad_input("cannot write " + report_path);
+    }
+    std::printf("merged %zu shards: %" PRIu64 " seeds, %" PRIu64 " passed, %" PRIu64
+                " failed\n  report: %s\n",
+                reports.size(), merged["seeds_run"].get<uint64_t>(),
+                merged["passed"].get<uint64_t>(), merged["failed"].get<uint64_t>(),
+                report_path.c_str());
+    return merged["failed"].get<uint64_t>() > 0 ? kExitCheckFailed : kExitPassed;
+  } catch (const gameday::ScenarioError& error) {
+    return bad_input(error.what());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -305,7 +644,11 @@ int main(int argc, char** argv) {
     }
     if (command == "run") return command_run(rest);
     if (command == "validate") return command_validate(rest);
-    std::cerr << "dynasim: unknown command \"" << command << "\"; the commands are run and validate"
+    if (command == "swarm") return command_swarm(rest);
+    if (command == "replay") return command_replay(rest);
+    if (command == "merge") return command_merge(rest);
+    std::cerr << "dynasim: unknown command \"" << command
+              << "\"; the commands are run, validate, swarm, replay and merge"
               << " (see 'dynasim --help')\n";
     return kExitBadInput;
   } catch (const std::exception& error) {

@@ -61,9 +61,9 @@ void read_topology(ObjectReader reader, TopologySpec* topology) {
         disk->optional_number("bit_rot_per_tb_hour", options.bit_rot_per_tb_hour, 0, 1e9);
     options.latent_error_probability_per_read = disk->optional_number(
         "latent_error_probability", options.latent_error_probability_per_read, 0, 1);
-    if (disk->has("fsync_latency")) {
-      const sim::Duration median =
-          disk->required_duration("fsync_latency", sim::Duration(1), sim::seconds(10));
+    const sim::Duration median = disk->optional_duration("fsync_latency", sim::Duration(0),
+                                                         sim::Duration(1), sim::seconds(10));
+    if (median > sim::Duration(0)) {  // absent: DiskOptions' default
       options.fsync_latency_ns =
           sim::DiskOptions::make_latency(static_cast<double>(median.ns), 0.5);
     }
@@ -260,6 +260,20 @@ void read_workload(ObjectReader reader, WorkloadSpec* workload) {
   workload->keys = reader.optional_uint("keys", workload->keys, 1, 100'000'000);
   workload->item_size_bytes =
       reader.optional_bytes("item_size", workload->item_size_bytes, 1, 400 * 1024);
+  if (auto keys = reader.optional_object("key_distribution")) {
+    KeyDistribution& distribution = workload->key_distribution;
+    const std::string kind =
+        keys->optional_enum("kind", {"uniform", "zipf", "hot_set", "sequential"}, "uniform");
+    if (kind == "zipf") distribution.kind = KeyDistribution::Kind::kZipf;
+    if (kind == "hot_set") distribution.kind = KeyDistribution::Kind::kHotSet;
+    if (kind == "sequential") distribution.kind = KeyDistribution::Kind::kSequential;
+    distribution.zipf_exponent =
+        keys->optional_number("exponent", distribution.zipf_exponent, 0.01, 10);
+    distribution.hot_keys_fraction =
+        keys->optional_number("hot_keys_fraction", distribution.hot_keys_fraction, 1e-9, 1);
+    distribution.hot_traffic = keys->optional_number("hot_traffic", distribution.hot_traffic, 0, 1);
+    keys->finish();
+  }
   if (auto mix = reader.optional_object("mix")) {
     workload->put = mix->optional_number("put", 0, 0, 1e9);
     workload->get_strong = mix->optional_number("get_strong", 0, 0, 1e9);
@@ -301,6 +315,8 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
   ObjectReader root(document, "$");
   ScenarioSpec spec;
   spec.source = source;
+  // "$schema" names the JSON Schema (scenarios/scenario.schema.json) for editors; ignored here.
+  root.optional_string("$schema", "");
   spec.name = root.required_string("name");
   spec.description = root.optional_string("description", "");
   spec.duration = root.required_duration("duration", sim::seconds(1), sim::hours(24 * 30));

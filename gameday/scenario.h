@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gameday/probe.h"
+#include "gameday/workload.h"
 #include "sim/disk.h"
 #include "sim/faults.h"
 #include "sim/network.h"
@@ -117,6 +118,7 @@ struct WorkloadSpec {
   uint32_t client_hosts_per_az = 1;
   double operations_per_second = 100;  // per client host
   uint64_t keys = 1'000;
+  KeyDistribution key_distribution;  // which key each operation draws (gameday/workload.h)
   uint64_t item_size_bytes = 1'024;
   // Operation mix, as relative weights.
   double put = 30;

@@ -156,6 +156,7 @@ void ServiceHarness::add_clients() {
   WorkloadOptions options;
   options.operations_per_second = workload.operations_per_second;
   options.key_count = workload.keys;
+  options.keys = workload.key_distribution;
   options.item_size_bytes = workload.item_size_bytes;
   // The mix is given as relative weights; the workload takes whole numbers, so scale by 100.
   auto weight = [](double value) { return static_cast<uint32_t>(value * 100.0 + 0.5); };

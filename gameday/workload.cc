@@ -1,5 +1,6 @@
 #include "gameday/workload.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -77,6 +78,50 @@ WorkloadProcess::OperationKind WorkloadProcess::draw_kind(sim::Env& env) const {
   return OperationKind::kPut;
 }
 
+const char* to_string(KeyDistribution::Kind kind) {
+  switch (kind) {
+    case KeyDistribution::Kind::kUniform:
+      return "uniform";
+    case KeyDistribution::Kind::kZipf:
+      return "zipf";
+    case KeyDistribution::Kind::kHotSet:
+      return "hot_set";
+    case KeyDistribution::Kind::kSequential:
+      return "sequential";
+  }
+  return "?";
+}
+
+uint64_t WorkloadProcess::draw_key(sim::Env& env) {
+  const uint64_t keys = options_.key_count;
+  switch (options_.keys.kind) {
+    case KeyDistribution::Kind::kUniform:
+      return env.random().uniform_u64(keys);
+    case KeyDistribution::Kind::kZipf:
+      if (!zipf_.has_value()) zipf_.emplace(keys, options_.keys.zipf_exponent);
+      return zipf_->sample(env.random()) - 1;
+    case KeyDistribution::Kind::kHotSet: {
+      // At least one hot key, and at least one cold one when there are two keys or more.
+      uint64_t hot =
+          static_cast<uint64_t>(static_cast<double>(keys) * options_.keys.hot_keys_fraction);
+      hot = std::clamp<uint64_t>(hot, 1, keys > 1 ? keys - 1 : 1);
+      if (keys == 1 || env.random().bernoulli(options_.keys.hot_traffic)) {
+        return env.random().uniform_u64(hot);
+      }
+      return hot + env.random().uniform_u64(keys - hot);
+    }
+    case KeyDistribution::Kind::kSequential: {
+      // Each client starts at its own place, so clients do not write the same keys in step.
+      if (next_sequential_key_ == 0) {
+        next_sequential_key_ = 1 + sim::splitmix64(client_id_) % keys;
+      }
+      return next_sequential_key_++ % keys;
+    }
+  }
+  DYN_ASSERT_MSG(false, "an unknown key distribution");
+  return 0;
+}
+
 model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {
   DYN_ASSERT(next_sequence_ < kMaxSequence);
   const uint64_t sequence = next_sequence_++;
@@ -129,7 +174,7 @@ void WorkloadProcess::arrive(sim::Env& env) {
   if (stopped_) return;
   ++stats_.arrivals;
   const OperationKind kind = draw_kind(env);
-  const uint64_t key_index = env.random().uniform_u64(options_.key_count);
+  const uint64_t key_index = draw_key(env);
   if (client_.outstanding() >= options_.max_outstanding) {
     ++stats_.refused;
     return;

@@ -23,11 +23,13 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "gameday/history.h"
 #include "model/client.h"
 #include "sim/env.h"
+#include "sim/random.h"
 
 namespace dynasim::gameday {
 
@@ -45,9 +47,27 @@ struct OperationMix {
   }
 };
 
+// Which key an operation goes to (docs/scenarios.md, "Key distributions"):
+// - kUniform: every key equally likely;
+// - kZipf: key i (from 0) with probability proportional to 1 / (i + 1)^zipf_exponent, so key-0 is
+//   the hottest (YCSB's skewed workloads use 0.99);
+// - kHotSet: a fraction `hot_traffic` of the operations goes uniformly to the first
+//   `hot_keys_fraction` of the keys, the rest uniformly to the others;
+// - kSequential: each client walks the keys in order, from a starting key of its own, the access
+//   pattern of a time series written in key order (P22 section 4.4 names it: no split helps it).
+struct KeyDistribution {
+  enum class Kind : uint8_t { kUniform, kZipf, kHotSet, kSequential };
+  Kind kind = Kind::kUniform;
+  double zipf_exponent = 0.99;
+  double hot_keys_fraction = 0.01;
+  double hot_traffic = 0.9;
+};
+const char* to_string(KeyDistribution::Kind kind);
+
 struct WorkloadOptions {
   double operations_per_second = 100;  // per process; mean of the Poisson arrivals
-  uint64_t key_count = 1000;           // keys "key-0" .. "key-<key_count - 1>", drawn uniformly
+  uint64_t key_count = 1000;           // keys "key-0" .. "key-<key_count - 1>"
+  KeyDistribution keys;                // which key each operation draws
   uint64_t item_size_bytes = 1024;     // the "data" payload of each item
   OperationMix mix;
   model::ClientOptions client;
@@ -97,6 +117,9 @@ class WorkloadProcess final : public sim::Process {
   const Stats& stats() const { return stats_; }
   const model::DirectClient& client() const { return client_; }
 
+  // The key index of the next operation, drawn from the options' distribution.
+  uint64_t draw_key(sim::Env& env);
+
  private:
   enum class OperationKind { kPut, kGetStrong, kGetEventual, kPutIfVersion, kPutIfAbsent, kDelete };
 
@@ -123,6 +146,8 @@ class WorkloadProcess final : public sim::Process {
   std::deque<std::pair<uint64_t, uint32_t>> verify_queue_;  // (key index, tries so far)
   uint32_t verify_in_flight_ = 0;
   Stats stats_;
+  std::optional<sim::ZipfDistribution> zipf_;  // kZipf only
+  uint64_t next_sequential_key_ = 0;           // kSequential only
 };
 
 model::PrimaryKey workload_key(uint64_t key_index);

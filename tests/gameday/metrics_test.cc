@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -134,6 +135,52 @@ TEST(PlotTest, APlotScriptRunTurnsARunDirectoryIntoPlotsAndAReport) {
   const std::string refused =
       python() + " " + DYNASIM_SOURCE_DIR + "/tools/plot/plot_run.py " + empty + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(refused.c_str())), 2);
+}
+
+}  // namespace
+}  // namespace dynasim::gameday
+
+namespace dynasim::gameday {
+namespace {
+
+// The share of the busiest partition over the mean, from the run's partitions.csv.
+double busiest_partition_over_mean(const std::string& key_distribution) {
+  const ScenarioSpec spec =
+      load_scenario(std::string(DYNASIM_SOURCE_DIR) + "/scenarios/power-off-game-day.json",
+                    {"duration=20s", "heal=20s", "workload.verify_after=5s", "storage.partitions=6",
+                     "faults.timeline=[]", "workload.key_distribution=" + key_distribution});
+  ScenarioRun run(spec, 1);
+  run.record_metrics(sim::seconds(10));
+  run.run_to_end();
+  EXPECT_TRUE(run.passed()) << key_distribution;
+  const std::string directory = ::testing::TempDir() + "/key-distribution";
+  std::filesystem::create_directories(directory);
+  EXPECT_TRUE(run.write_metrics(directory));
+  std::ifstream file(directory + "/partitions.csv");
+  std::stringstream text;
+  text << file.rdbuf();
+  const auto rows = read_csv(text.str());
+  std::map<uint32_t, uint64_t> attempts;
+  uint64_t total = 0;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    if (std::stod(rows[r][0]) > 20.0) continue;  // the workload phase only
+    attempts[static_cast<uint32_t>(std::stoul(rows[r][1]))] += std::stoull(rows[r][2]);
+    total += std::stoull(rows[r][2]);
+  }
+  uint64_t busiest = 0;
+  for (const auto& [partition, count] : attempts) busiest = std::max(busiest, count);
+  return static_cast<double>(busiest) / (static_cast<double>(total) / 6.0);
+}
+
+// workload.key_distribution shapes where the load lands: uniform spreads it over the six
+// partitions, one hot key or a steep Zipf piles it on one partition.
+TEST(KeyDistributionTest, SkewedDistributionsPileLoadOnOnePartition) {
+  EXPECT_LT(busiest_partition_over_mean(R"({"kind":"uniform"})"), 1.4);
+  EXPECT_LT(busiest_partition_over_mean(R"({"kind":"sequential"})"), 1.4);
+  EXPECT_GT(busiest_partition_over_mean(
+                R"({"kind":"hot_set","hot_keys_fraction":0.001,"hot_traffic":0.9})"),
+            2.5);
+  EXPECT_GT(busiest_partition_over_mean(R"({"kind":"zipf","exponent":2})"), 2.5);
 }
 
 }  // namespace

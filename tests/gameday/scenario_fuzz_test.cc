@@ -21,7 +21,9 @@ std::vector<std::string> shipped_scenarios() {
   std::vector<std::filesystem::path> paths;
   for (const auto& entry :
        std::filesystem::directory_iterator(std::string(DYNASIM_SOURCE_DIR) + "/scenarios")) {
-    if (entry.path().extension() == ".json") paths.push_back(entry.path());
+    const std::string name = entry.path().filename().string();
+    const bool schema = name.ends_with(".schema.json");  // the JSON Schema, not a scenario
+    if (entry.path().extension() == ".json" && !schema) paths.push_back(entry.path());
   }
   std::sort(paths.begin(), paths.end());
   for (const auto& path : paths) {
