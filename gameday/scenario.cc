@@ -204,8 +204,9 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
   if (auto admission = reader.optional_object("admission")) {
     storage->admission = admission->optional_bool("enabled", true);
     // DynamoDB's default per-table quota is 40,000 RCU and 40,000 WCU (Developer Guide,
-    // ServiceQuotas); a scenario may ask for more, up to the ceiling of every partition.
-    const uint64_t max_units = uint64_t{storage->partitions} * 3'000;
+    // ServiceQuotas); a scenario may ask for more (our limit), and each partition's share is
+    // capped at 3,000 RCU and 1,000 WCU anyway (model::allocate_to_partitions).
+    const uint64_t max_units = 100'000'000;
     storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
     storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
     storage->node_read_units_per_second = admission->optional_uint(

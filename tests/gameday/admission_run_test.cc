@@ -55,12 +55,11 @@ TEST(AdmissionScenario, BadSectionsNameTheField) {
                       "storage.admission.write_capacity_units=40"})
                 .find("storage.admission.read_capacity_units"),
             std::string::npos);
-  // 120 partitions cannot each get a share of 1 WCU/s... but 0.1 WCU is fine; 0 per partition
-  // is not: 120 partitions * 3,000 RCU is the largest read capacity.
-  EXPECT_NE(error_of({"storage.admission.read_capacity_units=400000",
+  EXPECT_NE(error_of({"storage.admission.read_capacity_units=100000001",
                       "storage.admission.write_capacity_units=40"})
                 .find("storage.admission.read_capacity_units"),
             std::string::npos);
+  // A share of 0.1 WCU per partition is fine; 0 is not.
   EXPECT_NE(error_of({"storage.partitions=2000", "storage.admission.read_capacity_units=1",
                       "storage.admission.write_capacity_units=40"})
                 .find("share would be zero"),

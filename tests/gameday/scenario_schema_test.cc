@@ -632,8 +632,9 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, plant, divergent_apply, workload, key_distribution, mix, checks.
-  EXPECT_EQ(all.size(), 18u);
+  // healing, archival, scrub, admission, plant, divergent_apply, workload, key_distribution, mix,
+  // checks.
+  EXPECT_EQ(all.size(), 19u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {
