@@ -322,6 +322,15 @@ void ConstantWorkCache::resolve(sim::Env& env, TableId table, uint64_t partition
     return;
   }
   ++stats_.misses;
+  wait_for_lookup(env, table, partition_hash, std::move(done));
+}
+
+void ConstantWorkCache::on_page(sim::Env&, const Lookup&, const MemdsRangeReply*) {
+  DYN_ASSERT_MSG(false, "the constant-work cache never downloads pages");
+}
+
+void PartitionCache::wait_for_lookup(sim::Env& env, TableId table, uint64_t partition_hash,
+                                     Done done) {
   if (!can_wait()) {
     ++stats_.busy_refusals;
     CacheResult result;
@@ -330,10 +339,6 @@ void ConstantWorkCache::resolve(sim::Env& env, TableId table, uint64_t partition
     return;
   }
   start_lookup(env, LookupKind::kMiss, table, partition_hash, std::move(done));
-}
-
-void ConstantWorkCache::on_page(sim::Env&, const Lookup&, const MemdsRangeReply*) {
-  DYN_ASSERT_MSG(false, "the constant-work cache never downloads pages");
 }
 
 // --- kBimodal ---------------------------------------------------------------------------------
@@ -376,14 +381,7 @@ void BimodalCache::resolve(sim::Env& env, TableId table, uint64_t partition_hash
     state.downloading = true;
     ++stats_.downloads_started;
   }
-  if (!can_wait()) {
-    ++stats_.busy_refusals;
-    CacheResult result;
-    result.status = CacheStatus::kBusy;
-    done(result);
-    return;
-  }
-  start_lookup(env, LookupKind::kMiss, table, partition_hash, std::move(done));
+  wait_for_lookup(env, table, partition_hash, std::move(done));
 }
 
 void BimodalCache::on_page(sim::Env& env, const Lookup& lookup, const MemdsRangeReply* reply) {

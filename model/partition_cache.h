@@ -164,6 +164,8 @@ class PartitionCache {
   bool start_lookup(sim::Env& env, LookupKind kind, TableId table, uint64_t partition_hash,
                     Done waiter);
   bool can_wait() const;
+  // A miss waits for its own lookup, or is refused kBusy when too many lookups are in flight.
+  void wait_for_lookup(sim::Env& env, TableId table, uint64_t partition_hash, Done done);
   // The cached entry holding the hash, or entries_.end().
   std::map<PerkleKey, Cached>::iterator find_covering(TableId table, uint64_t partition_hash);
   std::map<PerkleKey, Cached>::const_iterator find_covering(TableId table,
