@@ -11,12 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gameday/determinism.h"
 #include "gameday/json_reader.h"
+#include "gameday/plan.h"
 #include "gameday/run.h"
 #include "gameday/scenario.h"
 #include "gameday/swarm.h"
@@ -43,6 +45,7 @@ Usage:
   dynasim swarm SCENARIO --seeds A..B [--jobs J] [--randomize] [--shard K/N] [--out DIR]
   dynasim replay CAPSULE
   dynasim merge DIR... [--out DIR]
+  dynasim plan SCENARIO [--slo throttled=1%] [--slo p99=25ms] [--prices FILE] [--out DIR]
   dynasim --help | dynasim COMMAND --help
 
 Commands:
@@ -54,6 +57,9 @@ Commands:
   replay     Run a capsule's scenario, seed and overrides again and compare the trace_hash
              and the failing check with the capsule's.
   merge      Combine the reports of swarm shards (--shard K/N) into one report.
+  plan       Sweep capacity settings (provisioned, auto scaling, on-demand) for the scenario's
+             workload; report cost, throttling, latency and partitions, and recommend the
+             cheapest setting that meets the SLO (docs/capacity-planning.md).
 
 Examples:
   dynasim run scenarios/world-smoke.json --seed 7 --out out/smoke
@@ -628,6 +634,133 @@ int command_merge(const std::vector<std::string>& arguments) {
   }
 }
 
+int command_plan(const std::vector<std::string>& arguments) {
+  po::options_description options("dynasim plan options");
+  uint64_t seed = 1;
+  uint32_t jobs = std::max(1u, std::thread::hardware_concurrency());
+  std::string out_dir;
+  std::string prices_path = "scenarios/prices/dynamodb-us-east-1.json";
+  std::string calibration = "20s";
+  std::string factors_text;
+  std::vector<std::string> overrides;
+  std::vector<std::string> slo_terms;
+  options.add_options()("help,h", "show this help")(
+      "slo", po::value<std::vector<std::string>>(&slo_terms)->composing(),
+      "the service level a setting must meet, repeatable: throttled=<percent>% (share of "
+      "attempts throttled; default 1%) and p99=<duration> (client operation latency, e.g. "
+      "p99=25ms; default none)")(
+      "prices", po::value<std::string>(&prices_path)->default_value(prices_path),
+      "price table (JSON naming its source and date); copy and edit it for your region or "
+      "discounts")("out", po::value<std::string>(&out_dir),
+                   "folder for plan.md, plan.html, plan.json and the SVG charts (default: "
+                   "out/plan-<scenario name>)")("jobs", po::value<uint32_t>(&jobs),
+                                                "settings simulated at once (default: the cores)")(
+      "seed", po::value<uint64_t>(&seed)->default_value(1), "the root seed of every draw")(
+      "calibration", po::value<std::string>(&calibration)->default_value(calibration),
+      "simulated time of the full-service run whose attempt latencies the sweep draws from")(
+      "factors", po::value<std::string>(&factors_text),
+      "provisioned settings to sweep, as multiples of the peak demand, e.g. 1,1.5,2 (default "
+      "0.75,1,1.25,1.5,2,3,5)")(
+      "set", po::value<std::vector<std::string>>(&overrides)->composing(),
+      "override a scenario field, e.g. --set duration=1h --set storage.partitions=1000")(
+      "quiet", "no progress line");
+  po::options_description hidden;
+  std::string scenario_path;
+  hidden.add_options()("scenario", po::value<std::string>(&scenario_path));
+  po::positional_options_description positional;
+  positional.add("scenario", 1);
+  po::options_description all;
+  all.add(options).add(hidden);
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(arguments).options(all).positional(positional).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    std::cerr << options;
+    return bad_input(std::string(error.what()) + " (see 'dynasim plan --help')");
+  }
+  if (values.count("help")) {
+    std::cout
+        << "Usage: dynasim plan SCENARIO [--slo throttled=1%] [--slo p99=25ms] [options]\n\n"
+           "Sweeps the table's capacity settings for the scenario's workload (provisioned at\n"
+           "multiples of the peak demand, auto scaling at 50% and 70% targets, on-demand),\n"
+           "simulates each through the front door (partitions, token buckets, bursting, splits,\n"
+           "SDK retries) and reports monthly cost, throttling, latency percentiles and partition\n"
+           "counts; recommends the cheapest setting that meets the SLO. Exit code 0 when one\n"
+           "does, 1 when none does, 2 on bad input. See docs/capacity-planning.md.\n\n"
+        << "Example:\n  dynasim plan scenarios/capacity-plan.json --slo throttled=0.5% --slo "
+           "p99=20ms\n\n"
+        << options;
+    return kExitPassed;
+  }
+  if (scenario_path.empty()) return bad_input("plan: name a scenario (see 'dynasim plan --help')");
+  gameday::PlanOptions plan;
+  plan.seed = seed;
+  plan.jobs = std::max<uint32_t>(1, jobs);
+  for (const std::string& term : slo_terms) {
+    std::string error;
+    if (!gameday::parse_slo_term(term, &plan.slo, &error)) return bad_input(error);
+  }
+  try {
+    plan.calibration = gameday::parse_duration(calibration);
+  } catch (const gameday::UnitError& error) {
+    return bad_input("--calibration: " + std::string(error.what()));
+  }
+  if (plan.calibration < sim::seconds(5)) {
+    return bad_input("--calibration: expected at least 5s, found " + calibration);
+  }
+  if (!factors_text.empty()) {
+    plan.provisioned_factors.clear();
+    std::stringstream stream(factors_text);
+    std::string item;
+    while (std::getline(stream, item, ',')) {
+      char* end = nullptr;
+      const double factor = std::strtod(item.c_str(), &end);
+      if (item.empty() || end != item.c_str() + item.size() || !(factor > 0) || factor > 1000) {
+        return bad_input("--factors: expected positive multiples such as 1,1.5,2, found \"" + item +
+                         "\" in \"" + factors_text + "\"");
+      }
+      plan.provisioned_factors.push_back(factor);
+    }
+  }
+  try {
+    const gameday::ScenarioSpec spec = gameday::load_scenario(scenario_path, overrides);
+    const gameday::PriceTable prices = gameday::load_price_table(prices_path);
+    if (out_dir.empty()) out_dir = "out/plan-" + spec.name;
+    const bool progress = !values.count("quiet") && isatty(STDERR_FILENO);
+    const auto start = std::chrono::steady_clock::now();
+    if (progress) std::fprintf(stderr, "  calibrating latency on the full service...");
+    plan.progress = [progress](size_t done, size_t total) {
+      if (progress) std::fprintf(stderr, "\r  simulated %zu of %zu settings...   ", done, total);
+    };
+    const gameday::PlanReport report = gameday::run_plan(spec, prices, plan);
+    if (progress) std::fprintf(stderr, "\r%60s\r", "");
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!gameday::write_plan(report, out_dir)) return bad_input("cannot write into " + out_dir);
+    std::printf("%-52s %12s %11s %9s %9s %11s\n", "setting", "monthly cost", "throttled%", "p99 ms",
+                "parts", "SLO");
+    for (size_t i = 0; i < report.results.size(); ++i) {
+      const gameday::PlanResult& r = report.results[i];
+      std::printf("%-52s %12.2f %11.3f %9.2f %4u->%-4u %s%s\n", r.candidate.label.c_str(),
+                  r.monthly_cost, r.throttled_percent, r.p99_ms, r.partitions_initial,
+                  r.partitions_final, r.meets_slo ? "meets" : "misses",
+                  report.recommended && *report.recommended == i ? "  <- recommended" : "");
+    }
+    std::printf("plan: %zu settings in %.1f s wall; report: %s/plan.md, %s/plan.html\n",
+                report.results.size(), wall, out_dir.c_str(), out_dir.c_str());
+    if (!report.recommended) {
+      std::printf(
+          "no setting meets the SLO; see the throttles under table capacity in the "
+          "report (hot partitions)\n");
+      return kExitCheckFailed;
+    }
+    return kExitPassed;
+  } catch (const gameday::ScenarioError& error) {
+    return bad_input(error.what());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -647,8 +780,9 @@ int main(int argc, char** argv) {
     if (command == "swarm") return command_swarm(rest);
     if (command == "replay") return command_replay(rest);
     if (command == "merge") return command_merge(rest);
+    if (command == "plan") return command_plan(rest);
     std::cerr << "dynasim: unknown command \"" << command
-              << "\"; the commands are run, validate, swarm, replay and merge"
+              << "\"; the commands are run, validate, swarm, replay, merge and plan"
               << " (see 'dynasim --help')\n";
     return kExitBadInput;
   } catch (const std::exception& error) {

@@ -85,6 +85,8 @@ class ScenarioRun {
 
   sim::Simulation& simulation() { return *simulation_; }
   sim::World& world() { return *world_; }
+  // The storage service of a service scenario (null for a world-level one).
+  ServiceHarness* service() { return service_.get(); }
   sim::SimTime end_time() const { return end_time_; }
   bool passed() const;
   nlohmann::json summary(double wall_seconds) const;
