@@ -634,6 +634,20 @@ int command_merge(const std::vector<std::string>& arguments) {
   }
 }
 
+const char* kPlanUsage =
+    R"(Usage: dynasim plan SCENARIO [--slo throttled=1%] [--slo p99=25ms] [options]
+
+Sweeps the table's capacity settings for the scenario's workload (provisioned at multiples of
+the peak demand, auto scaling at 50% and 70% targets, on-demand), simulates each through the
+front door (partitions, token buckets, bursting, splits, SDK retries) and reports monthly cost,
+throttling, latency percentiles and partition counts; recommends the cheapest setting that
+meets the SLO. Exit code 0 when one does, 1 when none does, 2 on bad input. See
+docs/capacity-planning.md.
+
+Example:
+  dynasim plan scenarios/capacity-plan.json --slo throttled=0.5% --slo p99=20ms
+)";
+
 int command_plan(const std::vector<std::string>& arguments) {
   po::options_description options("dynasim plan options");
   uint64_t seed = 1;
@@ -669,30 +683,10 @@ int command_plan(const std::vector<std::string>& arguments) {
   hidden.add_options()("scenario", po::value<std::string>(&scenario_path));
   po::positional_options_description positional;
   positional.add("scenario", 1);
-  po::options_description all;
-  all.add(options).add(hidden);
   po::variables_map values;
-  try {
-    po::store(po::command_line_parser(arguments).options(all).positional(positional).run(), values);
-    po::notify(values);
-  } catch (const po::error& error) {
-    std::cerr << options;
-    return bad_input(std::string(error.what()) + " (see 'dynasim plan --help')");
-  }
-  if (values.count("help")) {
-    std::cout
-        << "Usage: dynasim plan SCENARIO [--slo throttled=1%] [--slo p99=25ms] [options]\n\n"
-           "Sweeps the table's capacity settings for the scenario's workload (provisioned at\n"
-           "multiples of the peak demand, auto scaling at 50% and 70% targets, on-demand),\n"
-           "simulates each through the front door (partitions, token buckets, bursting, splits,\n"
-           "SDK retries) and reports monthly cost, throttling, latency percentiles and partition\n"
-           "counts; recommends the cheapest setting that meets the SLO. Exit code 0 when one\n"
-           "does, 1 when none does, 2 on bad input. See docs/capacity-planning.md.\n\n"
-        << "Example:\n  dynasim plan scenarios/capacity-plan.json --slo throttled=0.5% --slo "
-           "p99=20ms\n\n"
-        << options;
-    return kExitPassed;
-  }
+  const int parsed =
+      parse_arguments(arguments, options, hidden, positional, "plan", kPlanUsage, &values);
+  if (parsed >= 0) return parsed;
   if (scenario_path.empty()) return bad_input("plan: name a scenario (see 'dynasim plan --help')");
   gameday::PlanOptions plan;
   plan.seed = seed;

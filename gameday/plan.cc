@@ -963,23 +963,6 @@ std::string fixed(double value, int digits) {
   return text;
 }
 
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '&')
-      out += "&amp;";
-    else if (c == '"')
-      out += "&quot;";
-    else
-      out += c;
-  }
-  return out;
-}
-
 // The charts, by file name.
 std::vector<std::pair<std::string, std::string>> plan_charts(const PlanReport& report) {
   std::vector<std::pair<std::string, std::string>> charts;
@@ -1139,12 +1122,12 @@ std::string plan_markdown(const PlanReport& report) {
 std::string plan_html(const PlanReport& report) {
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Capacity plan: "
-       << html_escape(report.scenario)
+       << xml_escape(report.scenario)
        << "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
           "text-align:right}td:first-child,td:last-child{text-align:left}"
           "tr.rec{background:#e6f4e6}tr.miss{color:#a00}</style></head><body>\n";
-  html << "<h1>Capacity plan: " << html_escape(report.scenario) << "</h1>\n";
+  html << "<h1>Capacity plan: " << xml_escape(report.scenario) << "</h1>\n";
   const std::string md = plan_markdown(report);
   // The summary paragraphs of the Markdown, before its table.
   const size_t table = md.find("| setting");
@@ -1152,9 +1135,9 @@ std::string plan_html(const PlanReport& report) {
   std::string line;
   std::getline(lines, line);  // the title
   while (std::getline(lines, line)) {
-    if (!line.empty()) html << "<p>" << html_escape(line) << "</p>\n";
+    if (!line.empty()) html << "<p>" << xml_escape(line) << "</p>\n";
   }
-  html << "<table><tr><th>setting</th><th>monthly cost (" << html_escape(report.prices.currency)
+  html << "<table><tr><th>setting</th><th>monthly cost (" << xml_escape(report.prices.currency)
        << ")</th><th>throttled %</th><th>under table capacity</th><th>p50 ms</th><th>p99 ms</th>"
           "<th>p999 ms</th><th>partitions</th><th>splits</th><th>SLO</th></tr>\n";
   for (size_t i = 0; i < report.results.size(); ++i) {
@@ -1164,17 +1147,17 @@ std::string plan_html(const PlanReport& report) {
          << (recommended   ? "rec"
              : r.meets_slo ? ""
                            : "miss")
-         << "\"><td>" << html_escape(r.candidate.label)
+         << "\"><td>" << xml_escape(r.candidate.label)
          << (r.candidate.table_level_estimate ? " (table-level estimate)" : "") << "</td><td>"
          << money(r.monthly_cost) << "</td><td>" << fixed(r.throttled_percent, 3) << "</td><td>"
          << r.throttled_under_table_capacity << "</td><td>" << fixed(r.p50_ms, 2) << "</td><td>"
          << fixed(r.p99_ms, 2) << "</td><td>" << fixed(r.p999_ms, 2) << "</td><td>"
          << r.partitions_initial << " → " << r.partitions_final << "</td><td>" << r.splits
-         << "</td><td>" << html_escape(r.verdict) << "</td></tr>\n";
+         << "</td><td>" << xml_escape(r.verdict) << "</td></tr>\n";
   }
   html << "</table>\n";
   for (const auto& [name, svg] : plan_charts(report)) html << "<div>" << svg << "</div>\n";
-  html << "<p>Prices: " << html_escape(report.prices.source) << "</p>\n</body></html>\n";
+  html << "<p>Prices: " << xml_escape(report.prices.source) << "</p>\n</body></html>\n";
   return html.str();
 }
 

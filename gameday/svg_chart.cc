@@ -15,21 +15,6 @@ constexpr double kLeft = 70, kRight = 250, kTop = 40, kBottom = 50;  // plot mar
 constexpr const char* kColours[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
                                     "#56B4E9", "#000000", "#F0E442", "#999999", "#882255"};
 
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '&')
-      out += "&amp;";
-    else
-      out += c;
-  }
-  return out;
-}
-
 std::string number(double value) {
   char text[32];
   std::snprintf(text, sizeof text, "%.6g", value);
@@ -43,6 +28,23 @@ std::string coordinate(double value) {
 }
 
 }  // namespace
+
+std::string xml_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
+  }
+  return out;
+}
 
 std::vector<double> nice_ticks(double low, double high, int count) {
   if (!(high > low)) high = low + 1;
@@ -101,7 +103,7 @@ std::string SvgChart::render() const {
       << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   svg << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   svg << "<text x=\"" << kWidth / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
-      << escape(title_) << "</text>\n";
+      << xml_escape(title_) << "</text>\n";
   for (double t : x_ticks) {
     if (t < x_low || t > x_high) continue;
     svg << "<line x1=\"" << coordinate(px(t)) << "\" y1=\"" << coordinate(kTop) << "\" x2=\""
@@ -119,9 +121,9 @@ std::string SvgChart::render() const {
   svg << "<rect x=\"" << kLeft << "\" y=\"" << kTop << "\" width=\"" << plot_w << "\" height=\""
       << plot_h << "\" fill=\"none\" stroke=\"#444\"/>\n";
   svg << "<text x=\"" << coordinate(kLeft + plot_w / 2) << "\" y=\"" << coordinate(kHeight - 10)
-      << "\" text-anchor=\"middle\">" << escape(x_label_) << "</text>\n";
+      << "\" text-anchor=\"middle\">" << xml_escape(x_label_) << "</text>\n";
   svg << "<text transform=\"translate(16," << coordinate(kTop + plot_h / 2)
-      << ") rotate(-90)\" text-anchor=\"middle\">" << escape(y_label_) << "</text>\n";
+      << ") rotate(-90)\" text-anchor=\"middle\">" << xml_escape(y_label_) << "</text>\n";
   for (size_t i = 0; i < series_.size(); ++i) {
     const Series& s = series_[i];
     const char* colour = kColours[i % (sizeof kColours / sizeof kColours[0])];
@@ -140,7 +142,7 @@ std::string SvgChart::render() const {
     svg << "<rect x=\"" << coordinate(kLeft + plot_w + 12) << "\" y=\"" << coordinate(ly - 8)
         << "\" width=\"10\" height=\"10\" fill=\"" << colour << "\"/><text x=\""
         << coordinate(kLeft + plot_w + 28) << "\" y=\"" << coordinate(ly + 1) << "\">"
-        << escape(s.name.size() > 34 ? s.name.substr(0, 33) + "…" : s.name) << "</text>\n";
+        << xml_escape(s.name.size() > 34 ? s.name.substr(0, 33) + "…" : s.name) << "</text>\n";
   }
   svg << "</svg>\n";
   return svg.str();

@@ -31,6 +31,9 @@ class SvgChart {
   std::vector<Series> series_;
 };
 
+// `text` with <, >, & and " replaced by their entities, for SVG and HTML text and attributes.
+std::string xml_escape(const std::string& text);
+
 // "Nice" tick values covering [low, high]: about `count` of them at 1, 2 or 5 times a power of ten.
 std::vector<double> nice_ticks(double low, double high, int count);
 
