@@ -59,7 +59,7 @@ CanaryProcess::CanaryProcess(CanaryOptions options, const model::Placement* plac
       recorder_(recorder),
       client_(options_.client, placement, client_id, nullptr) {
   DYN_ASSERT(recorder_ != nullptr);
-  DYN_ASSERT(options_.probe_interval.ns > 0);
+  DYN_ASSERT(options_.probe_interval.ns > 0 && options_.items > 0);
 }
 
 void CanaryProcess::on_start(sim::Env& env) {
@@ -81,7 +81,10 @@ void CanaryProcess::probe(sim::Env& env) {
   const sim::SimTime started = recorder_->simulation().now();
   const uint64_t number = next_probe_++;
   ++stats_.probes;
-  const model::PrimaryKey key{model::KeyValue::string("canary-" + options_.az), std::nullopt};
+  // Probes walk over the AZ's canary items, so that they reach many partitions.
+  const model::PrimaryKey key{model::KeyValue::string("canary-" + options_.az + "-" +
+                                                      std::to_string(number % options_.items)),
+                              std::nullopt};
   model::ClientRequest put;
   put.op = model::StorageOp::kPut;
   put.key = key;

@@ -4,8 +4,9 @@
 // P22 section 1 states DynamoDB's availability SLA per month, and its availability is measured
 // by clients: the canaries play that part).
 //
-// A probe: PutItem of the AZ's canary item ("canary-<az>", attribute "seq" = the probe's number),
-// then, if the put succeeded, a strongly consistent GetItem of it. The probe succeeds when both
+// A probe: PutItem of one of the AZ's canary items ("canary-<az>-<i>", i the probe's number modulo
+// `items`, so that the probes reach many partitions; attribute "seq" = the probe's number), then,
+// if the put succeeded, a strongly consistent GetItem of it. The probe succeeds when both
 // operations succeed and the read returns the number just written (or a later probe's, if probes
 // overlap). Each operation has the workload's SDK behaviour: max attempts, full-jitter backoff,
 // a timeout per attempt (model/client.h). A probe is counted in the window in which it started,
@@ -57,6 +58,9 @@ struct CanaryOptions {
   // Our assumption: one probe a second, so a 5-minute window holds 300 and one failed probe moves
   // availability by a third of a percent.
   sim::Duration probe_interval = sim::seconds(1);
+  // Canary items per AZ, each probe writing the next. Our assumption: enough to touch most
+  // partitions of a game day's table within a few minutes.
+  uint32_t items = 64;
   model::ClientOptions client;
 };
 

@@ -19,6 +19,7 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   DYN_ASSERT(spec_.storage.has_value());
   DYN_ASSERT(storage_hosts_by_az.size() == model::kReplicasPerGroup);
   history_ = std::make_unique<HistoryRecorder>(&simulation_);
+  canaries_ = std::make_unique<CanaryRecorder>(&simulation_);
   // Latency is the workload phase's: the final verification reads are left out.
   history_->measure_latency_until(sim::SimTime::zero() + spec_.duration);
   build_placement(storage_hosts_by_az);
@@ -184,6 +185,15 @@ void ServiceHarness::add_clients() {
         return std::make_unique<WorkloadProcess>(options, &placement_, next_client_id_++,
                                                  history_.get());
       });
+      if (h == 0) {
+        CanaryOptions canary;
+        canary.az = world_.az_name(az);
+        canary.client = options.client;
+        world_.add_process(host, kCanaryPort, [this, canary] {
+          return std::make_unique<CanaryProcess>(canary, &placement_, next_client_id_++,
+                                                 canaries_.get());
+        });
+      }
     }
   }
 }
@@ -525,6 +535,9 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   }
   summary["availability"] = {{"window", format_duration_short(spec_.checks.availability_window)},
                              {"windows", windows}};
+  // Availability from every AZ, as the canaries probed it, over the workload phase.
+  summary["canaries"] =
+      canaries_->report(spec_.checks.availability_window, sim::SimTime::zero() + spec_.duration);
   summary["history"] = history_->counts_json();
   // Client-measured latency in true time (docs/scenarios.md): per answered attempt, and per
   // succeeded operation with its retries.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gameday/admission_checker.h"
+#include "gameday/canary.h"
 #include "gameday/healing.h"
 #include "gameday/history.h"
 #include "gameday/scenario.h"
@@ -79,6 +80,8 @@ class ServiceHarness {
   uint64_t next_client_id_ = 1;
 
   std::unique_ptr<HistoryRecorder> history_;
+  // One canary per AZ on its first client host (gameday/canary.h).
+  std::unique_ptr<CanaryRecorder> canaries_;
   std::unique_ptr<PaxosSafetyChecker> paxos_safety_;
   std::unique_ptr<HealingRecorder> healing_;
   std::unique_ptr<ReferenceCheckRecorder> reference_checks_;

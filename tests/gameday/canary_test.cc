@@ -33,3 +33,36 @@ TEST(CanaryRecorderTest, CountsProbesByTheWindowTheyStartedIn) {
 
 }  // namespace
 }  // namespace dynasim::gameday
+
+namespace dynasim::gameday {
+namespace {
+
+// Two AZs' storage hosts lose power for a minute (past the survivability guard): no group keeps
+// a quorum, and every AZ's canary sees it; the minute before is whole, the minute after it has
+// the seconds of recovery, and the one after that is whole again. A light workload: the canaries
+// are what is measured.
+TEST(CanaryGameDay, EveryAzsCanarySeesTheOutageAndOnlyIt) {
+  const ScenarioSpec spec = load_scenario(
+      std::string(DYNASIM_SOURCE_DIR) + "/scenarios/power-off-game-day.json",
+      {"duration=5m", "heal=20s", "workload.verify_after=5s", "storage.partitions=6",
+       "workload.operations_per_second=5", "checks.availability_window=1m",
+       "faults.unrestricted=true", "faults.random=[]",
+       R"(faults.timeline=[{"at": "120s", "kind": "power_off", "target": "az-a", "for": "60s"},
+                           {"at": "120s", "kind": "power_off", "target": "az-b", "for": "60s"}])"});
+  const ServiceRunOutcome outcome = run_service(spec, 1);
+  const nlohmann::json& canaries = outcome.summary["canaries"];
+  ASSERT_EQ(canaries["azs"].size(), 3u) << canaries.dump();
+  for (const auto& [az, report] : canaries["azs"].items()) {
+    const nlohmann::json& windows = report["windows"];
+    ASSERT_EQ(windows.size(), 5u) << az;
+    std::printf("%s: %s\n", az.c_str(), windows.dump().c_str());
+    EXPECT_DOUBLE_EQ(windows[1]["fraction"].get<double>(), 1.0) << az;  // before
+    EXPECT_LT(windows[2]["fraction"].get<double>(), 0.5) << az;         // during
+    EXPECT_GT(windows[3]["fraction"].get<double>(), 0.75) << az;        // recovering
+    EXPECT_DOUBLE_EQ(windows[4]["fraction"].get<double>(), 1.0) << az;  // after
+  }
+  EXPECT_LT(canaries["worst_window_fraction"].get<double>(), 0.5);
+}
+
+}  // namespace
+}  // namespace dynasim::gameday
