@@ -15,5 +15,10 @@ double det_log(double x);
 double det_exp(double x);
 // base^exponent for base > 0.
 double det_pow(double base, double exponent);
+// sin(x) and cos(x), x in radians. The argument is reduced by multiples of pi/2 (pi/2 split in
+// three parts, so the reduction is exact for |x| up to about 1e9), then Taylor polynomials of
+// degree 17 and 16 on |r| <= pi/4 (first omitted term below 1e-19). REQUIRES: |x| <= 1e9.
+double det_sin(double x);
+double det_cos(double x);
 
 }  // namespace dynasim::sim
