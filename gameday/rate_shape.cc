@@ -498,7 +498,7 @@ std::vector<double> parse_cloudwatch_csv(std::string_view text, const std::strin
            {std::pair{timestamp_index, columns.timestamp}, std::pair{value_index, columns.value}}) {
         if (index < names.size()) continue;
         const std::string suggestion = did_you_mean(name, names);
-        fail(line_number, 0,
+        fail(line_number, 1,
              "a header row with the columns " + quote_for_message(columns.timestamp) + " and " +
                  quote_for_message(columns.value),
              "no column " + quote_for_message(name) + " in the header " +
@@ -510,7 +510,7 @@ std::vector<double> parse_cloudwatch_csv(std::string_view text, const std::strin
     }
     const size_t needed = std::max(timestamp_index, value_index) + 1;
     if (cells.size() < needed) {
-      fail(line_number, 0, "at least " + std::to_string(needed) + " comma-separated cells",
+      fail(line_number, 1, "at least " + std::to_string(needed) + " comma-separated cells",
            std::to_string(cells.size()) + " in " + quote_for_message(std::string(line), 120));
     }
     const Cell& stamp = cells[timestamp_index];
@@ -532,7 +532,7 @@ std::vector<double> parse_cloudwatch_csv(std::string_view text, const std::strin
     rows.push_back(row);
   }
   if (rows.empty()) {
-    fail(line_number, 0, "a header row and at least one datapoint row",
+    fail(line_number, 1, "a header row and at least one datapoint row",
          have_header ? "no datapoint rows" : "an empty file");
   }
   std::stable_sort(rows.begin(), rows.end(),
@@ -543,18 +543,18 @@ std::vector<double> parse_cloudwatch_csv(std::string_view text, const std::strin
   for (const Row& row : rows) {
     const int64_t offset = row.seconds - first_seconds;
     if (offset % 60 != 0) {
-      fail(row.line, 0,
+      fail(row.line, 1,
            "datapoints whole minutes apart (a 60 s period, from the earliest row's time)",
            "a row " + std::to_string(offset) + " s after the earliest",
            "export the Sum with a period of 60 seconds");
     }
     if (offset == previous) {
-      fail(row.line, 0, "one datapoint per minute", "a second row for the same minute");
+      fail(row.line, 1, "one datapoint per minute", "a second row for the same minute");
     }
     previous = offset;
     const auto minute = static_cast<size_t>(offset / 60);
     if (minute >= kMaxReplayMinutes) {
-      fail(row.line, 0,
+      fail(row.line, 1,
            "at most " + std::to_string(kMaxReplayMinutes) + " minutes from the earliest row",
            "a row " + std::to_string(minute) + " minutes after it");
     }

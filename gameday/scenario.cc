@@ -269,6 +269,24 @@ constexpr size_t kMaxPhases = 1'000;
 // Buckets of an item size histogram (our bound).
 constexpr size_t kMaxHistogramBuckets = 64;
 
+std::string rate_text(double per_second) {
+  std::ostringstream out;
+  out.precision(15);
+  out << per_second << "/s";
+  return out.str();
+}
+
+// A size of an item: from 1 B to DynamoDB's item limit, with the limit's source when beyond.
+uint64_t read_item_bytes(ObjectReader& reader, std::string_view key) {
+  const uint64_t bytes = reader.required_bytes(key, 1);
+  if (bytes > kMaxWorkloadItemBytes) {
+    throw ScenarioError(reader.child_path(key), "a size from 1B to 400KB", format_bytes(bytes),
+                        "DynamoDB's maximum item size is 400 KB (Developer Guide, \"Service, "
+                        "account, and table quotas\")");
+  }
+  return bytes;
+}
+
 std::string quoted_list(const std::vector<std::string>& names) {
   std::string text;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -373,6 +391,7 @@ RateShape read_replay(ObjectReader replay, const RateContext& context) {
 // Reads {"constant": "300/s"} or {"<shape>": {...}}. An empty object gives nothing.
 std::optional<RateShape> read_rate(ObjectReader reader, const RateContext& context) {
   const double max = kMaxTableRatePerSecond;
+  reader.allow({"constant"});  // read below when present
   std::vector<std::string> given;
   std::optional<RateShape> shape;
   if (reader.has("constant")) {
@@ -397,8 +416,8 @@ std::optional<RateShape> read_rate(ObjectReader reader, const RateContext& conte
                                             sim::hours(24 * 365));
     if (sine.amplitude_per_second > sine.mean_per_second) {
       throw ScenarioError(diurnal->child_path("amplitude"),
-                          "at most the mean (" + std::to_string(sine.mean_per_second) + "/s)",
-                          std::to_string(sine.amplitude_per_second) + "/s",
+                          "at most the mean (" + rate_text(sine.mean_per_second) + ")",
+                          rate_text(sine.amplitude_per_second),
                           "the rate mean - amplitude at the trough must not be negative");
     }
     diurnal->finish();
@@ -441,23 +460,22 @@ void check_replay_covers(const std::optional<RateShape>& shape, sim::Duration le
       sim::minutes(static_cast<int64_t>(shape->per_minute_per_second.size()));
   if (length > covered) {
     throw ScenarioError(path,
-                        "a replay that covers " + what + " (" + sim::format_duration(length) + ")",
+                        "a replay that covers " + what + " (" + format_duration_short(length) + ")",
                         "a CSV of " + std::to_string(shape->per_minute_per_second.size()) +
-                            " minutes (" + sim::format_duration(covered) + ")",
+                            " minutes (" + format_duration_short(covered) + ")",
                         "shorten the phase or the run, or export a longer time range");
   }
 }
 
 std::optional<ItemSizeDistribution> read_item_sizes(ObjectReader reader) {
-  const uint64_t limit = kMaxWorkloadItemBytes;
   std::vector<std::string> given;
   std::optional<ItemSizeDistribution> sizes;
   if (auto uniform = reader.optional_object("uniform")) {
     given.push_back("uniform");
     ItemSizeDistribution d;
     d.kind = ItemSizeDistribution::Kind::kUniform;
-    d.min_bytes = uniform->required_bytes("min", 1, limit);
-    d.max_bytes = uniform->required_bytes("max", 1, limit);
+    d.min_bytes = read_item_bytes(*uniform, "min");
+    d.max_bytes = read_item_bytes(*uniform, "max");
     if (d.max_bytes < d.min_bytes) {
       throw ScenarioError(uniform->child_path("max"),
                           "a size of at least min (" + format_bytes(d.min_bytes) + ")",
@@ -470,7 +488,7 @@ std::optional<ItemSizeDistribution> read_item_sizes(ObjectReader reader) {
     given.push_back("lognormal");
     ItemSizeDistribution d;
     d.kind = ItemSizeDistribution::Kind::kLognormal;
-    d.median_bytes = lognormal->required_bytes("median", 1, limit);
+    d.median_bytes = read_item_bytes(*lognormal, "median");
     d.sigma = lognormal->required_number("sigma", 0, 4);
     lognormal->finish();
     sizes = d;
@@ -480,18 +498,13 @@ std::optional<ItemSizeDistribution> read_item_sizes(ObjectReader reader) {
     histogram->require_size(1, kMaxHistogramBuckets);
     ItemSizeDistribution d;
     d.kind = ItemSizeDistribution::Kind::kHistogram;
-    double total = 0;
     for (size_t i = 0; i < histogram->size(); ++i) {
       ObjectReader bucket = histogram->object(i);
       ItemSizeDistribution::Bucket b;
-      b.size_bytes = bucket.required_bytes("size", 1, limit);
-      b.weight = bucket.required_number("weight", 0, 1e9);
+      b.size_bytes = read_item_bytes(bucket, "size");
+      b.weight = static_cast<double>(bucket.required_uint("weight", 1, 1'000'000'000));
       bucket.finish();
-      total += b.weight;
       d.buckets.push_back(b);
-    }
-    if (total <= 0) {
-      throw ScenarioError(histogram->path(), "at least one positive weight", "all weights zero");
     }
     sizes = d;
   }
@@ -578,8 +591,8 @@ void read_workload(ObjectReader reader, WorkloadSpec* workload, sim::Duration du
     if (total > duration) {
       throw ScenarioError(
           phases->path(),
-          "phases that fit in the scenario's duration (" + sim::format_duration(duration) + ")",
-          "phases of " + sim::format_duration(total) + " in all",
+          "phases that fit in the scenario's duration (" + format_duration_short(duration) + ")",
+          "phases of " + format_duration_short(total) + " in all",
           "after the last phase the clients go quiet; lengthen duration or "
           "shorten a phase");
     }
