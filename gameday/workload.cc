@@ -238,7 +238,8 @@ void WorkloadProcess::arrive(sim::Env& env) {
     const double rate = phase.rate.rate_at(at - phase_start_) * options_.rate_share;
     // Thinning: keep the candidate with probability rate / maximum (no draw when it is 1, so a
     // constant shape draws exactly what a homogeneous process does).
-    const bool keep = rate >= maximum || env.random().bernoulli(rate / maximum);
+    const bool keep = options_.plant_keep_every_candidate || rate >= maximum ||
+                      env.random().bernoulli(rate / maximum);
     arrival_phase_ = phase_index_;
     schedule_candidate(env, at);
     if (!keep) {

@@ -101,6 +101,9 @@ struct WorkloadOptions {
   uint32_t max_outstanding = 256;
   uint32_t verify_parallelism = 8;  // verification reads in flight at once
   uint32_t verify_rounds = 3;       // tries per key before it is left unverified
+  // Planted bug for RateShapeRunTest.PlantedThinningThatKeepsEveryCandidateIsCaught: every
+  // candidate arrival is kept, so each phase runs at its maximum rate. Never set outside tests.
+  bool plant_keep_every_candidate = false;
 };
 
 class WorkloadProcess final : public sim::Process {

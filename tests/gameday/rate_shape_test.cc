@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +26,9 @@
 #include "gameday/json_reader.h"
 #include "gameday/run.h"
 #include "gameday/scenario.h"
+#include "gameday/workload.h"
 #include "sim/random.h"
+#include "sim/world.h"
 
 namespace dynasim::gameday {
 namespace {
@@ -493,6 +496,112 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
     rows.push_back(cells);
   }
   return rows;
+}
+
+// One workload process against storage addresses nobody answers (its arrivals do not depend on
+// answers), through five phases and a quiet tail. Returns the arrivals counted at each phase end
+// and at the end, and the candidates thinned.
+struct PhasedArrivals {
+  std::vector<uint64_t> at_phase_ends;
+  uint64_t thinned = 0;
+};
+
+PhasedArrivals run_phases(const std::vector<WorkloadPhase>& phases, sim::Duration length,
+                          uint64_t seed, bool plant_keep_every_candidate = false) {
+  sim::Simulation simulation(seed);
+  sim::World world(simulation, sim::WorldOptions{});
+  const sim::RackId rack = world.add_rack(world.add_az("az-a"), "az-a/r0");
+  std::array<sim::Address, model::kReplicasPerGroup> replicas;
+  for (uint32_t r = 0; r < model::kReplicasPerGroup; ++r) {
+    replicas[r] =
+        sim::Address{world.add_host(rack, "az-a/s" + std::to_string(r), {}), model::kStoragePort};
+  }
+  const model::Placement placement = model::Placement::uniform(1, {replicas});
+  WorkloadOptions options;
+  options.phases = phases;
+  options.rate_share = 0.5;  // one of two processes: half of each phase's table rate
+  options.plant_keep_every_candidate = plant_keep_every_candidate;
+  options.client.max_attempts = 1;
+  options.client.attempt_timeout = sim::milliseconds(20);
+  const sim::HostId client = world.add_host(rack, "az-a/client", {});
+  world.add_process(client, model::kClientPort, [&] {
+    return std::make_unique<WorkloadProcess>(options, &placement, 1, nullptr);
+  });
+  world.start();
+  PhasedArrivals result;
+  sim::Duration end(0);
+  const auto* workload = [&] {
+    return dynamic_cast<const WorkloadProcess*>(
+        world.process_at(sim::Address{client, model::kClientPort}));
+  }();
+  for (const WorkloadPhase& phase : phases) {
+    end += phase.duration;
+    simulation.run_until(sim::SimTime::zero() + end);
+    result.at_phase_ends.push_back(workload->stats().arrivals);
+  }
+  simulation.run_until(sim::SimTime::zero() + length);
+  result.at_phase_ends.push_back(workload->stats().arrivals);
+  result.thinned = workload->stats().thinned;
+  return result;
+}
+
+std::vector<WorkloadPhase> assorted_phases() {
+  std::vector<WorkloadPhase> phases(4);
+  phases[0].rate = RateShape::constant(400);
+  phases[1].rate = RateShape::ramp(0, 800, sim::seconds(20));
+  phases[2].rate.kind = RateShape::Kind::kSpike;
+  phases[2].rate.base_per_second = 100;
+  phases[2].rate.peak_per_second = 1000;
+  phases[2].rate.at = sim::seconds(5);
+  phases[2].rate.rise = sim::seconds(2);
+  phases[2].rate.hold = sim::seconds(5);
+  phases[2].rate.fall = sim::seconds(3);
+  phases[3].rate.kind = RateShape::Kind::kDiurnal;
+  phases[3].rate.mean_per_second = 300;
+  phases[3].rate.amplitude_per_second = 200;
+  phases[3].rate.period = sim::seconds(40);
+  for (WorkloadPhase& phase : phases) phase.duration = sim::seconds(20);
+  return phases;
+}
+
+// Each phase's arrivals must lie within five Poisson standard deviations of its shape's integral
+// (the process's half of it), and nothing may arrive after the last phase. Returns the problems.
+std::vector<std::string> arrival_problems(const std::vector<WorkloadPhase>& phases,
+                                          const PhasedArrivals& run) {
+  std::vector<std::string> problems;
+  uint64_t before = 0;
+  for (size_t i = 0; i < phases.size(); ++i) {
+    const double expected =
+        0.5 * phases[i].rate.expected_operations(sim::Duration(0), phases[i].duration);
+    const double observed = static_cast<double>(run.at_phase_ends[i] - before);
+    if (std::fabs(observed - expected) > 5 * std::sqrt(expected)) {
+      problems.push_back("phase " + std::to_string(i) + ": " + std::to_string(observed) +
+                         " arrivals, expected " + std::to_string(expected));
+    }
+    before = run.at_phase_ends[i];
+  }
+  if (run.at_phase_ends.back() != before) problems.push_back("arrivals after the last phase");
+  return problems;
+}
+
+TEST(RateShapeRunTest, PhasedArrivalsFollowEachPhasesIntegral) {
+  const std::vector<WorkloadPhase> phases = assorted_phases();
+  const PhasedArrivals run = run_phases(phases, sim::seconds(100), 5);
+  ASSERT_EQ(run.at_phase_ends.size(), 5u);
+  EXPECT_EQ(arrival_problems(phases, run), std::vector<std::string>{});
+  EXPECT_GT(run.thinned, 0u);
+  const PhasedArrivals again = run_phases(phases, sim::seconds(100), 5);
+  EXPECT_EQ(again.at_phase_ends, run.at_phase_ends);
+  EXPECT_EQ(again.thinned, run.thinned);
+}
+
+// Planted bug: thinning that keeps every candidate runs each shaped phase at its maximum.
+TEST(RateShapeRunTest, PlantedThinningThatKeepsEveryCandidateIsCaught) {
+  const std::vector<WorkloadPhase> phases = assorted_phases();
+  const PhasedArrivals run = run_phases(phases, sim::seconds(100), 5, true);
+  const std::vector<std::string> problems = arrival_problems(phases, run);
+  EXPECT_EQ(problems.size(), 3u);  // the ramp, the spike and the sine; not the constant phase
+  EXPECT_EQ(run.thinned, 0u);
 }
 
 // A 60 s ramp from 30/s to 300/s for the whole table: in metrics.csv each 10 s interval's
