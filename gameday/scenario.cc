@@ -1,9 +1,14 @@
 #include "gameday/scenario.h"
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string_view>
 
 #include "gameday/json_reader.h"
+#include "gameday/units.h"
 #include "model/storage_protocol.h"
+#include "sim/check.h"
 
 namespace dynasim::gameday {
 
@@ -253,42 +258,346 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
   reader.finish();
 }
 
-void read_workload(ObjectReader reader, WorkloadSpec* workload) {
+// ---- The workload ----------------------------------------------------------------------------
+
+// Whole-table rates: at most 100 million operations per second (our bound, far above the 40,000
+// units per second of DynamoDB's default table quota, Developer Guide, "Service, account, and
+// table quotas").
+constexpr double kMaxTableRatePerSecond = 100'000'000;
+// Phases in one workload (our bound; a day of hourly phases fits).
+constexpr size_t kMaxPhases = 1'000;
+// Buckets of an item size histogram (our bound).
+constexpr size_t kMaxHistogramBuckets = 64;
+
+std::string rate_text(double per_second) {
+  std::ostringstream out;
+  out.precision(15);
+  out << per_second << "/s";
+  return out.str();
+}
+
+// A size of an item: from 1 B to DynamoDB's item limit, with the limit's source when beyond.
+uint64_t read_item_bytes(ObjectReader& reader, std::string_view key) {
+  const uint64_t bytes = reader.required_bytes(key, 1);
+  if (bytes > kMaxWorkloadItemBytes) {
+    throw ScenarioError(reader.child_path(key), "a size from 1B to 400KB", format_bytes(bytes),
+                        "DynamoDB's maximum item size is 400 KB (Developer Guide, \"Service, "
+                        "account, and table quotas\")");
+  }
+  return bytes;
+}
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string text;
+  for (size_t i = 0; i < names.size(); ++i) {
+    text += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + ("\"" + names[i] + "\"");
+  }
+  return text;
+}
+
+// The mix's weights; at least one positive.
+MixWeights read_mix(ObjectReader mix) {
+  MixWeights weights;
+  weights.put = mix.optional_number("put", 0, 0, 1e9);
+  weights.get_strong = mix.optional_number("get_strong", 0, 0, 1e9);
+  weights.get_eventual = mix.optional_number("get_eventual", 0, 0, 1e9);
+  weights.put_if_version = mix.optional_number("put_if_version", 0, 0, 1e9);
+  weights.put_if_absent = mix.optional_number("put_if_absent", 0, 0, 1e9);
+  weights.delete_item = mix.optional_number("delete", 0, 0, 1e9);
+  mix.finish();
+  if (weights.total() <= 0) {
+    throw ScenarioError(mix.path(), "at least one positive weight", "all weights zero",
+                        "give weights such as {\"put\": 50, \"get_strong\": 50}");
+  }
+  return weights;
+}
+
+// A key distribution; fields left out keep `base`'s.
+KeyDistribution read_key_distribution(ObjectReader keys, const KeyDistribution& base) {
+  KeyDistribution distribution = base;
+  const std::string kind = keys.optional_enum("kind", {"uniform", "zipf", "hot_set", "sequential"},
+                                              to_string(base.kind));
+  distribution.kind = kind == "zipf"         ? KeyDistribution::Kind::kZipf
+                      : kind == "hot_set"    ? KeyDistribution::Kind::kHotSet
+                      : kind == "sequential" ? KeyDistribution::Kind::kSequential
+                                             : KeyDistribution::Kind::kUniform;
+  distribution.zipf_exponent =
+      keys.optional_number("exponent", distribution.zipf_exponent, 0.01, 10);
+  distribution.hot_keys_fraction =
+      keys.optional_number("hot_keys_fraction", distribution.hot_keys_fraction, 1e-9, 1);
+  distribution.hot_traffic = keys.optional_number("hot_traffic", distribution.hot_traffic, 0, 1);
+  keys.finish();
+  return distribution;
+}
+
+// What a rate shape's reader needs from around it.
+struct RateContext {
+  std::string source;  // the scenario file; a replay's file is relative to its directory
+  MixWeights mix;      // the mix the replay's capacity units are converted with
+  ItemSizeDistribution sizes;
+};
+
+RateShape read_replay(ObjectReader replay, const RateContext& context) {
+  const std::string file = replay.required_string("file");
+  const std::string metric =
+      replay.required_enum("metric", {"ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits"});
+  CloudWatchColumns columns;
+  columns.timestamp = replay.optional_string("timestamp_column", columns.timestamp);
+  columns.value = replay.optional_string("value_column", columns.value);
+  const double scale = replay.optional_number("scale", 1, 0.001, 1000);
+  replay.finish();
+  std::filesystem::path path(file);
+  if (path.is_relative()) path = std::filesystem::path(context.source).parent_path() / path;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ScenarioError(replay.child_path("file"),
+                        "a readable CSV file (relative paths start at "
+                        "the scenario file's directory)",
+                        "\"" + file + "\", which cannot be opened as " + path.string());
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::vector<double> units_per_minute =
+      parse_cloudwatch_csv(text.str(), path.string(), columns, replay.child_path("file"));
+  const CapacityMetric kind = metric == "ConsumedReadCapacityUnits"
+                                  ? CapacityMetric::kConsumedReadCapacityUnits
+                                  : CapacityMetric::kConsumedWriteCapacityUnits;
+  const double units_per_operation = capacity_units_per_operation(kind, context.mix, context.sizes);
+  if (units_per_operation <= 0) {
+    throw ScenarioError(
+        replay.child_path("metric"), "a metric the operation mix consumes",
+        "\"" + metric + "\" with a mix of no " +
+            (kind == CapacityMetric::kConsumedReadCapacityUnits ? "reads" : "writes"),
+        "give the mix some operations of that kind, or replay the other metric");
+  }
+  RateShape shape;
+  shape.kind = RateShape::Kind::kReplay;
+  for (double units : units_per_minute) {
+    // Units consumed in a minute / 60 = units per second; / units per operation = operations
+    // per second of the whole table.
+    const double per_second = units / 60.0 / units_per_operation * scale;
+    if (per_second > kMaxTableRatePerSecond) {
+      throw ScenarioError(
+          replay.child_path("file"),
+          "at most " + std::to_string(static_cast<int64_t>(kMaxTableRatePerSecond)) +
+              " operations per second in any minute",
+          std::to_string(per_second) + " from " + std::to_string(units) + " units in a minute");
+    }
+    shape.per_minute_per_second.push_back(per_second);
+  }
+  return shape;
+}
+
+// Reads {"constant": "300/s"} or {"<shape>": {...}}. An empty object gives nothing.
+std::optional<RateShape> read_rate(ObjectReader reader, const RateContext& context) {
+  const double max = kMaxTableRatePerSecond;
+  reader.allow({"constant"});  // read below when present
+  std::vector<std::string> given;
+  std::optional<RateShape> shape;
+  if (reader.has("constant")) {
+    given.push_back("constant");
+    shape = RateShape::constant(reader.required_rate("constant", 0, max));
+  }
+  if (auto ramp = reader.optional_object("ramp")) {
+    given.push_back("ramp");
+    shape =
+        RateShape::ramp(ramp->required_rate("from", 0, max), ramp->required_rate("to", 0, max),
+                        ramp->required_duration("over", sim::milliseconds(1), sim::hours(24 * 30)));
+    ramp->finish();
+  }
+  if (auto diurnal = reader.optional_object("diurnal")) {
+    given.push_back("diurnal");
+    RateShape sine;
+    sine.kind = RateShape::Kind::kDiurnal;
+    sine.mean_per_second = diurnal->required_rate("mean", 0, max);
+    sine.amplitude_per_second = diurnal->required_rate("amplitude", 0, max);
+    sine.period = diurnal->required_duration("period", sim::seconds(1), sim::hours(24 * 365));
+    sine.phase = diurnal->optional_duration("phase", sim::Duration(0), sim::Duration(0),
+                                            sim::hours(24 * 365));
+    if (sine.amplitude_per_second > sine.mean_per_second) {
+      throw ScenarioError(diurnal->child_path("amplitude"),
+                          "at most the mean (" + rate_text(sine.mean_per_second) + ")",
+                          rate_text(sine.amplitude_per_second),
+                          "the rate mean - amplitude at the trough must not be negative");
+    }
+    diurnal->finish();
+    shape = sine;
+  }
+  if (auto spike = reader.optional_object("spike")) {
+    given.push_back("spike");
+    RateShape burst;
+    burst.kind = RateShape::Kind::kSpike;
+    const sim::Duration longest = sim::hours(24 * 30);
+    burst.base_per_second = spike->required_rate("base", 0, max);
+    burst.peak_per_second = spike->required_rate("peak", 0, max);
+    burst.at = spike->required_duration("at", sim::Duration(0), longest);
+    burst.rise = spike->optional_duration("rise", sim::Duration(0), sim::Duration(0), longest);
+    burst.hold = spike->optional_duration("hold", sim::Duration(0), sim::Duration(0), longest);
+    burst.fall = spike->optional_duration("fall", sim::Duration(0), sim::Duration(0), longest);
+    spike->finish();
+    shape = burst;
+  }
+  if (auto replay = reader.optional_object("replay")) {
+    given.push_back("replay");
+    shape = read_replay(*replay, context);
+  }
+  reader.finish();
+  if (given.size() > 1) {
+    throw ScenarioError(reader.path(),
+                        "one rate shape: \"constant\", \"ramp\", \"diurnal\", \"spike\" or "
+                        "\"replay\"",
+                        "the shapes " + quoted_list(given),
+                        "a workload whose shape changes goes in \"phases\"");
+  }
+  return shape;
+}
+
+// The replay behind `shape` (if any) must cover `length`.
+void check_replay_covers(const std::optional<RateShape>& shape, sim::Duration length,
+                         const std::string& path, const std::string& what) {
+  if (!shape || shape->kind != RateShape::Kind::kReplay) return;
+  const sim::Duration covered =
+      sim::minutes(static_cast<int64_t>(shape->per_minute_per_second.size()));
+  if (length > covered) {
+    throw ScenarioError(path,
+                        "a replay that covers " + what + " (" + format_duration_short(length) + ")",
+                        "a CSV of " + std::to_string(shape->per_minute_per_second.size()) +
+                            " minutes (" + format_duration_short(covered) + ")",
+                        "shorten the phase or the run, or export a longer time range");
+  }
+}
+
+std::optional<ItemSizeDistribution> read_item_sizes(ObjectReader reader) {
+  std::vector<std::string> given;
+  std::optional<ItemSizeDistribution> sizes;
+  if (auto uniform = reader.optional_object("uniform")) {
+    given.push_back("uniform");
+    ItemSizeDistribution d;
+    d.kind = ItemSizeDistribution::Kind::kUniform;
+    d.min_bytes = read_item_bytes(*uniform, "min");
+    d.max_bytes = read_item_bytes(*uniform, "max");
+    if (d.max_bytes < d.min_bytes) {
+      throw ScenarioError(uniform->child_path("max"),
+                          "a size of at least min (" + format_bytes(d.min_bytes) + ")",
+                          format_bytes(d.max_bytes));
+    }
+    uniform->finish();
+    sizes = d;
+  }
+  if (auto lognormal = reader.optional_object("lognormal")) {
+    given.push_back("lognormal");
+    ItemSizeDistribution d;
+    d.kind = ItemSizeDistribution::Kind::kLognormal;
+    d.median_bytes = read_item_bytes(*lognormal, "median");
+    d.sigma = lognormal->required_number("sigma", 0, 4);
+    lognormal->finish();
+    sizes = d;
+  }
+  if (auto histogram = reader.optional_array("histogram")) {
+    given.push_back("histogram");
+    histogram->require_size(1, kMaxHistogramBuckets);
+    ItemSizeDistribution d;
+    d.kind = ItemSizeDistribution::Kind::kHistogram;
+    for (size_t i = 0; i < histogram->size(); ++i) {
+      ObjectReader bucket = histogram->object(i);
+      ItemSizeDistribution::Bucket b;
+      b.size_bytes = read_item_bytes(bucket, "size");
+      b.weight = static_cast<double>(bucket.required_uint("weight", 1, 1'000'000'000));
+      bucket.finish();
+      d.buckets.push_back(b);
+    }
+    sizes = d;
+  }
+  reader.finish();
+  if (given.size() > 1) {
+    throw ScenarioError(reader.path(),
+                        "one distribution: \"uniform\", \"lognormal\" or \"histogram\"",
+                        "the distributions " + quoted_list(given));
+  }
+  return sizes;
+}
+
+void read_workload(ObjectReader reader, WorkloadSpec* workload, sim::Duration duration,
+                   const std::string& source) {
   workload->client_hosts_per_az = static_cast<uint32_t>(
       reader.optional_uint("client_hosts_per_az", workload->client_hosts_per_az, 1, 64));
+  const bool per_host_rate_given = reader.has("operations_per_second");
   workload->operations_per_second = reader.optional_number(
       "operations_per_second", workload->operations_per_second, 0.001, 10'000'000);
   workload->keys = reader.optional_uint("keys", workload->keys, 1, 100'000'000);
   workload->item_size_bytes =
-      reader.optional_bytes("item_size", workload->item_size_bytes, 1, 400 * 1024);
+      reader.optional_bytes("item_size", workload->item_size_bytes, 1, kMaxWorkloadItemBytes);
+  if (auto sizes = reader.optional_object("item_size_distribution")) {
+    workload->item_size_distribution = read_item_sizes(*sizes);
+    if (workload->item_size_distribution && reader.has("item_size")) {
+      throw ScenarioError(reader.child_path("item_size_distribution"),
+                          "either item_size (one size) or item_size_distribution", "both",
+                          "leave out item_size");
+    }
+  }
   if (auto keys = reader.optional_object("key_distribution")) {
-    KeyDistribution& distribution = workload->key_distribution;
-    const std::string kind =
-        keys->optional_enum("kind", {"uniform", "zipf", "hot_set", "sequential"}, "uniform");
-    if (kind == "zipf") distribution.kind = KeyDistribution::Kind::kZipf;
-    if (kind == "hot_set") distribution.kind = KeyDistribution::Kind::kHotSet;
-    if (kind == "sequential") distribution.kind = KeyDistribution::Kind::kSequential;
-    distribution.zipf_exponent =
-        keys->optional_number("exponent", distribution.zipf_exponent, 0.01, 10);
-    distribution.hot_keys_fraction =
-        keys->optional_number("hot_keys_fraction", distribution.hot_keys_fraction, 1e-9, 1);
-    distribution.hot_traffic = keys->optional_number("hot_traffic", distribution.hot_traffic, 0, 1);
-    keys->finish();
+    workload->key_distribution = read_key_distribution(*keys, workload->key_distribution);
   }
   if (auto mix = reader.optional_object("mix")) {
-    workload->put = mix->optional_number("put", 0, 0, 1e9);
-    workload->get_strong = mix->optional_number("get_strong", 0, 0, 1e9);
-    workload->get_eventual = mix->optional_number("get_eventual", 0, 0, 1e9);
-    workload->put_if_version = mix->optional_number("put_if_version", 0, 0, 1e9);
-    workload->put_if_absent = mix->optional_number("put_if_absent", 0, 0, 1e9);
-    workload->delete_item = mix->optional_number("delete", 0, 0, 1e9);
-    const double total = workload->put + workload->get_strong + workload->get_eventual +
-                         workload->put_if_version + workload->put_if_absent + workload->delete_item;
-    if (total <= 0) {
-      throw ScenarioError(mix->path(), "at least one positive weight", "all weights zero",
-                          "give weights such as {\"put\": 50, \"get_strong\": 50}");
+    const MixWeights weights = read_mix(*mix);
+    workload->put = weights.put;
+    workload->get_strong = weights.get_strong;
+    workload->get_eventual = weights.get_eventual;
+    workload->put_if_version = weights.put_if_version;
+    workload->put_if_absent = weights.put_if_absent;
+    workload->delete_item = weights.delete_item;
+  }
+  const MixWeights mix{workload->put,           workload->get_strong,
+                       workload->get_eventual,  workload->put_if_version,
+                       workload->put_if_absent, workload->delete_item};
+  const ItemSizeDistribution sizes = workload->item_size_distribution.value_or(
+      ItemSizeDistribution::fixed(workload->item_size_bytes));
+  if (auto rate = reader.optional_object("rate")) {
+    workload->rate = read_rate(*rate, RateContext{source, mix, sizes});
+    if (workload->rate && per_host_rate_given) {
+      throw ScenarioError(reader.child_path("rate"),
+                          "either rate (the whole table's) or operations_per_second (per client "
+                          "host)",
+                          "both", "leave out operations_per_second");
     }
-    mix->finish();
+  }
+  if (auto phases = reader.optional_array("phases")) {
+    phases->require_size(1, kMaxPhases);
+    sim::Duration total(0);
+    const uint32_t processes = workload->client_hosts_per_az * model::kReplicasPerGroup;
+    for (size_t i = 0; i < phases->size(); ++i) {
+      ObjectReader entry = phases->object(i);
+      WorkloadPhaseSpec phase;
+      phase.duration =
+          entry.required_duration("duration", sim::milliseconds(1), sim::hours(24 * 30));
+      phase.mix = mix;
+      if (auto phase_mix = entry.optional_object("mix")) phase.mix = read_mix(*phase_mix);
+      phase.key_distribution = workload->key_distribution;
+      if (auto keys = entry.optional_object("key_distribution")) {
+        phase.key_distribution = read_key_distribution(*keys, workload->key_distribution);
+      }
+      std::optional<RateShape> own;
+      if (auto rate = entry.optional_object("rate")) {
+        own = read_rate(*rate, RateContext{source, phase.mix, sizes});
+      }
+      entry.finish();
+      const std::optional<RateShape>& shape = own ? own : workload->rate;
+      check_replay_covers(shape, phase.duration, entry.child_path("duration"), "the phase");
+      phase.rate =
+          shape ? *shape : RateShape::constant(workload->operations_per_second * processes);
+      total += phase.duration;
+      workload->phases.push_back(std::move(phase));
+    }
+    if (total > duration) {
+      throw ScenarioError(
+          phases->path(),
+          "phases that fit in the scenario's duration (" + format_duration_short(duration) + ")",
+          "phases of " + format_duration_short(total) + " in all",
+          "after the last phase the clients go quiet; lengthen duration or "
+          "shorten a phase");
+    }
+  } else {
+    check_replay_covers(workload->rate, duration, reader.child_path("rate"), "the run's duration");
   }
   workload->max_attempts =
       static_cast<uint32_t>(reader.optional_uint("max_attempts", workload->max_attempts, 1, 100));
@@ -336,7 +645,7 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
                           "a workload without storage",
                           "a workload needs the storage service to run against");
     }
-    read_workload(*workload, &spec.workload);
+    read_workload(*workload, &spec.workload, spec.duration, source);
   }
   if (auto checks = root.optional_object("checks")) read_checks(*checks, &spec.checks);
   if (spec.storage) {
@@ -365,6 +674,44 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
   }
   root.finish();
   return spec;
+}
+
+OperationMix operation_mix(const MixWeights& weights) {
+  auto weight = [](double value) { return static_cast<uint32_t>(value * 100.0 + 0.5); };
+  OperationMix mix;
+  mix.put = weight(weights.put);
+  mix.get_strong = weight(weights.get_strong);
+  mix.get_eventual = weight(weights.get_eventual);
+  mix.put_if_version = weight(weights.put_if_version);
+  mix.put_if_absent = weight(weights.put_if_absent);
+  mix.delete_item = weight(weights.delete_item);
+  return mix;
+}
+
+std::vector<WorkloadPhase> workload_phases(const WorkloadSpec& workload, uint32_t processes) {
+  DYN_ASSERT(processes > 0);
+  std::vector<WorkloadPhase> phases;
+  const MixWeights mix{workload.put,           workload.get_strong,
+                       workload.get_eventual,  workload.put_if_version,
+                       workload.put_if_absent, workload.delete_item};
+  if (workload.phases.empty()) {
+    if (!workload.rate) return phases;
+    WorkloadPhase phase;  // open-ended: until the clients stop
+    phase.rate = *workload.rate;
+    phase.mix = operation_mix(mix);
+    phase.keys = workload.key_distribution;
+    phases.push_back(phase);
+    return phases;
+  }
+  for (const WorkloadPhaseSpec& spec : workload.phases) {
+    WorkloadPhase phase;
+    phase.duration = spec.duration;
+    phase.rate = spec.rate;
+    phase.mix = operation_mix(spec.mix);
+    phase.keys = spec.key_distribution;
+    phases.push_back(phase);
+  }
+  return phases;
 }
 
 ScenarioSpec load_scenario(const std::string& path, const std::vector<std::string>& overrides) {

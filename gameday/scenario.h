@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gameday/probe.h"
+#include "gameday/rate_shape.h"
 #include "gameday/workload.h"
 #include "sim/disk.h"
 #include "sim/faults.h"
@@ -112,14 +113,30 @@ struct StorageSpec {
   sim::Duration plant_divergent_apply_until{INT64_MAX};  // INT64_MAX: the whole run
 };
 
+// One phase of a phased workload (docs/scenarios.md, "Rate shapes and phases"): its rate shape is
+// the whole table's; mix and keys are the workload's unless the phase overrides them.
+struct WorkloadPhaseSpec {
+  sim::Duration duration;
+  RateShape rate;  // the phase's own, else the workload's rate, else operations_per_second
+  MixWeights mix;
+  KeyDistribution key_distribution;
+};
+
 // The clients: one workload process per client host; client hosts sit in their own rack in each
 // AZ ("<az>/clients") so that faults aimed at storage racks do not hit them.
 struct WorkloadSpec {
   uint32_t client_hosts_per_az = 1;
-  double operations_per_second = 100;  // per client host
+  double operations_per_second = 100;  // per client host; without rate and phases
+  // The whole table's rate, split evenly over the client processes (rate_share). Absent with no
+  // phases: operations_per_second per client host, as a homogeneous Poisson process.
+  std::optional<RateShape> rate;
+  // One after another from the start; their total fits in the scenario's duration, and after the
+  // last one the clients issue nothing more.
+  std::vector<WorkloadPhaseSpec> phases;
   uint64_t keys = 1'000;
   KeyDistribution key_distribution;  // which key each operation draws (gameday/workload.h)
   uint64_t item_size_bytes = 1'024;
+  std::optional<ItemSizeDistribution> item_size_distribution;  // overrides item_size_bytes
   // Operation mix, as relative weights.
   double put = 30;
   double get_strong = 25;
@@ -159,6 +176,13 @@ struct ScenarioSpec {
   WorkloadSpec workload;
   ChecksSpec checks;
 };
+
+// The workload processes' phases for `processes` client processes: empty without rate and phases
+// (operations_per_second per process), otherwise the phases (or one open-ended phase of the rate)
+// with each process's share 1 / processes of the table's rate.
+std::vector<WorkloadPhase> workload_phases(const WorkloadSpec& workload, uint32_t processes);
+// OperationMix (whole-number weights) from relative weights: each scaled by 100 and rounded.
+OperationMix operation_mix(const MixWeights& weights);
 
 // Reads and validates a scenario. Throws ScenarioError (gameday/json_reader.h) on bad input.
 ScenarioSpec load_scenario(const std::string& path, const std::vector<std::string>& overrides);

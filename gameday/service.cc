@@ -169,6 +169,11 @@ void ServiceHarness::add_clients() {
   options.mix.delete_item = weight(workload.delete_item);
   options.client.max_attempts = workload.max_attempts;
   options.client.attempt_timeout = workload.attempt_timeout;
+  // Rate shapes and phases are the whole table's, split evenly over the client processes.
+  const uint32_t processes = workload.client_hosts_per_az * world_.az_count();
+  options.phases = workload_phases(workload, processes);
+  options.rate_share = 1.0 / processes;
+  options.item_sizes = workload.item_size_distribution;
 
   for (uint32_t a = 0; a < world_.az_count(); ++a) {
     const sim::AzId az(a);

@@ -39,11 +39,61 @@ WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement
   DYN_ASSERT(options_.mix.total() > 0);
   DYN_ASSERT(options_.operations_per_second >= 0);
   DYN_ASSERT(options_.verify_parallelism > 0 && options_.verify_rounds > 0);
+  DYN_ASSERT(options_.rate_share > 0 && options_.rate_share <= 1);
+  for (const WorkloadPhase& phase : options_.phases) {
+    DYN_ASSERT(phase.duration > sim::Duration(0));
+    DYN_ASSERT(phase.mix.total() > 0);
+    const double maximum = phase.rate.max_rate(phase.duration) * options_.rate_share;
+    DYN_ASSERT(maximum >= 0);
+    phase_max_per_second_.push_back(maximum);
+  }
 }
 
 void WorkloadProcess::on_start(sim::Env& env) {
   env_ = &env;
-  schedule_arrival(env);
+  start_local_ = env.local_now();
+  if (options_.phases.empty()) {
+    schedule_arrival(env);
+  } else {
+    schedule_candidate(env, sim::Duration(0));
+  }
+}
+
+const OperationMix& WorkloadProcess::current_mix() const {
+  if (options_.phases.empty()) return options_.mix;
+  return options_.phases[arrival_phase_].mix;
+}
+
+const KeyDistribution& WorkloadProcess::current_keys() const {
+  if (options_.phases.empty()) return options_.keys;
+  return options_.phases[arrival_phase_].keys;
+}
+
+void WorkloadProcess::schedule_candidate(sim::Env& env, sim::Duration from) {
+  sim::Duration t = from;
+  // Each round either sets the timer or moves to the next phase: at most one round per phase.
+  while (phase_index_ < options_.phases.size()) {
+    const WorkloadPhase& phase = options_.phases[phase_index_];
+    const sim::Duration phase_end = phase.duration.ns > INT64_MAX - phase_start_.ns
+                                        ? sim::Duration(INT64_MAX)
+                                        : phase_start_ + phase.duration;
+    const double maximum = phase_max_per_second_[phase_index_];
+    if (maximum > 0) {
+      const auto mean_ns = static_cast<int64_t>(std::llround(kNanosecondsPerSecond / maximum));
+      const sim::Duration gap =
+          env.random().exponential_duration(sim::Duration(std::max<int64_t>(1, mean_ns)));
+      if (gap.ns < phase_end.ns - t.ns) {
+        next_candidate_ = t + gap;
+        const sim::Duration elapsed = env.local_now() - start_local_;
+        env.set_timer(std::max(sim::Duration(0), next_candidate_ - elapsed), kArrivalCookie);
+        return;
+      }
+    }
+    // No candidate left in this phase: the next one starts afresh at its beginning.
+    t = phase_end;
+    phase_start_ = phase_end;
+    ++phase_index_;
+  }
 }
 
 void WorkloadProcess::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
@@ -65,7 +115,7 @@ void WorkloadProcess::schedule_arrival(sim::Env& env) {
 }
 
 WorkloadProcess::OperationKind WorkloadProcess::draw_kind(sim::Env& env) const {
-  const OperationMix& mix = options_.mix;
+  const OperationMix& mix = current_mix();
   uint64_t draw = env.random().uniform_u64(mix.total());
   const uint32_t weights[] = {mix.put,           mix.get_strong,
                               mix.get_eventual,  mix.put_if_version,
@@ -94,18 +144,21 @@ const char* to_string(KeyDistribution::Kind kind) {
 
 uint64_t WorkloadProcess::draw_key(sim::Env& env) {
   const uint64_t keys = options_.key_count;
-  switch (options_.keys.kind) {
+  const KeyDistribution& distribution = current_keys();
+  switch (distribution.kind) {
     case KeyDistribution::Kind::kUniform:
       return env.random().uniform_u64(keys);
     case KeyDistribution::Kind::kZipf:
-      if (!zipf_.has_value()) zipf_.emplace(keys, options_.keys.zipf_exponent);
+      if (!zipf_.has_value() || zipf_->exponent() != distribution.zipf_exponent) {
+        zipf_.emplace(keys, distribution.zipf_exponent);
+      }
       return zipf_->sample(env.random()) - 1;
     case KeyDistribution::Kind::kHotSet: {
       // At least one hot key, and at least one cold one when there are two keys or more.
       uint64_t hot =
-          static_cast<uint64_t>(static_cast<double>(keys) * options_.keys.hot_keys_fraction);
+          static_cast<uint64_t>(static_cast<double>(keys) * distribution.hot_keys_fraction);
       hot = std::clamp<uint64_t>(hot, 1, keys > 1 ? keys - 1 : 1);
-      if (keys == 1 || env.random().bernoulli(options_.keys.hot_traffic)) {
+      if (keys == 1 || env.random().bernoulli(distribution.hot_traffic)) {
         return env.random().uniform_u64(hot);
       }
       return hot + env.random().uniform_u64(keys - hot);
@@ -130,7 +183,11 @@ model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {
   // The payload's checksum stands for its bytes, derived from the key and the write, so two
   // writes of one key never carry the same bytes.
   const uint64_t checksum = sim::splitmix64(sim::stable_hash(key.partition.bytes) ^ version);
-  item.set("data", model::Payload{options_.item_size_bytes, sequence, checksum});
+  const uint64_t size_bytes = options_.item_sizes.has_value()
+                                  ? options_.item_sizes->draw(env_->random())
+                                  : options_.item_size_bytes;
+  stats_.payload_bytes_written += size_bytes;
+  item.set("data", model::Payload{size_bytes, sequence, checksum});
   item.set(kVersionAttribute, model::Decimal::from_int(static_cast<int64_t>(version)));
   return item;
 }
@@ -170,8 +227,26 @@ model::ClientRequest WorkloadProcess::build_request(OperationKind kind, uint64_t
 }
 
 void WorkloadProcess::arrive(sim::Env& env) {
-  schedule_arrival(env);
-  if (stopped_) return;
+  if (options_.phases.empty()) {
+    schedule_arrival(env);
+    if (stopped_) return;
+  } else {
+    if (stopped_) return;  // nothing more is drawn once stopped
+    const sim::Duration at = next_candidate_;
+    const WorkloadPhase& phase = options_.phases[phase_index_];
+    const double maximum = phase_max_per_second_[phase_index_];
+    const double rate = phase.rate.rate_at(at - phase_start_) * options_.rate_share;
+    // Thinning: keep the candidate with probability rate / maximum (no draw when it is 1, so a
+    // constant shape draws exactly what a homogeneous process does).
+    const bool keep = options_.plant_keep_every_candidate || rate >= maximum ||
+                      env.random().bernoulli(rate / maximum);
+    arrival_phase_ = phase_index_;
+    schedule_candidate(env, at);
+    if (!keep) {
+      ++stats_.thinned;
+      return;
+    }
+  }
   ++stats_.arrivals;
   const OperationKind kind = draw_kind(env);
   const uint64_t key_index = draw_key(env);

@@ -6,9 +6,18 @@
 // Open loop, because real DynamoDB traffic does not slow down when the service does: requests
 // keep arriving at their rate whatever the latency, which is what makes an outage visible as
 // failed or late operations (P22 section 1: predictable performance at any load). Arrivals are a
-// Poisson process (exponential gaps drawn from the process's own random stream). Items have the
-// shape the history needs: a number attribute "ver" unique per write (client_id << 40 |
-// sequence) and a Payload attribute "data" standing for item_size_bytes of bytes.
+// Poisson process drawn from the process's own random stream:
+// - without phases, homogeneous at operations_per_second (exponential gaps);
+// - with phases (docs/scenarios.md, "Rate shapes and phases"), non-homogeneous: each phase has a
+//   RateShape (gameday/rate_shape.h) of the whole table's rate, of which this process issues
+//   `rate_share`; candidates come at the phase's maximum rate and each is kept with probability
+//   rate(t) / maximum (thinning, exact). A candidate past its phase's end is dropped and drawing
+//   restarts at the next phase's start with its maximum (the exponential is memoryless, so this
+//   is exact too). Phase times are the process's local time since it started. After the last
+//   phase the process issues nothing more.
+// Items have the shape the history needs: a number attribute "ver" unique per write (client_id
+// << 40 | sequence) and a Payload attribute "data" standing for item_size_bytes of bytes, or a
+// size drawn from item_sizes for each write.
 //
 // After stop(), verify_all() strong-reads every key this process ever wrote, a few at a time,
 // through the same client and so into the same history: the durability checker takes the final
@@ -25,8 +34,10 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <vector>
 
 #include "gameday/history.h"
+#include "gameday/rate_shape.h"
 #include "model/client.h"
 #include "sim/env.h"
 #include "sim/random.h"
@@ -64,11 +75,25 @@ struct KeyDistribution {
 };
 const char* to_string(KeyDistribution::Kind kind);
 
+// One phase of a phased workload: its length, the whole table's rate over it, and the mix and
+// key distribution of its operations.
+struct WorkloadPhase {
+  sim::Duration duration = sim::Duration(INT64_MAX);  // INT64_MAX: until the workload stops
+  RateShape rate;
+  OperationMix mix;
+  KeyDistribution keys;
+};
+
 struct WorkloadOptions {
-  double operations_per_second = 100;  // per process; mean of the Poisson arrivals
-  uint64_t key_count = 1000;           // keys "key-0" .. "key-<key_count - 1>"
-  KeyDistribution keys;                // which key each operation draws
-  uint64_t item_size_bytes = 1024;     // the "data" payload of each item
+  double operations_per_second = 100;  // per process, without phases; mean of the arrivals
+  // When not empty, the phases replace operations_per_second, mix and keys (see above).
+  std::vector<WorkloadPhase> phases;
+  double rate_share = 1;      // with phases: this process's share of each phase's rate, in (0, 1]
+  uint64_t key_count = 1000;  // keys "key-0" .. "key-<key_count - 1>"
+  KeyDistribution keys;       // which key each operation draws
+  uint64_t item_size_bytes = 1024;  // the "data" payload of each item, unless item_sizes
+  // When set, each write draws its payload size from it (from the process's random stream).
+  std::optional<ItemSizeDistribution> item_sizes;
   OperationMix mix;
   model::ClientOptions client;
   // Operations in flight at once; an arrival beyond is refused and counted (the client's own
@@ -76,6 +101,9 @@ struct WorkloadOptions {
   uint32_t max_outstanding = 256;
   uint32_t verify_parallelism = 8;  // verification reads in flight at once
   uint32_t verify_rounds = 3;       // tries per key before it is left unverified
+  // Planted bug for RateShapeRunTest.PlantedThinningThatKeepsEveryCandidateIsCaught: every
+  // candidate arrival is kept, so each phase runs at its maximum rate. Never set outside tests.
+  bool plant_keep_every_candidate = false;
 };
 
 class WorkloadProcess final : public sim::Process {
@@ -104,18 +132,22 @@ class WorkloadProcess final : public sim::Process {
 
   struct Stats {
     uint64_t arrivals = 0;
+    uint64_t thinned = 0;  // candidate arrivals dropped by thinning (phases only)
     uint64_t submitted = 0;
     uint64_t refused = 0;  // arrivals beyond max_outstanding
     uint64_t succeeded = 0;
     uint64_t failed = 0;
     uint64_t by_kind[6] = {};  // submitted, in the order of OperationMix's fields
     uint64_t keys_written = 0;
+    uint64_t payload_bytes_written = 0;  // sum of the "data" sizes of the puts submitted
     uint64_t verify_reads = 0;
     uint64_t keys_verified = 0;
     uint64_t keys_unverified = 0;  // ran out of verify_rounds
   };
   const Stats& stats() const { return stats_; }
   const model::DirectClient& client() const { return client_; }
+  // With phases: the index of the phase the next arrival falls in (phases.size() after the last).
+  size_t phase_index() const { return phase_index_; }
 
   // The key index of the next operation, drawn from the options' distribution.
   uint64_t draw_key(sim::Env& env);
@@ -124,7 +156,11 @@ class WorkloadProcess final : public sim::Process {
   enum class OperationKind { kPut, kGetStrong, kGetEventual, kPutIfVersion, kPutIfAbsent, kDelete };
 
   void schedule_arrival(sim::Env& env);
+  // With phases: draws the next candidate after `from` (time since start) and sets its timer.
+  void schedule_candidate(sim::Env& env, sim::Duration from);
   void arrive(sim::Env& env);
+  const OperationMix& current_mix() const;
+  const KeyDistribution& current_keys() const;
   OperationKind draw_kind(sim::Env& env) const;
   model::ClientRequest build_request(OperationKind kind, uint64_t key_index);
   model::Item make_item(const model::PrimaryKey& key);
@@ -146,8 +182,16 @@ class WorkloadProcess final : public sim::Process {
   std::deque<std::pair<uint64_t, uint32_t>> verify_queue_;  // (key index, tries so far)
   uint32_t verify_in_flight_ = 0;
   Stats stats_;
-  std::optional<sim::ZipfDistribution> zipf_;  // kZipf only
-  uint64_t next_sequential_key_ = 0;           // kSequential only
+  std::optional<sim::ZipfDistribution> zipf_;  // kZipf only (rebuilt when a phase changes it)
+  // With phases: the local time at start, the phase of the next candidate, when it began (since
+  // start), each phase's per-process maximum rate, and the next candidate's time (since start).
+  sim::SimTime start_local_;
+  size_t phase_index_ = 0;
+  size_t arrival_phase_ = 0;  // the phase of the arrival being handled (its mix and keys)
+  sim::Duration phase_start_{0};
+  std::vector<double> phase_max_per_second_;
+  sim::Duration next_candidate_{0};
+  uint64_t next_sequential_key_ = 0;  // kSequential only
 };
 
 model::PrimaryKey workload_key(uint64_t key_index);

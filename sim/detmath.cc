@@ -79,4 +79,58 @@ double det_pow(double base, double exponent) {
   return det_exp(exponent * det_log(base));
 }
 
+namespace {
+
+// pi/2 in three parts (Cody and Waite's reduction); the first has 33 significant bits, so
+// k * kHalfPi1 is exact for |k| < 2^20.
+constexpr double kHalfPi1 = 1.57079632673412561417e+00;
+constexpr double kHalfPi2 = 6.07710050650619224932e-11;
+constexpr double kHalfPi3 = 2.02226624879595063154e-21;
+constexpr double kTwoOverPi = 6.36619772367581382433e-01;
+
+// sin(r) for |r| <= pi/4: r - r^3/3! + ... - r^15/15! + r^17/17! (Horner in r^2).
+double sin_kernel(double r) {
+  const double r2 = r * r;
+  double sum = 1.0;
+  for (int n = 17; n >= 3; n -= 2) sum = 1.0 - sum * r2 / (static_cast<double>(n) * (n - 1));
+  return r * sum;
+}
+
+// cos(r) for |r| <= pi/4: 1 - r^2/2! + ... + r^16/16!.
+double cos_kernel(double r) {
+  const double r2 = r * r;
+  double sum = 1.0;
+  for (int n = 16; n >= 2; n -= 2) sum = 1.0 - sum * r2 / (static_cast<double>(n) * (n - 1));
+  return sum;
+}
+
+// sin or cos (cosine: quadrant shifted by one) after reducing x by multiples of pi/2.
+double sin_quadrant(double x, int64_t shift) {
+  DYN_ASSERT_MSG(x == x && x >= -1e9 && x <= 1e9, "det_sin/det_cos need |x| <= 1e9");
+  const double k = std::nearbyint(x * kTwoOverPi);
+  // Rate shapes reduce their phase to [0, 2 pi) first, so k is at most 4 there.
+  const double r = ((x - k * kHalfPi1) - k * kHalfPi2) - k * kHalfPi3;
+  const int64_t quadrant = ((static_cast<int64_t>(k) + shift) % 4 + 4) % 4;
+  switch (quadrant) {
+    case 0:
+      return sin_kernel(r);
+    case 1:
+      return cos_kernel(r);
+    case 2:
+      return -sin_kernel(r);
+    default:
+      return -cos_kernel(r);
+  }
+}
+
+}  // namespace
+
+double det_sin(double x) {
+  return sin_quadrant(x, 0);
+}
+
+double det_cos(double x) {
+  return sin_quadrant(x, 1);
+}
+
 }  // namespace dynasim::sim

@@ -38,7 +38,14 @@ inline int load_scenario_bytes(const uint8_t* data, size_t size) {
         apply_override(document, assignment);
       }
     }
+    // In the unit test the input stands in the scenarios directory, so that a shipped scenario's
+    // relative data files (a CloudWatch replay's CSV) resolve.
+#ifdef DYNASIM_SOURCE_DIR
+    const ScenarioSpec spec =
+        parse_scenario(document, DYNASIM_SOURCE_DIR "/scenarios/fuzz-input.json");
+#else
     const ScenarioSpec spec = parse_scenario(document, "fuzz-input.json");
+#endif
     (void)spec;
     return 0;
   } catch (const ScenarioError& error) {

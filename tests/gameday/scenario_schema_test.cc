@@ -45,6 +45,9 @@ using testing_support::SchemaValidator;
 const std::string kSourceDir = DYNASIM_SOURCE_DIR;
 const std::string kSchemaFile = kSourceDir + "/scenarios/scenario.schema.json";
 constexpr const char* kUnknownField = "zz_no_such_field";
+// Documents built here stand in the scenarios directory, so that a replay's relative file (the
+// schema's example) resolves as it does for a shipped scenario.
+const std::string kDocumentSource = kSourceDir + "/scenarios/schema-test.json";
 
 // ---- Documents built from the schema --------------------------------------------------------
 
@@ -178,7 +181,7 @@ json document_reaching(const SchemaValidator& validator, const json& schema, con
 
 std::optional<ScenarioError> load_error(const json& document) {
   try {
-    parse_scenario(document, "schema-test");
+    parse_scenario(document, kDocumentSource);
   } catch (const ScenarioError& error) {
     return error;
   }
@@ -366,6 +369,50 @@ std::string fingerprint(const ScenarioSpec& spec) {
   put("put_if_version", w.put_if_version);
   put("put_if_absent", w.put_if_absent);
   put("delete", w.delete_item);
+  const auto shape = [&](const char* name, const RateShape& r) {
+    put(name, to_string(r.kind));
+    put("constant", r.constant_per_second);
+    put("from", r.from_per_second);
+    put("to", r.to_per_second);
+    time("over", r.over);
+    put("mean", r.mean_per_second);
+    put("amplitude", r.amplitude_per_second);
+    time("period", r.period);
+    time("phase", r.phase);
+    put("base", r.base_per_second);
+    put("peak", r.peak_per_second);
+    time("at", r.at);
+    time("rise", r.rise);
+    time("hold", r.hold);
+    time("fall", r.fall);
+    for (double minute : r.per_minute_per_second) put("minute", minute);
+  };
+  if (w.rate) shape("rate", *w.rate);
+  for (const WorkloadPhaseSpec& phase : w.phases) {
+    time("phase.duration", phase.duration);
+    shape("phase.rate", phase.rate);
+    put("phase.put", phase.mix.put);
+    put("phase.get_strong", phase.mix.get_strong);
+    put("phase.get_eventual", phase.mix.get_eventual);
+    put("phase.put_if_version", phase.mix.put_if_version);
+    put("phase.put_if_absent", phase.mix.put_if_absent);
+    put("phase.delete", phase.mix.delete_item);
+    put("phase.keys.kind", static_cast<int>(phase.key_distribution.kind));
+    put("phase.keys.exponent", phase.key_distribution.zipf_exponent);
+    put("phase.keys.hot_keys_fraction", phase.key_distribution.hot_keys_fraction);
+    put("phase.keys.hot_traffic", phase.key_distribution.hot_traffic);
+  }
+  if (const auto& sizes = w.item_size_distribution) {
+    put("sizes.kind", to_string(sizes->kind));
+    put("sizes.min", sizes->min_bytes);
+    put("sizes.max", sizes->max_bytes);
+    put("sizes.median", sizes->median_bytes);
+    put("sizes.sigma", sizes->sigma);
+    for (const ItemSizeDistribution::Bucket& bucket : sizes->buckets) {
+      put("sizes.bucket", bucket.size_bytes);
+      put("sizes.weight", bucket.weight);
+    }
+  }
   put("max_attempts", w.max_attempts);
   time("attempt_timeout", w.attempt_timeout);
   time("verify_after", w.verify_after);
@@ -390,8 +437,8 @@ std::vector<std::string> defaults_the_loader_does_not_have(const json& schema) {
       with[level.pointer][key] = property.at("default");
       complete(validator, schema, with);
       try {
-        const std::string loaded_without = fingerprint(parse_scenario(without, "without"));
-        const std::string loaded_with = fingerprint(parse_scenario(with, "with"));
+        const std::string loaded_without = fingerprint(parse_scenario(without, kDocumentSource));
+        const std::string loaded_with = fingerprint(parse_scenario(with, kDocumentSource));
         if (loaded_without != loaded_with) {
           problems.push_back(level.path + "." + key + ": the default " +
                              property.at("default").dump() + " is not the loader's");
@@ -437,9 +484,11 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, admission, plant, divergent_apply, workload, key_distribution, mix,
-  // checks.
-  EXPECT_EQ(all.size(), 19u);
+  // healing, archival, scrub, admission, plant, divergent_apply, workload, rate and its ramp,
+  // diurnal, spike and replay, a phase with its rate (and the rate's four shapes), mix and
+  // key_distribution, item_size_distribution with uniform, lognormal and a histogram bucket,
+  // key_distribution, mix, checks.
+  EXPECT_EQ(all.size(), 36u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {
@@ -626,6 +675,24 @@ TEST(ScenarioSchemaTest, SchemaAndLoaderRefuseTheSameMistakes) {
   mistakes.push_back({"null for a bool", with(base, "/faults/unrestricted", nullptr)});
   mistakes.push_back(
       {"a random fault without a rate", with(world, "/faults/random/0", json{{"kind", "crash"}})});
+  mistakes.push_back(
+      {"a rate without a unit", with(base, "/workload/rate", json{{"constant", "300"}})});
+  mistakes.push_back(
+      {"a ramp without its length",
+       with(base, "/workload/rate", json{{"ramp", {{"from", "1/s"}, {"to", "9/s"}}}})});
+  mistakes.push_back({"no phases", with(base, "/workload/phases", json::array())});
+  mistakes.push_back(
+      {"a phase without a duration",
+       with(base, "/workload/phases", json::array({json{{"rate", json::object()}}}))});
+  mistakes.push_back(
+      {"a negative histogram weight",
+       with(base, "/workload/item_size_distribution",
+            json{{"histogram", json::array({json{{"size", "1KB"}, {"weight", -1}}})}})});
+  mistakes.push_back(
+      {"an unknown replay metric", with(base, "/workload/rate",
+                                        json{{"replay",
+                                              {{"file", "data/cloudwatch-consumed-wcu.csv"},
+                                               {"metric", "ConsumedWriteCapacity"}}}})});
   for (const Mistake& mistake : mistakes) {
     EXPECT_FALSE(validator.validate(mistake.document).empty()) << mistake.what;
     EXPECT_TRUE(load_error(mistake.document).has_value()) << mistake.what;
