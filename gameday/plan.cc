@@ -106,6 +106,19 @@ const char* to_string(PlanMode mode) {
 // ---------------------------------------------------------------------------------------------
 // The workload and its demand
 
+namespace {
+
+// The shares of strong reads, eventual reads and writes in a mix.
+void mix_shares(const OperationMix& mix, double* strong, double* eventual, double* writes) {
+  const double total = mix.total();
+  const double write_weight = mix.put + mix.put_if_version + mix.put_if_absent + mix.delete_item;
+  *strong = total > 0 ? mix.get_strong / total : 0;
+  *eventual = total > 0 ? mix.get_eventual / total : 0;
+  *writes = total > 0 ? write_weight / total : 1;
+}
+
+}  // namespace
+
 PlanWorkload plan_workload(const ScenarioSpec& spec) {
   if (!spec.storage.has_value()) {
     throw ScenarioError("$.storage", "a service scenario (a \"storage\" section)",
@@ -116,18 +129,56 @@ PlanWorkload plan_workload(const ScenarioSpec& spec) {
   PlanWorkload workload;
   workload.duration = spec.duration;
   const uint32_t azs = static_cast<uint32_t>(spec.topology.az_names.size());
-  const double table_rate =
-      w.operations_per_second * static_cast<double>(w.client_hosts_per_az) * azs;
-  workload.operations_per_second = [table_rate](sim::SimTime) { return table_rate; };
-  workload.max_operations_per_second = table_rate;
-  workload.keys = w.keys;
+  // The whole table's phases: one process's share is 1 (gameday/scenario.h, workload_phases).
+  const std::vector<WorkloadPhase> phases = workload_phases(w, 1);
+  const MixWeights weights{w.put,           w.get_strong, w.get_eventual, w.put_if_version,
+                           w.put_if_absent, w.delete_item};
+  mix_shares(operation_mix(weights), &workload.strong_read_share, &workload.eventual_read_share,
+             &workload.write_share);
   workload.key_distribution = w.key_distribution;
+  if (phases.empty()) {
+    // operations_per_second is per client host (docs/scenarios.md).
+    const double table_rate =
+        w.operations_per_second * static_cast<double>(w.client_hosts_per_az) * azs;
+    workload.operations_per_second = [table_rate](sim::SimTime) { return table_rate; };
+    workload.max_operations_per_second = table_rate;
+  } else {
+    sim::Duration start(0);
+    for (const WorkloadPhase& phase : phases) {
+      if (start >= spec.duration) break;
+      PlanPhase plan_phase;
+      plan_phase.start = start;
+      const sim::Duration left = spec.duration - start;
+      const sim::Duration length = phase.duration < left ? phase.duration : left;
+      plan_phase.end = start + length;
+      mix_shares(phase.mix, &plan_phase.strong_read_share, &plan_phase.eventual_read_share,
+                 &plan_phase.write_share);
+      plan_phase.key_distribution = phase.keys;
+      workload.phases.push_back(plan_phase);
+      workload.max_operations_per_second =
+          std::max(workload.max_operations_per_second, phase.rate.max_rate(length));
+      start = plan_phase.end;
+    }
+    const PlanPhase& first = workload.phases.front();
+    workload.strong_read_share = first.strong_read_share;
+    workload.eventual_read_share = first.eventual_read_share;
+    workload.write_share = first.write_share;
+    workload.key_distribution = first.key_distribution;
+    std::vector<std::pair<PlanPhase, RateShape>> shaped;
+    for (size_t i = 0; i < workload.phases.size(); ++i) {
+      shaped.emplace_back(workload.phases[i], phases[i].rate);
+    }
+    workload.operations_per_second = [shaped](sim::SimTime t) {
+      const sim::Duration since = t - sim::SimTime::zero();
+      for (const auto& [phase, rate] : shaped) {
+        if (since >= phase.start && since < phase.end) return rate.rate_at(since - phase.start);
+      }
+      return 0.0;  // after the last phase the clients issue nothing
+    };
+  }
+  workload.keys = w.keys;
   workload.item_size_bytes = w.item_size_bytes;
-  const double writes = w.put + w.put_if_version + w.put_if_absent + w.delete_item;
-  const double total = writes + w.get_strong + w.get_eventual;
-  workload.strong_read_share = total > 0 ? w.get_strong / total : 0;
-  workload.eventual_read_share = total > 0 ? w.get_eventual / total : 0;
-  workload.write_share = total > 0 ? writes / total : 1;
+  workload.item_sizes = w.item_size_distribution;
   workload.max_attempts = w.max_attempts;
   workload.partitions = spec.storage->partitions;
   workload.azs = azs;
@@ -140,38 +191,45 @@ PlanWorkload plan_workload(const ScenarioSpec& spec) {
   return workload;
 }
 
-namespace {
-
-double read_units(uint64_t size_bytes, model::ReadConsistency consistency) {
-  return model::read_capacity(size_bytes, consistency).units();
-}
-double write_units(uint64_t size_bytes) {
-  return model::write_capacity(size_bytes).units();
-}
-
-}  // namespace
-
 DemandEstimate estimate_demand(const PlanWorkload& workload) {
   DemandEstimate demand;
-  const double strong = read_units(workload.item_size_bytes, model::ReadConsistency::kStrong);
-  const double eventual = read_units(workload.item_size_bytes, model::ReadConsistency::kEventual);
-  const double write = write_units(workload.item_size_bytes);
+  // Units per operation of each kind: DynamoDB's rounding over the item size distribution.
+  const ItemSizeDistribution sizes = workload.item_sizes
+                                         ? *workload.item_sizes
+                                         : ItemSizeDistribution::fixed(workload.item_size_bytes);
+  const double strong = sizes.expected_units(4096);
+  const double eventual = strong / 2;
+  const double write = sizes.expected_units(1024);
   const int64_t seconds = std::max<int64_t>(1, workload.duration.ns / sim::seconds(1).ns);
-  double sum = 0;
+  double sum = 0, read_sum = 0, write_sum = 0;
+  size_t phase = 0;
   for (int64_t s = 0; s < seconds; ++s) {
-    const double rate = workload.operations_per_second(sim::SimTime::zero() + sim::seconds(s));
+    const sim::Duration at = sim::seconds(s);
+    const double rate = workload.operations_per_second(sim::SimTime::zero() + at);
+    double strong_share = workload.strong_read_share;
+    double eventual_share = workload.eventual_read_share;
+    double write_share = workload.write_share;
+    while (phase + 1 < workload.phases.size() && at >= workload.phases[phase].end) ++phase;
+    if (!workload.phases.empty()) {
+      strong_share = workload.phases[phase].strong_read_share;
+      eventual_share = workload.phases[phase].eventual_read_share;
+      write_share = workload.phases[phase].write_share;
+    }
+    const double reads = rate * (strong_share * strong + eventual_share * eventual);
+    const double writes = rate * write_share * write;
     sum += rate;
+    read_sum += reads;
+    write_sum += writes;
     demand.peak_operations_per_second = std::max(demand.peak_operations_per_second, rate);
+    demand.peak_read_units_per_second = std::max(demand.peak_read_units_per_second, reads);
+    demand.peak_write_units_per_second = std::max(demand.peak_write_units_per_second, writes);
   }
-  demand.mean_operations_per_second = sum / static_cast<double>(seconds);
-  const double read_per_op =
-      workload.strong_read_share * strong + workload.eventual_read_share * eventual;
-  const double write_per_op = workload.write_share * write;
-  demand.peak_read_units_per_second = demand.peak_operations_per_second * read_per_op;
-  demand.peak_write_units_per_second = demand.peak_operations_per_second * write_per_op;
-  demand.mean_read_units_per_second = demand.mean_operations_per_second * read_per_op;
-  demand.mean_write_units_per_second = demand.mean_operations_per_second * write_per_op;
-  demand.table_size_bytes = workload.keys * workload.item_size_bytes;
+  const double n = static_cast<double>(seconds);
+  demand.mean_operations_per_second = sum / n;
+  demand.mean_read_units_per_second = read_sum / n;
+  demand.mean_write_units_per_second = write_sum / n;
+  demand.table_size_bytes =
+      static_cast<uint64_t>(static_cast<double>(workload.keys) * sizes.mean_bytes());
   return demand;
 }
 
@@ -291,19 +349,15 @@ class FrontDoor {
         prices_(prices),
         options_(options),
         random_(sim::Random::derive(options.seed, "plan/" + std::to_string(index))),
+        keys_(std::max<uint64_t>(workload.keys, 1), index),
         map_(model::PartitionMap::uniform(model::TableId(0), workload.partitions, ids_)) {
     DYN_ASSERT(w_.partitions > 0 && w_.nodes_per_az > 0 && w_.azs > 0);
-    if (w_.key_distribution.kind == KeyDistribution::Kind::kZipf) {
-      zipf_.emplace(w_.keys, w_.key_distribution.zipf_exponent);
-    }
     key_hashes_.resize(w_.keys);
     for (uint64_t k = 0; k < w_.keys; ++k) {
       key_hashes_[k] = model::partition_hash(workload_key(k).partition);
     }
-    read_cost_[0] = model::read_capacity(w_.item_size_bytes, model::ReadConsistency::kStrong);
-    read_cost_[1] = model::read_capacity(w_.item_size_bytes, model::ReadConsistency::kEventual);
-    write_cost_ = model::write_capacity(w_.item_size_bytes);
-
+    sizes_ = w_.item_sizes ? *w_.item_sizes : ItemSizeDistribution::fixed(w_.item_size_bytes);
+    table_bytes_ = static_cast<uint64_t>(static_cast<double>(w_.keys) * sizes_.mean_bytes());
     model::AdmissionOptions admission;
     admission.node_read_units_per_second = w_.node_read_units_per_second;
     admission.node_write_units_per_second = w_.node_write_units_per_second;
@@ -397,6 +451,7 @@ class FrontDoor {
     OpKind kind = kWrite;
     int64_t first_ns = 0;
     uint32_t attempts = 0;
+    model::CapacityUnits cost;
   };
   struct Partition {
     model::PartitionRange range;
@@ -434,28 +489,6 @@ class FrontDoor {
       if (t > w_.duration.ns) return t;
     }
     return w_.duration.ns + 1;
-  }
-
-  uint64_t draw_key() {
-    const uint64_t keys = w_.keys;
-    switch (w_.key_distribution.kind) {
-      case KeyDistribution::Kind::kUniform:
-        return random_.uniform_u64(keys);
-      case KeyDistribution::Kind::kZipf:
-        return zipf_->sample(random_) - 1;
-      case KeyDistribution::Kind::kHotSet: {
-        uint64_t hot = static_cast<uint64_t>(static_cast<double>(keys) *
-                                             w_.key_distribution.hot_keys_fraction);
-        hot = std::clamp<uint64_t>(hot, 1, keys > 1 ? keys - 1 : 1);
-        if (keys == 1 || random_.bernoulli(w_.key_distribution.hot_traffic)) {
-          return random_.uniform_u64(hot);
-        }
-        return hot + random_.uniform_u64(keys - hot);
-      }
-      case KeyDistribution::Kind::kSequential:
-        return next_sequential_++ % keys;
-    }
-    return 0;
   }
 
   void add_partition(const model::PartitionRange& range, uint64_t placement_seed) {
@@ -510,11 +543,26 @@ class FrontDoor {
       operations_.emplace_back();
     }
     Operation& op = operations_[slot];
-    op.key = draw_key();
+    double strong = w_.strong_read_share;
+    double eventual = w_.eventual_read_share;
+    const KeyDistribution* keys = &w_.key_distribution;
+    if (!w_.phases.empty()) {
+      while (phase_ + 1 < w_.phases.size() && now - sim::SimTime::zero() >= w_.phases[phase_].end) {
+        ++phase_;
+      }
+      strong = w_.phases[phase_].strong_read_share;
+      eventual = w_.phases[phase_].eventual_read_share;
+      keys = &w_.phases[phase_].key_distribution;
+    }
+    op.key = keys_.draw(*keys, random_);
     const double u = random_.next_double();
-    op.kind = u < w_.strong_read_share                            ? kStrongRead
-              : u < w_.strong_read_share + w_.eventual_read_share ? kEventualRead
-                                                                  : kWrite;
+    op.kind = u < strong ? kStrongRead : u < strong + eventual ? kEventualRead : kWrite;
+    const uint64_t size = sizes_.draw(random_);
+    op.cost = op.kind == kWrite
+                  ? model::write_capacity(size)
+                  : model::read_capacity(size, op.kind == kStrongRead
+                                                   ? model::ReadConsistency::kStrong
+                                                   : model::ReadConsistency::kEventual);
     op.first_ns = now.ns;
     op.attempts = 0;
     attempt(now, slot);
@@ -537,8 +585,7 @@ class FrontDoor {
     Partition& p = partitions_[range.id.value];
     const model::GroupId group(range.id.value);
     const bool write = op.kind == kWrite;
-    const model::CapacityUnits cost =
-        write ? write_cost_ : read_cost_[op.kind == kStrongRead ? 0 : 1];
+    const model::CapacityUnits cost = op.cost;
     const int64_t milli = model::to_milli_units(cost);
     bool admitted = true;
     if (candidate_.mode == PlanMode::kOnDemand) {
@@ -656,7 +703,7 @@ class FrontDoor {
 
   uint64_t size_of(const model::PartitionRange& range) const {
     const long double width = static_cast<long double>(range.hash_end - range.hash_begin) + 1.0L;
-    return static_cast<uint64_t>(static_cast<long double>(w_.keys * w_.item_size_bytes) * width /
+    return static_cast<uint64_t>(static_cast<long double>(table_bytes_) * width /
                                  18446744073709551616.0L);
   }
 
@@ -734,8 +781,8 @@ class FrontDoor {
       r.write_cost =
           unit_seconds_write_ / ticks * prices_.provisioned_wcu_hour * prices_.hours_per_month;
     }
-    r.storage_cost = static_cast<double>(w_.keys * w_.item_size_bytes) / (1024.0 * 1024 * 1024) *
-                     prices_.storage_gb_month;
+    r.storage_cost =
+        static_cast<double>(table_bytes_) / (1024.0 * 1024 * 1024) * prices_.storage_gb_month;
     r.monthly_cost = r.read_cost + r.write_cost + r.storage_cost;
     const bool throttling_ok = r.throttled_percent <= options_.slo.max_throttled_percent;
     const bool latency_ok = options_.slo.max_p99_ms <= 0 || r.p99_ms <= options_.slo.max_p99_ms;
@@ -768,13 +815,13 @@ class FrontDoor {
   const PriceTable& prices_;
   const PlanOptions& options_;
   sim::Random random_;
+  KeyPicker keys_;
   model::PartitionIdSource ids_;
   model::PartitionMap map_;
-  std::optional<sim::ZipfDistribution> zipf_;
-  uint64_t next_sequential_ = 0;
+  size_t phase_ = 0;  // the phase of the latest arrival
   std::vector<uint64_t> key_hashes_;
-  std::array<model::CapacityUnits, 2> read_cost_;
-  model::CapacityUnits write_cost_;
+  ItemSizeDistribution sizes_;
+  uint64_t table_bytes_ = 0;
   std::vector<std::unique_ptr<model::NodeAdmission>> nodes_;
   std::vector<Partition> partitions_;  // by partition id
   std::optional<model::ProvisionedCapacity> provisioned_read_, provisioned_write_;

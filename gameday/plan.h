@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "gameday/rate_shape.h"
 #include "gameday/scenario.h"
 #include "model/capacity_mode.h"
 #include "sim/time.h"
@@ -109,6 +110,16 @@ struct DemandEstimate {
   uint64_t table_size_bytes = 0;
 };
 
+// A stretch of the workload with its own mix and keys (a scenario's workload phases).
+struct PlanPhase {
+  sim::Duration start;
+  sim::Duration end;
+  double strong_read_share = 0;
+  double eventual_read_share = 0;
+  double write_share = 1;
+  KeyDistribution key_distribution;
+};
+
 // The workload and table the front door runs, from a scenario.
 struct PlanWorkload {
   sim::Duration duration;
@@ -117,9 +128,15 @@ struct PlanWorkload {
   uint64_t keys = 0;
   KeyDistribution key_distribution;
   uint64_t item_size_bytes = 0;
+  // When set, each operation draws its item's size from it (a read takes a fresh draw as the
+  // size of the item it reads: our approximation, since the front door keeps no items).
+  std::optional<ItemSizeDistribution> item_sizes;
   double strong_read_share = 0;  // of operations; the rest of reads are eventual
   double eventual_read_share = 0;
   double write_share = 0;
+  // When not empty, each arrival takes its mix and keys from the phase it falls in (sorted,
+  // contiguous); the shares and key_distribution above are then the first phase's.
+  std::vector<PlanPhase> phases;
   uint32_t max_attempts = 5;
   sim::Duration backoff_base = sim::milliseconds(25);  // model::ClientOptions' defaults
   sim::Duration backoff_cap = sim::seconds(2);

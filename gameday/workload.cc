@@ -33,7 +33,8 @@ WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement
             client.max_outstanding = options.max_outstanding;
             return client;
           }(),
-          placement, client_id, recorder) {
+          placement, client_id, recorder),
+      key_picker_(std::max<uint64_t>(options.key_count, 1), client_id) {
   DYN_ASSERT_MSG(client_id < kMaxClientId, "workload client ids must stay below 2^23");
   DYN_ASSERT(options_.key_count > 0);
   DYN_ASSERT(options_.mix.total() > 0);
@@ -142,37 +143,37 @@ const char* to_string(KeyDistribution::Kind kind) {
   return "?";
 }
 
-uint64_t WorkloadProcess::draw_key(sim::Env& env) {
-  const uint64_t keys = options_.key_count;
-  const KeyDistribution& distribution = current_keys();
+uint64_t KeyPicker::draw(const KeyDistribution& distribution, sim::Random& random) {
+  DYN_ASSERT(keys_ > 0);
   switch (distribution.kind) {
     case KeyDistribution::Kind::kUniform:
-      return env.random().uniform_u64(keys);
+      return random.uniform_u64(keys_);
     case KeyDistribution::Kind::kZipf:
       if (!zipf_.has_value() || zipf_->exponent() != distribution.zipf_exponent) {
-        zipf_.emplace(keys, distribution.zipf_exponent);
+        zipf_.emplace(keys_, distribution.zipf_exponent);
       }
-      return zipf_->sample(env.random()) - 1;
+      return zipf_->sample(random) - 1;
     case KeyDistribution::Kind::kHotSet: {
       // At least one hot key, and at least one cold one when there are two keys or more.
       uint64_t hot =
-          static_cast<uint64_t>(static_cast<double>(keys) * distribution.hot_keys_fraction);
-      hot = std::clamp<uint64_t>(hot, 1, keys > 1 ? keys - 1 : 1);
-      if (keys == 1 || env.random().bernoulli(distribution.hot_traffic)) {
-        return env.random().uniform_u64(hot);
+          static_cast<uint64_t>(static_cast<double>(keys_) * distribution.hot_keys_fraction);
+      hot = std::clamp<uint64_t>(hot, 1, keys_ > 1 ? keys_ - 1 : 1);
+      if (keys_ == 1 || random.bernoulli(distribution.hot_traffic)) {
+        return random.uniform_u64(hot);
       }
-      return hot + env.random().uniform_u64(keys - hot);
+      return hot + random.uniform_u64(keys_ - hot);
     }
     case KeyDistribution::Kind::kSequential: {
-      // Each client starts at its own place, so clients do not write the same keys in step.
-      if (next_sequential_key_ == 0) {
-        next_sequential_key_ = 1 + sim::splitmix64(client_id_) % keys;
-      }
-      return next_sequential_key_++ % keys;
+      if (next_sequential_key_ == 0) next_sequential_key_ = 1 + sim::splitmix64(walk_seed_) % keys_;
+      return next_sequential_key_++ % keys_;
     }
   }
   DYN_ASSERT_MSG(false, "an unknown key distribution");
   return 0;
+}
+
+uint64_t WorkloadProcess::draw_key(sim::Env& env) {
+  return key_picker_.draw(current_keys(), env.random());
 }
 
 model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {

@@ -75,6 +75,23 @@ struct KeyDistribution {
 };
 const char* to_string(KeyDistribution::Kind kind);
 
+// Draws key indexes in [0, keys) from a KeyDistribution, keeping what a distribution needs
+// between draws (the Zipf table, a sequential walk's position). The workload process and the
+// capacity planner (gameday/plan.h) draw keys through it.
+class KeyPicker {
+ public:
+  // `walk_seed` places a sequential walk's start: key 1 + splitmix64(walk_seed) % keys, so that
+  // clients with different seeds do not write the same keys in step. REQUIRES: keys > 0.
+  KeyPicker(uint64_t keys, uint64_t walk_seed) : keys_(keys), walk_seed_(walk_seed) {}
+  uint64_t draw(const KeyDistribution& distribution, sim::Random& random);
+
+ private:
+  uint64_t keys_;
+  uint64_t walk_seed_;
+  std::optional<sim::ZipfDistribution> zipf_;  // kZipf only (rebuilt when the exponent changes)
+  uint64_t next_sequential_key_ = 0;           // kSequential only
+};
+
 // One phase of a phased workload: its length, the whole table's rate over it, and the mix and
 // key distribution of its operations.
 struct WorkloadPhase {
@@ -182,7 +199,7 @@ class WorkloadProcess final : public sim::Process {
   std::deque<std::pair<uint64_t, uint32_t>> verify_queue_;  // (key index, tries so far)
   uint32_t verify_in_flight_ = 0;
   Stats stats_;
-  std::optional<sim::ZipfDistribution> zipf_;  // kZipf only (rebuilt when a phase changes it)
+  KeyPicker key_picker_;
   // With phases: the local time at start, the phase of the next candidate, when it began (since
   // start), each phase's per-process maximum rate, and the next candidate's time (since start).
   sim::SimTime start_local_;
@@ -191,7 +208,6 @@ class WorkloadProcess final : public sim::Process {
   sim::Duration phase_start_{0};
   std::vector<double> phase_max_per_second_;
   sim::Duration next_candidate_{0};
-  uint64_t next_sequential_key_ = 0;  // kSequential only
 };
 
 model::PrimaryKey workload_key(uint64_t key_index);

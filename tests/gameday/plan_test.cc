@@ -14,6 +14,7 @@
 #include <string>
 
 #include "gameday/json_reader.h"
+#include "gameday/scenario.h"
 #include "gameday/svg_chart.h"
 
 namespace dynasim::gameday {
@@ -120,6 +121,33 @@ TEST(PlanTest, DemandEstimateIsTheRateTimesTheMix) {
   EXPECT_DOUBLE_EQ(demand.peak_operations_per_second, 1000);
   EXPECT_DOUBLE_EQ(demand.peak_read_units_per_second, 500);   // 1 KB strong reads: 1 RCU
   EXPECT_DOUBLE_EQ(demand.peak_write_units_per_second, 500);  // 1 KB writes: 1 WCU
+}
+
+// A scenario's phases give each stretch its own rate and mix, and its item sizes set the units
+// per operation: a minute of 2 KB writes at 400/s (2 WCU each) then a minute of 2 KB strong
+// reads at 600/s (1 RCU each).
+TEST(PlanTest, PhasesAndItemSizesShapeTheDemandAndTheRun) {
+  const ScenarioSpec spec = load_scenario(
+      kSourceDir + "/scenarios/capacity-plan.json",
+      {"duration=2m", "storage.partitions=20", "workload.keys=20000", "workload.item_size=2KB",
+       "workload.key_distribution={\"kind\":\"uniform\"}",
+       "workload.phases=["
+       "{\"duration\":\"1m\",\"rate\":{\"constant\":\"400/s\"},\"mix\":{\"put\":1}},"
+       "{\"duration\":\"1m\",\"rate\":{\"constant\":\"600/s\"},"
+       "\"mix\":{\"get_strong\":1}}]"});
+  const PlanWorkload w = plan_workload(spec);
+  ASSERT_EQ(w.phases.size(), 2u);
+  EXPECT_DOUBLE_EQ(w.max_operations_per_second, 600);
+  const DemandEstimate demand = estimate_demand(w);
+  EXPECT_DOUBLE_EQ(demand.peak_write_units_per_second, 800);
+  EXPECT_DOUBLE_EQ(demand.peak_read_units_per_second, 600);
+  const PlanResult result = simulate(w, provisioned(900, 1000));
+  ASSERT_GE(result.minutes.size(), 2u);
+  EXPECT_NEAR(result.minutes[0].write_units_consumed, 800, 80);
+  EXPECT_EQ(result.minutes[0].read_units_consumed, 0);
+  EXPECT_NEAR(result.minutes[1].read_units_consumed, 600, 60);
+  EXPECT_EQ(result.minutes[1].write_units_consumed, 0);
+  EXPECT_EQ(result.throttled, 0u);
 }
 
 TEST(PlanTest, SameSeedSameResultOtherSeedOtherDraws) {
