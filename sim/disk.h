@@ -242,8 +242,10 @@ class Disk final : public EventSink {
   void write(uint64_t offset_bytes, std::vector<uint8_t> data,
              InplaceFunction<void(IoStatus)> done);
   // The same write, handed over as one buffer per sector (each exactly sector_size_bytes, at
-  // consecutive sectors from offset_bytes): the buffers move into the device's cache without a
-  // copy. Same completion, digest and fault behaviour as write() of their concatenation.
+  // consecutive sectors from offset_bytes), with no concatenation. The disk takes each sector's
+  // SectorImage at once and hands the buffers to the thread's buffer pool (sim/buffer_pool.h), as
+  // write() does with a one-sector buffer. Same completion, digest and fault behaviour as write()
+  // of their concatenation.
   void write_sectors(uint64_t offset_bytes, std::vector<std::vector<uint8_t>> sectors,
                      InplaceFunction<void(IoStatus)> done);
   // The same write, handed over as images of consecutive sectors (a pattern for a random
