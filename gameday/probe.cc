@@ -95,25 +95,32 @@ void Probe::append(sim::Env& env) {
   const uint32_t sector_size = disk.options().sector_size_bytes;
   const uint64_t index = next_index_;
   append_in_flight_ = true;
-  disk.write(index * sector_size, encode_record(index, index, sector_size, env.random()),
-             [this, &env, index](sim::IoStatus status) {
-               if (status != sim::IoStatus::kOk) {
-                 append_in_flight_ = false;
-                 env.metrics().add("probe.write_errors", 1);
-                 return;
-               }
-               if (options_.ack_before_fsync) acknowledge(env.self(), index);
-               env.disk(0).fsync([this, &env, index](sim::IoStatus synced) {
-                 append_in_flight_ = false;
-                 if (synced != sim::IoStatus::kOk) {
-                   env.metrics().add("probe.fsync_errors", 1);
-                   return;
-                 }
-                 next_index_ = index + 1;
-                 if (!options_.ack_before_fsync) acknowledge(env.self(), index);
-                 env.metrics().add("probe.records_durable", 1);
-               });
-             });
+  // The payload is the stream's next words, so the disk can keep the record as its header and the
+  // stream's state (sim::SectorImage::of_pattern) rather than a sector of random bytes.
+  const sim::Random payload_stream = env.random();
+  const std::vector<uint8_t> record = encode_record(index, index, sector_size, env.random());
+  std::vector<sim::SectorImage> image;
+  image.push_back(sim::SectorImage::of_pattern(
+      std::span<const uint8_t>(record.data(), kHeaderBytes), payload_stream));
+  disk.write_images(index * sector_size, std::move(image),
+                    [this, &env, index](sim::IoStatus status) {
+                      if (status != sim::IoStatus::kOk) {
+                        append_in_flight_ = false;
+                        env.metrics().add("probe.write_errors", 1);
+                        return;
+                      }
+                      if (options_.ack_before_fsync) acknowledge(env.self(), index);
+                      env.disk(0).fsync([this, &env, index](sim::IoStatus synced) {
+                        append_in_flight_ = false;
+                        if (synced != sim::IoStatus::kOk) {
+                          env.metrics().add("probe.fsync_errors", 1);
+                          return;
+                        }
+                        next_index_ = index + 1;
+                        if (!options_.ack_before_fsync) acknowledge(env.self(), index);
+                        env.metrics().add("probe.records_durable", 1);
+                      });
+                    });
 }
 
 void Probe::acknowledge(sim::Address self, uint64_t index) {

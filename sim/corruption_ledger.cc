@@ -137,10 +137,9 @@ void CorruptionLedger::on_cache_write(SimTime now, uint64_t sector) {
   }
 }
 
-void CorruptionLedger::on_flush(SimTime now,
-                                const std::map<uint64_t, std::vector<uint8_t>>& cached) {
+void CorruptionLedger::on_flush(SimTime now, const std::function<bool(uint64_t)>& cached) {
   for (auto it = stored_.begin(); it != stored_.end();) {
-    if (!cached.contains(it->first)) {
+    if (!cached(it->first)) {
       ++it;
       continue;
     }

@@ -37,6 +37,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -116,8 +117,8 @@ class CorruptionLedger {
   void on_absorbed(SimTime now, uint64_t sector, uint32_t bit);
   // A write replaced the sector's cached copy (or created it).
   void on_cache_write(SimTime now, uint64_t sector);
-  // A flush moves every cached copy (the keys of `cached`) to the media.
-  void on_flush(SimTime now, const std::map<uint64_t, std::vector<uint8_t>>& cached);
+  // A flush moves every cached copy (of each sector for which `cached` is true) to the media.
+  void on_flush(SimTime now, const std::function<bool(uint64_t)>& cached);
   // A power-off tore the sector: the media now holds the cached copy's first `split_bytes` bytes
   // and its old bytes after them; the cached copy is about to be lost.
   void on_tear(SimTime now, uint64_t sector, uint64_t split_bytes);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "sim/buffer_pool.h"
@@ -30,17 +31,34 @@ uint64_t mix(uint64_t hash, uint64_t word) {
 }
 
 // A content hash for the trace digest, the same on every machine (hash_bytes reads little-endian).
+// A write's digest chains it over its sectors in order (each sector's hash seeds the next).
 uint64_t content_hash(const std::vector<uint8_t>& bytes) {
   return hash_bytes(0, bytes.data(), bytes.size());
 }
 
-// The same over a write's sectors, chained in order.
-uint64_t content_hash(const std::vector<std::vector<uint8_t>>& sectors) {
-  uint64_t hash = 0;
-  for (const std::vector<uint8_t>& sector : sectors) {
-    hash = hash_bytes(hash, sector.data(), sector.size());
+uint64_t load_word(const uint8_t* bytes) {
+  uint64_t word;
+  std::memcpy(&word, bytes, sizeof word);
+  return word;
+}
+
+// How many zero bytes `bytes` starts with (all `size` if it holds only zeros).
+size_t leading_zero_bytes(const uint8_t* bytes, size_t size) {
+  size_t at = 0;
+  while (at + sizeof(uint64_t) <= size && load_word(bytes + at) == 0) at += sizeof(uint64_t);
+  while (at < size && bytes[at] == 0) ++at;
+  return at;
+}
+
+// One past the last non-zero byte of `bytes`, which has one at `first_nonzero`.
+size_t end_of_nonzero_bytes(const uint8_t* bytes, size_t size, size_t first_nonzero) {
+  size_t end = size;
+  while (end >= first_nonzero + sizeof(uint64_t) &&
+         load_word(bytes + end - sizeof(uint64_t)) == 0) {
+    end -= sizeof(uint64_t);
   }
-  return hash;
+  while (bytes[end - 1] == 0) --end;
+  return end;
 }
 
 // Rounds a non-negative span in nanoseconds, clamped to what a run can hold.
@@ -85,6 +103,72 @@ const char* to_string(DiskFaultKind kind) {
   }
   return "?";
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sector images.
+
+SectorImage SectorImage::of_bytes(const uint8_t* bytes, size_t size) {
+  DYN_ASSERT(size < kPatternFlag);
+  SectorImage image;
+  const size_t begin = leading_zero_bytes(bytes, size);
+  if (begin == size) return image;
+  const size_t end = end_of_nonzero_bytes(bytes, size, begin);
+  image.data_.reset(new uint8_t[end - begin]);
+  std::memcpy(image.data_.get(), bytes + begin, end - begin);
+  image.offset_ = static_cast<uint32_t>(begin);
+  image.length_ = static_cast<uint32_t>(end - begin);
+  return image;
+}
+
+SectorImage SectorImage::of_pattern(std::span<const uint8_t> head, const Random& fill) {
+  DYN_ASSERT(head.size() < kPatternFlag);
+  SectorImage image;
+  image.data_.reset(new uint8_t[sizeof(Random) + head.size()]);
+  std::memcpy(image.data_.get(), &fill, sizeof(Random));
+  if (!head.empty()) std::memcpy(image.data_.get() + sizeof(Random), head.data(), head.size());
+  image.length_ = static_cast<uint32_t>(head.size()) | kPatternFlag;
+  return image;
+}
+
+void SectorImage::copy_to_zeroed(uint8_t* out, size_t sector_size) const {
+  if (data_ == nullptr) return;
+  const size_t length = stored_length();
+  if (!pattern()) {
+    DYN_ASSERT_MSG(offset_ + length <= sector_size, "a sector image is larger than the sector");
+    std::memcpy(out + offset_, data_.get(), length);
+    return;
+  }
+  DYN_ASSERT_MSG(length <= sector_size, "a pattern's head is larger than the sector");
+  Random fill(0);
+  std::memcpy(&fill, data_.get(), sizeof(Random));
+  if (length > 0) std::memcpy(out, data_.get() + sizeof(Random), length);
+  for (size_t at = length; at + sizeof(uint64_t) <= sector_size; at += sizeof(uint64_t)) {
+    const uint64_t word = fill.next_u64();
+    std::memcpy(out + at, &word, sizeof word);
+  }
+}
+
+std::vector<uint8_t> SectorImage::bytes(size_t sector_size) const {
+  std::vector<uint8_t> out(sector_size, 0);
+  copy_to_zeroed(out.data(), sector_size);
+  return out;
+}
+
+uint64_t SectorImage::hash(uint64_t seed, size_t sector_size) const {
+  std::vector<uint8_t> scratch = take_buffer(sector_size);
+  copy_to_zeroed(scratch.data(), sector_size);
+  const uint64_t hash = hash_bytes(seed, scratch.data(), sector_size);
+  recycle_buffer(scratch);
+  return hash;
+}
+
+size_t SectorImage::stored_bytes() const {
+  if (data_ == nullptr) return 0;
+  return stored_length() + (pattern() ? sizeof(Random) : 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The disk.
 
 Disk::Disk(Simulation& simulation, DiskId id, std::string stable_name, DiskOptions options)
     : simulation_(simulation),
@@ -134,6 +218,15 @@ void Disk::check_range(uint64_t offset_bytes, uint64_t length_bytes) const {
                  "disk range extends past the capacity");
 }
 
+SectorImage Disk::image_of(const uint8_t* bytes) const {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  if (!options_.plant_window_drops_last_byte) return SectorImage::of_bytes(bytes, sector_size);
+  std::vector<uint8_t> cut(bytes, bytes + sector_size);
+  const auto last = std::find_if(cut.rbegin(), cut.rend(), [](uint8_t byte) { return byte != 0; });
+  if (last != cut.rend()) *last = 0;
+  return SectorImage::of_bytes(cut);
+}
+
 void Disk::write(uint64_t offset_bytes, std::vector<uint8_t> data,
                  InplaceFunction<void(IoStatus)> done) {
   check_range(offset_bytes, data.size());
@@ -141,15 +234,13 @@ void Disk::write(uint64_t offset_bytes, std::vector<uint8_t> data,
   PendingOp op;
   op.offset_bytes = offset_bytes;
   op.length_bytes = data.size();
-  if (data.size() == sector_size) {
-    op.sectors.push_back(std::move(data));
-  } else {
-    op.sectors.reserve(data.size() / sector_size);
-    for (uint64_t at = 0; at < data.size(); at += sector_size) {
-      const auto begin = data.begin() + static_cast<std::ptrdiff_t>(at);
-      op.sectors.emplace_back(begin, begin + static_cast<std::ptrdiff_t>(sector_size));
-    }
+  op.sectors.reserve(data.size() / sector_size);
+  // The digest and the images are taken now: the bytes cannot change before the write completes.
+  for (uint64_t at = 0; at < data.size(); at += sector_size) {
+    op.content_hash = hash_bytes(op.content_hash, data.data() + at, sector_size);
+    op.sectors.push_back(image_of(data.data() + at));
   }
+  if (data.size() == sector_size) recycle_buffer(data);
   submit_write(std::move(op), std::move(done));
 }
 
@@ -161,6 +252,26 @@ void Disk::write_sectors(uint64_t offset_bytes, std::vector<std::vector<uint8_t>
   op.offset_bytes = offset_bytes;
   op.length_bytes = sectors.size() * sector_size;
   check_range(offset_bytes, op.length_bytes);
+  op.sectors.reserve(sectors.size());
+  for (std::vector<uint8_t>& sector : sectors) {
+    op.content_hash = hash_bytes(op.content_hash, sector.data(), sector_size);
+    op.sectors.push_back(image_of(sector.data()));
+    recycle_buffer(sector);
+  }
+  submit_write(std::move(op), std::move(done));
+}
+
+void Disk::write_images(uint64_t offset_bytes, std::vector<SectorImage> sectors,
+                        InplaceFunction<void(IoStatus)> done) {
+  const uint64_t sector_size = options_.sector_size_bytes;
+  PendingOp op;
+  op.offset_bytes = offset_bytes;
+  op.length_bytes = sectors.size() * sector_size;
+  check_range(offset_bytes, op.length_bytes);
+  // SectorImage::hash asserts that each image fits in a sector.
+  for (const SectorImage& sector : sectors) {
+    op.content_hash = sector.hash(op.content_hash, sector_size);
+  }
   op.sectors = std::move(sectors);
   submit_write(std::move(op), std::move(done));
 }
@@ -291,8 +402,8 @@ void Disk::on_event(const Event& event) {
   switch (op.type) {
     case OpType::kWrite: {
       // What was written (and how it ended) reaches the fingerprint, not just that a write ran.
-      // Hashed first: complete_write moves the sectors into the cache.
-      const uint64_t content = content_hash(op.sectors);
+      // The content was hashed when the write was issued.
+      const uint64_t content = op.content_hash;
       const IoStatus status = complete_write(op);
       simulation_.fold_digest(
           mix(mix(mix(mix(kWriteTag, op.offset_bytes), op.length_bytes), content),
@@ -336,9 +447,7 @@ IoStatus Disk::complete_write(PendingOp& op) {
   DYN_ASSERT(used_sectors_ + new_sectors <= capacity_sectors_);
 
   for (uint64_t i = 0; i < sector_count; ++i) {
-    SectorBytes& cached = cached_sectors_[landed_sector + i];
-    recycle_buffer(cached);
-    cached = std::move(op.sectors[i]);
+    cached_sectors_[landed_sector + i] = std::move(op.sectors[i]);
   }
   if (ledger_.any_stored()) {
     const SimTime now = simulation_.now();
@@ -405,16 +514,14 @@ ReadResult Disk::complete_read(const PendingOp& op) {
   result.data.assign(op.length_bytes, 0);
   for (uint64_t i = 0; i < sector_count; ++i) {
     const uint64_t sector = first_sector + i;
-    const SectorBytes* source = nullptr;
+    const SectorImage* source = nullptr;
     if (auto cached = cached_sectors_.find(sector); cached != cached_sectors_.end()) {
       source = &cached->second;
     } else if (auto durable = durable_sectors_.find(sector); durable != durable_sectors_.end()) {
       source = &durable->second;
     }
-    if (source != nullptr) {
-      std::copy(source->begin(), source->end(),
-                result.data.begin() + static_cast<std::ptrdiff_t>(i * sector_size));
-    }
+    if (source != nullptr)
+      source->copy_to_zeroed(result.data.data() + i * sector_size, sector_size);
   }
   if (ledger_.any_stored()) {
     const SimTime now = simulation_.now();
@@ -438,13 +545,13 @@ void Disk::discard(uint64_t offset_bytes, uint64_t length_bytes) {
   const uint64_t first = offset_bytes / sector_size;
   const uint64_t end = first + length_bytes / sector_size;
   uint64_t dropped = 0;
-  for (auto it = durable_sectors_.lower_bound(first); it != durable_sectors_.end() && it->first < end;) {
-    recycle_buffer(it->second);
+  for (auto it = durable_sectors_.lower_bound(first);
+       it != durable_sectors_.end() && it->first < end;) {
     if (!cached_sectors_.contains(it->first)) ++dropped;
     it = durable_sectors_.erase(it);
   }
-  for (auto it = cached_sectors_.lower_bound(first); it != cached_sectors_.end() && it->first < end;) {
-    recycle_buffer(it->second);
+  for (auto it = cached_sectors_.lower_bound(first);
+       it != cached_sectors_.end() && it->first < end;) {
     ++dropped;
     it = cached_sectors_.erase(it);
   }
@@ -465,14 +572,22 @@ void Disk::complete_fsync() {
   // is allowed: a drive may destage its cache at any moment, and fsync only promises durability
   // for what completed before it. The adversary is slightly gentler than it could be (such a
   // write can no longer be lost), never wrong.
-  if (ledger_.any_stored()) ledger_.on_flush(simulation_.now(), cached_sectors_);
-  for (auto& [sector, bytes] : cached_sectors_) {
-    SectorBytes& durable = durable_sectors_[sector];
-    recycle_buffer(durable);
-    durable = std::move(bytes);
-    bad_sectors_.erase(sector);  // rewriting a sector remaps it: a latent error is gone
+  if (ledger_.any_stored()) {
+    ledger_.on_flush(simulation_.now(),
+                     [this](uint64_t sector) { return cached_sectors_.contains(sector); });
   }
-  cached_sectors_.clear();
+  // A sector new to the media moves its map node over; one already there takes the new image.
+  for (auto it = cached_sectors_.begin(); it != cached_sectors_.end();) {
+    const uint64_t sector = it->first;
+    bad_sectors_.erase(sector);  // rewriting a sector remaps it: a latent error is gone
+    const auto durable = durable_sectors_.lower_bound(sector);
+    if (durable != durable_sectors_.end() && durable->first == sector) {
+      durable->second = std::move(it->second);
+      it = cached_sectors_.erase(it);
+    } else {
+      durable_sectors_.insert(durable, cached_sectors_.extract(it++));
+    }
+  }
   last_written_sector_.reset();
   ++stats_.fsyncs;
 }
@@ -507,14 +622,15 @@ void Disk::tear_last_written_sector() {
   if (cached == cached_sectors_.end()) return;  // already durable: nothing unsynced to tear
   if (!io_random_.bernoulli(options_.torn_write_probability)) return;
   const uint64_t sector_size = options_.sector_size_bytes;
-  SectorBytes old_bytes = durable_sector(sector);
+  std::vector<uint8_t> torn = durable_sector(sector);
   // Any byte may be the split: the most adversarial choice (real drives tear at their internal
   // atomic unit, often 512 bytes or a flash page; a byte split includes those cases).
   const uint64_t split = 1 + io_random_.uniform_u64(sector_size - 1);
-  std::copy(cached->second.begin(), cached->second.begin() + static_cast<std::ptrdiff_t>(split),
-            old_bytes.begin());
+  const std::vector<uint8_t> new_bytes = cached->second.bytes(sector_size);
+  std::copy(new_bytes.begin(), new_bytes.begin() + static_cast<std::ptrdiff_t>(split),
+            torn.begin());
   // used_sectors_ is unchanged: the sector moves from the cache to the media.
-  durable_sectors_[sector] = std::move(old_bytes);
+  durable_sectors_[sector] = SectorImage::of_bytes(torn);
   if (ledger_.any_stored()) ledger_.on_tear(simulation_.now(), sector, split);
   bad_sectors_.erase(sector);
   ++stats_.torn_writes;
@@ -578,14 +694,21 @@ void Disk::flip_bit(uint64_t sector, uint32_t bit, FlipSource source) {
   const auto mask = static_cast<uint8_t>(1u << (bit % 8));
   // The cached copy flips too: otherwise the next flush would overwrite the rotted media with the
   // clean cached copy, and a checker would wait forever for scrub to find a flip that vanished.
+  // Rare enough to expand the image, flip, and store it again.
+  const uint64_t sector_size = options_.sector_size_bytes;
+  const auto flip_in = [&](SectorImage& image) {
+    std::vector<uint8_t> bytes = image.bytes(sector_size);
+    bytes[byte_index] ^= mask;
+    image = SectorImage::of_bytes(bytes);
+  };
   bool in_durable = false;
   bool in_cache = false;
   if (auto durable = durable_sectors_.find(sector); durable != durable_sectors_.end()) {
-    durable->second[byte_index] ^= mask;
+    flip_in(durable->second);
     in_durable = true;
   }
   if (auto cached = cached_sectors_.find(sector); cached != cached_sectors_.end()) {
-    cached->second[byte_index] ^= mask;
+    flip_in(cached->second);
     in_cache = true;
   }
   DYN_ASSERT(in_durable || in_cache);
@@ -628,7 +751,7 @@ void Disk::inject_bit_flip(uint64_t sector, uint32_t bit) {
   DYN_ASSERT(sector < capacity_sectors_);
   DYN_ASSERT(bit < uint64_t{options_.sector_size_bytes} * 8);
   if (!holds_data(sector)) {
-    durable_sectors_.emplace(sector, SectorBytes(options_.sector_size_bytes, 0));
+    durable_sectors_.emplace(sector, SectorImage());
     ++used_sectors_;
   }
   flip_bit(sector, bit, FlipSource::kInjected);
@@ -658,8 +781,15 @@ void Disk::inject_latent_error(uint64_t sector) {
 std::vector<uint8_t> Disk::durable_sector(uint64_t sector) const {
   DYN_ASSERT(sector < capacity_sectors_);
   const auto durable = durable_sectors_.find(sector);
-  if (durable == durable_sectors_.end()) return SectorBytes(options_.sector_size_bytes, 0);
-  return durable->second;
+  if (durable == durable_sectors_.end()) return std::vector<uint8_t>(options_.sector_size_bytes, 0);
+  return durable->second.bytes(options_.sector_size_bytes);
+}
+
+uint64_t Disk::stored_image_bytes() const {
+  uint64_t total = 0;
+  for (const auto& [sector, image] : durable_sectors_) total += image.stored_bytes();
+  for (const auto& [sector, image] : cached_sectors_) total += image.stored_bytes();
+  return total;
 }
 
 void Disk::report(DiskFaultKind kind, uint64_t sector, uint64_t landed_sector, uint32_t bit,

@@ -4,6 +4,9 @@
 // - Real bytes per sector, stored sparsely. A durable image (the flash) plus a volatile write cache
 //   of completed but unsynced sectors (the drive's DRAM cache, or an OS page cache without
 //   power-loss protection). Reads see the cache first; a sector never written reads as zeros.
+//   Each stored sector is a SectorImage (below): its non-zero window, or a head and the state of
+//   the random stream its payload came from, so memory follows the information written, not the
+//   sectors touched. Every reader sees the bytes written, byte for byte.
 // - fsync makes every write that completed before it durable. A power-off loses the cache and may
 //   tear the last written unsynced sector (new bytes up to a random point, old bytes after it), the
 //   failure that InnoDB's doublewrite buffer and page checksums exist to catch.
@@ -30,9 +33,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sim/corruption_ledger.h"
@@ -88,6 +94,10 @@ struct DiskOptions {
   // Above 1 makes a limping disk: every drawn latency is multiplied by it.
   double slow_factor = 1.0;
 
+  // Planted bug for DiskTest.PlantedShortWindowIsCaughtByTheReferenceDisk: each written sector is
+  // stored without its last non-zero byte. Never set outside tests.
+  bool plant_window_drops_last_byte = false;
+
   static DistributionSpec make_latency(double median_ns, double sigma) {
     DistributionSpec spec = DistributionSpec::lognormal(median_ns, sigma);
     spec.maximum = 10'000'000.0;
@@ -99,6 +109,55 @@ struct ReadResult {
   IoStatus status = IoStatus::kOk;
   std::vector<uint8_t> data;               // length_bytes of data when kOk; empty otherwise
   uint64_t first_bad_sector = UINT64_MAX;  // kMediaError: the first unreadable sector
+};
+
+// One sector's bytes, as the disk stores them: one of
+// - zeros (a default image; nothing stored);
+// - a window: the bytes from the sector's first to its last non-zero byte, zeros around them. A
+//   B-tree page or a WAL sector usually holds a few hundred bytes of records and zeros after them;
+// - a pattern: head bytes, then 64-bit words drawn from a sim::Random stream (each word's bytes as
+//   std::memcpy stores it) while a whole word fits, then zeros. Kept as the head and the stream's
+//   state (80 bytes for a 32-byte head), the words drawn again whenever the sector is read: how a
+//   writer whose payload is random (the world probe's records) hands its sectors over.
+// The representation is not canonical (a window may hold zeros, a pattern's words may be zero);
+// only the bytes it stands for matter. Move-only: an image owns one heap block.
+class SectorImage {
+ public:
+  SectorImage() = default;  // all zeros
+  SectorImage(SectorImage&&) noexcept = default;
+  SectorImage& operator=(SectorImage&&) noexcept = default;
+
+  // The sector holding `size` bytes from `bytes`. REQUIRES: size < 2^31.
+  static SectorImage of_bytes(const uint8_t* bytes, size_t size);
+  static SectorImage of_bytes(const std::vector<uint8_t>& bytes) {
+    return of_bytes(bytes.data(), bytes.size());
+  }
+  // `head`, then words from `fill`'s next draws (the copy's: `fill` itself is not advanced).
+  // REQUIRES: head.size() < 2^31; a sector it is read as holds at least head.size() bytes.
+  static SectorImage of_pattern(std::span<const uint8_t> head, const Random& fill);
+
+  // Writes the image's `sector_size` bytes into `out`, which holds zeros on entry (only the parts
+  // that may be non-zero are written).
+  void copy_to_zeroed(uint8_t* out, size_t sector_size) const;
+  std::vector<uint8_t> bytes(size_t sector_size) const;
+  // hash_bytes(seed, bytes(sector_size)), the digest the disk folds into the trace.
+  uint64_t hash(uint64_t seed, size_t sector_size) const;
+
+  bool zero() const { return data_ == nullptr; }
+  bool pattern() const { return (length_ & kPatternFlag) != 0; }
+  // Heap bytes the image owns (the window, or the head and the stream's state).
+  size_t stored_bytes() const;
+
+ private:
+  static constexpr uint32_t kPatternFlag = uint32_t{1} << 31;
+  static_assert(std::is_trivially_copyable_v<Random>, "a pattern stores the stream's bytes");
+
+  uint32_t stored_length() const { return length_ & ~kPatternFlag; }
+
+  // A window's bytes, or a pattern's stream (sizeof(Random) bytes) followed by its head.
+  std::unique_ptr<uint8_t[]> data_;
+  uint32_t offset_ = 0;  // a window's first byte within the sector; 0 for a pattern
+  uint32_t length_ = 0;  // the window's or the head's length, with kPatternFlag for a pattern
 };
 
 enum class DiskFaultKind {
@@ -183,10 +242,17 @@ class Disk final : public EventSink {
   void write(uint64_t offset_bytes, std::vector<uint8_t> data,
              InplaceFunction<void(IoStatus)> done);
   // The same write, handed over as one buffer per sector (each exactly sector_size_bytes, at
-  // consecutive sectors from offset_bytes): the buffers move into the device's cache without a
-  // copy. Same completion, digest and fault behaviour as write() of their concatenation.
+  // consecutive sectors from offset_bytes), with no concatenation. The disk takes each sector's
+  // SectorImage at once and hands the buffers to the thread's buffer pool (sim/buffer_pool.h), as
+  // write() does with a one-sector buffer. Same completion, digest and fault behaviour as write()
+  // of their concatenation.
   void write_sectors(uint64_t offset_bytes, std::vector<std::vector<uint8_t>> sectors,
                      InplaceFunction<void(IoStatus)> done);
+  // The same write, handed over as images of consecutive sectors (a pattern for a random
+  // payload, which the disk then never holds expanded). Same completion, digest and fault behaviour
+  // as write() of their bytes. REQUIRES: a pattern's head fits in a sector.
+  void write_images(uint64_t offset_bytes, std::vector<SectorImage> sectors,
+                    InplaceFunction<void(IoStatus)> done);
   void read(uint64_t offset_bytes, uint64_t length_bytes, InplaceFunction<void(ReadResult)> done);
   // Completes after every earlier operation has completed, plus the fsync latency; then every
   // write completed before it is durable.
@@ -239,6 +305,9 @@ class Disk final : public EventSink {
   const CorruptionLedger& corruption_ledger() const { return ledger_; }
   // Distinct sectors holding data (durable or cached) times the sector size.
   uint64_t used_bytes() const { return used_sectors_ * options_.sector_size_bytes; }
+  // Heap bytes the stored sector images own (cached and durable), without the containers' own
+  // overhead: what the compact representation costs.
+  uint64_t stored_image_bytes() const;
   // The durable bytes of one sector (zeros if it never reached the media).
   std::vector<uint8_t> durable_sector(uint64_t sector) const;
   bool sector_cached(uint64_t sector) const { return cached_sectors_.contains(sector); }
@@ -263,15 +332,16 @@ class Disk final : public EventSink {
     bool rejected_powered_off = false;
     uint64_t offset_bytes = 0;
     uint64_t length_bytes = 0;
-    std::vector<std::vector<uint8_t>> sectors;    // kWrite: one buffer per sector
+    std::vector<SectorImage> sectors;             // kWrite: one image per sector
+    uint64_t content_hash = 0;                    // kWrite: of the sectors' bytes, chained
     InplaceFunction<void(IoStatus)> status_done;  // kWrite, kFsync
     InplaceFunction<void(ReadResult)> read_done;  // kRead
     EventHandle event;
   };
 
-  using SectorBytes = std::vector<uint8_t>;
-
   void check_range(uint64_t offset_bytes, uint64_t length_bytes) const;
+  // The image a written sector is stored as.
+  SectorImage image_of(const uint8_t* bytes) const;
   void submit_write(PendingOp op, InplaceFunction<void(IoStatus)> done);
   // Files the operation and schedules its completion. The handler folds a digest of what the
   // operation did (offset, length, a hash of the bytes, the status) into the fingerprint.
@@ -318,8 +388,8 @@ class Disk final : public EventSink {
   bool full_ = false;
 
   // Ordered containers only: any iteration below reaches behaviour (reports, draws).
-  std::map<uint64_t, SectorBytes> durable_sectors_;
-  std::map<uint64_t, SectorBytes> cached_sectors_;
+  std::map<uint64_t, SectorImage> durable_sectors_;
+  std::map<uint64_t, SectorImage> cached_sectors_;
   std::set<uint64_t> bad_sectors_;
   uint64_t used_sectors_ = 0;
   std::optional<uint64_t> last_written_sector_;  // the last sector that entered the cache

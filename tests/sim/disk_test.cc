@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 #include <vector>
@@ -231,7 +233,7 @@ TEST(DiskTest, DiscardDropsCachedAndDurableDataAndReadsZeros) {
   EXPECT_FALSE(disk.sector_cached(10));
   EXPECT_EQ(disk.durable_sector(9), filled(0));
   EXPECT_EQ(read_now(simulation, disk, 9, 3).data, filled(0, 3));
-  EXPECT_EQ(read_now(simulation, disk, 8, 1).data, make_page(0, 1));    // outside: untouched
+  EXPECT_EQ(read_now(simulation, disk, 8, 1).data, make_page(0, 1));  // outside: untouched
   EXPECT_EQ(read_now(simulation, disk, 12, 1).data, slice(make_pages(4, 2), 2));
   // Nothing left there to lose or tear: a power-off keeps the range empty.
   disk.power_off();
@@ -902,6 +904,374 @@ TEST(DiskTest, DisksWithDifferentNamesDrawDifferentStreams) {
   };
   EXPECT_EQ(latency_of("a"), latency_of("a"));
   EXPECT_NE(latency_of("a"), latency_of("b"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sector images: the compact representation.
+
+// A sector's bytes in one of the shapes writers produce: zeros, a few bytes at either edge, a
+// window of records, a dense random sector, one value throughout.
+std::vector<uint8_t> random_sector_bytes(Random& random, size_t sector_size) {
+  std::vector<uint8_t> bytes(sector_size, 0);
+  switch (random.uniform_u64(6)) {
+    case 0:
+      break;  // zeros
+    case 1:
+      bytes.front() = static_cast<uint8_t>(1 + random.uniform_u64(255));
+      break;
+    case 2:
+      bytes.back() = static_cast<uint8_t>(1 + random.uniform_u64(255));
+      break;
+    case 3: {  // a window of records, itself holding zeros
+      const uint64_t begin = random.uniform_u64(sector_size);
+      const uint64_t end = begin + 1 + random.uniform_u64(sector_size - begin);
+      for (uint64_t i = begin; i < end; ++i) {
+        bytes[i] = random.bernoulli(0.3) ? 0 : static_cast<uint8_t>(random.next_u64());
+      }
+      break;
+    }
+    case 4:
+      for (uint8_t& byte : bytes) byte = static_cast<uint8_t>(random.next_u64());
+      break;
+    default:
+      std::fill(bytes.begin(), bytes.end(), static_cast<uint8_t>(1 + random.uniform_u64(255)));
+      break;
+  }
+  return bytes;
+}
+
+// A head followed by the stream's words, written out the way the world probe encodes a record.
+std::vector<uint8_t> expand_pattern(const std::vector<uint8_t>& head, Random fill,
+                                    size_t sector_size) {
+  std::vector<uint8_t> bytes(sector_size, 0);
+  std::copy(head.begin(), head.end(), bytes.begin());
+  for (size_t at = head.size(); at + 8 <= sector_size; at += 8) {
+    const uint64_t word = fill.next_u64();
+    std::memcpy(&bytes[at], &word, sizeof word);
+  }
+  return bytes;
+}
+
+TEST(SectorImageTest, AnyBytesComeBackExactlyFromTheirNonZeroWindow) {
+  Random random(101);
+  for (int round = 0; round < 2000; ++round) {
+    SCOPED_TRACE(round);
+    const size_t sector_size = random.bernoulli(0.5) ? 4096 : 512;
+    const std::vector<uint8_t> bytes = random_sector_bytes(random, sector_size);
+    const SectorImage image = SectorImage::of_bytes(bytes);
+    ASSERT_EQ(image.bytes(sector_size), bytes);
+    ASSERT_EQ(image.hash(77, sector_size), hash_bytes(77, bytes.data(), bytes.size()));
+    const auto first = std::find_if(bytes.begin(), bytes.end(), [](uint8_t b) { return b != 0; });
+    const auto last = std::find_if(bytes.rbegin(), bytes.rend(), [](uint8_t b) { return b != 0; });
+    const size_t window =
+        first == bytes.end() ? 0
+                             : static_cast<size_t>((bytes.rend() - last) - (first - bytes.begin()));
+    ASSERT_EQ(image.zero(), window == 0);
+    ASSERT_EQ(image.stored_bytes(), window);  // exactly the window: no zeros stored around it
+    ASSERT_FALSE(image.pattern());
+  }
+}
+
+TEST(SectorImageTest, APatternIsItsHeadAndTheWordsTheStreamDraws) {
+  Random random(102);
+  for (int round = 0; round < 500; ++round) {
+    SCOPED_TRACE(round);
+    // Sector sizes that leave 0 to 7 bytes after the last whole word.
+    const size_t sector_size = 512 + random.uniform_u64(16);
+    std::vector<uint8_t> head(random.uniform_u64(65));
+    for (uint8_t& byte : head) byte = static_cast<uint8_t>(random.next_u64());
+    Random fill(random.next_u64());
+    const Random fill_before = fill;
+    const SectorImage image = SectorImage::of_pattern(head, fill);
+    const std::vector<uint8_t> expected = expand_pattern(head, fill_before, sector_size);
+    ASSERT_EQ(image.bytes(sector_size), expected);
+    ASSERT_EQ(image.hash(5, sector_size), hash_bytes(5, expected.data(), expected.size()));
+    ASSERT_TRUE(image.pattern());
+    ASSERT_EQ(image.stored_bytes(), sizeof(Random) + head.size());
+    // The caller's stream is untouched, and reading twice draws the same words.
+    ASSERT_EQ(fill.next_u64(), Random(fill_before).next_u64());
+    ASSERT_EQ(image.bytes(sector_size), expected);
+  }
+}
+
+TEST(DiskTest, WriteImagesEqualsAWriteOfTheirBytes) {
+  const std::vector<uint8_t> head = {1, 2, 3, 4, 5, 6, 7, 8};
+  const Random fill(9);
+  std::vector<uint8_t> joined = expand_pattern(head, fill, kSectorBytes);
+  const std::vector<uint8_t> page = make_page(6, 3);
+  joined.insert(joined.end(), page.begin(), page.end());
+
+  Simulation by_bytes_simulation(8);
+  Disk by_bytes(by_bytes_simulation, DiskId(0), "d0", quiet_options(64));
+  ASSERT_EQ(write_now(by_bytes_simulation, by_bytes, 5, joined), IoStatus::kOk);
+
+  Simulation by_images_simulation(8);
+  Disk by_images(by_images_simulation, DiskId(0), "d0", quiet_options(64));
+  std::vector<SectorImage> images;
+  images.push_back(SectorImage::of_pattern(head, fill));
+  images.push_back(SectorImage::of_bytes(page));
+  std::optional<IoStatus> status;
+  by_images.write_images(5 * kSectorBytes, std::move(images),
+                         [&status](IoStatus s) { status = s; });
+  step_until(by_images_simulation, [&] { return status.has_value(); });
+  ASSERT_EQ(status, std::optional<IoStatus>(IoStatus::kOk));
+
+  EXPECT_EQ(by_bytes_simulation.trace_hash(), by_images_simulation.trace_hash());
+  EXPECT_EQ(read_now(by_images_simulation, by_images, 5, 2).data, joined);
+  EXPECT_EQ(read_now(by_bytes_simulation, by_bytes, 5, 2).data, joined);
+  EXPECT_EQ(by_bytes_simulation.trace_hash(), by_images_simulation.trace_hash());
+  ASSERT_EQ(fsync_now(by_images_simulation, by_images), IoStatus::kOk);
+  EXPECT_EQ(by_images.durable_sector(5), slice(joined, 0));
+  // The random sector is kept as its head and the stream's state, not as 4 KB.
+  EXPECT_EQ(by_images.stored_image_bytes(), sizeof(Random) + head.size() + (kTrailerOffset + 1));
+}
+
+TEST(DiskTest, TornAndFlippedPatternSectorsHoldTheExactBytes) {
+  const std::vector<uint8_t> head(32, 0x5a);
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    SCOPED_TRACE(seed);
+    Simulation simulation(seed);
+    FaultLog log;
+    DiskOptions options = quiet_options(64);
+    options.torn_write_probability = 1.0;
+    Disk disk(simulation, DiskId(0), "d0", options);
+    disk.set_observer(&log);
+    const Random old_fill(seed * 2);
+    const Random new_fill(seed * 2 + 1);
+    const auto write_pattern = [&](const Random& fill) {
+      std::vector<SectorImage> images;
+      images.push_back(SectorImage::of_pattern(head, fill));
+      std::optional<IoStatus> status;
+      disk.write_images(3 * kSectorBytes, std::move(images), [&status](IoStatus s) { status = s; });
+      step_until(simulation, [&] { return status.has_value(); });
+      EXPECT_EQ(status, std::optional<IoStatus>(IoStatus::kOk));
+    };
+    write_pattern(old_fill);
+    ASSERT_EQ(fsync_now(simulation, disk), IoStatus::kOk);
+    write_pattern(new_fill);
+    disk.power_off();
+    disk.power_on();
+    const auto torn = log.of_kind(DiskFaultKind::kTornWrite);
+    ASSERT_EQ(torn.size(), 1u);
+    const std::vector<uint8_t> old_bytes = expand_pattern(head, old_fill, kSectorBytes);
+    const std::vector<uint8_t> new_bytes = expand_pattern(head, new_fill, kSectorBytes);
+    std::vector<uint8_t> expected = old_bytes;
+    std::copy(new_bytes.begin(), new_bytes.begin() + static_cast<std::ptrdiff_t>(torn[0].count),
+              expected.begin());
+    ASSERT_EQ(read_now(simulation, disk, 3, 1).data, expected);
+
+    const uint32_t bit = static_cast<uint32_t>(Random(seed).uniform_u64(kSectorBytes * 8));
+    disk.inject_bit_flip(3, bit);
+    expected[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    ASSERT_EQ(read_now(simulation, disk, 3, 1).data, expected);
+    ASSERT_EQ(disk.durable_sector(3), expected);
+  }
+}
+
+TEST(DiskTest, StoredBytesFollowTheDataNotTheSectorsTouched) {
+  Simulation simulation(9);
+  Disk disk(simulation, DiskId(0), "d0", quiet_options(1024));
+  // 512 sectors, each with 100 bytes of records at its start and zeros after them.
+  for (uint64_t sector = 0; sector < 512; ++sector) {
+    std::vector<uint8_t> bytes(kSectorBytes, 0);
+    for (size_t i = 0; i < 100; ++i) bytes[i] = static_cast<uint8_t>(sector + i + 1) | 1;
+    ASSERT_EQ(write_now(simulation, disk, sector, bytes), IoStatus::kOk);
+  }
+  ASSERT_EQ(fsync_now(simulation, disk), IoStatus::kOk);
+  EXPECT_EQ(disk.used_bytes(), 512u * kSectorBytes);
+  EXPECT_EQ(disk.stored_image_bytes(), 512u * 100);
+  disk.discard(0, 512 * kSectorBytes);
+  EXPECT_EQ(disk.stored_image_bytes(), 0u);
+  EXPECT_EQ(disk.used_bytes(), 0u);
+}
+
+// A reference disk for the property test below: a plain byte copy of every sector's cached and
+// durable content, driven by the same operations and by the faults the disk reports (flips, tears,
+// misdirection, lost caches). Whatever the disk stores internally, its reads must match it.
+class ReferenceDisk final : public DiskObserver {
+ public:
+  void on_disk_fault(DiskId, const DiskFaultRecord& record) override {
+    switch (record.kind) {
+      case DiskFaultKind::kBitFlip: {
+        auto durable = durable_.find(record.sector);
+        auto cached = cached_.find(record.sector);
+        if (durable == durable_.end() && cached == cached_.end()) {
+          durable = durable_.emplace(record.sector, std::vector<uint8_t>(kSectorBytes, 0)).first;
+        }
+        const auto mask = static_cast<uint8_t>(1u << (record.bit % 8));
+        if (durable != durable_.end()) durable->second[record.bit / 8] ^= mask;
+        if (cached != cached_.end()) cached->second[record.bit / 8] ^= mask;
+        break;
+      }
+      case DiskFaultKind::kTornWrite: {
+        std::vector<uint8_t> torn = durable_bytes(record.sector);
+        const std::vector<uint8_t>& fresh = cached_.at(record.sector);
+        std::copy(fresh.begin(), fresh.begin() + static_cast<std::ptrdiff_t>(record.count),
+                  torn.begin());
+        durable_[record.sector] = std::move(torn);
+        break;
+      }
+      case DiskFaultKind::kMisdirectedWrite:
+        landed_sector_ = record.landed_sector;
+        break;
+      case DiskFaultKind::kLostUnsyncedWrites:
+        cached_.clear();
+        break;
+      case DiskFaultKind::kLatentSectorError:
+        break;
+    }
+  }
+
+  // A write of `bytes` meant for `first_sector` completed with kOk.
+  void written(uint64_t first_sector, const std::vector<uint8_t>& bytes) {
+    const uint64_t landed = landed_sector_.value_or(first_sector);
+    landed_sector_.reset();
+    for (uint64_t i = 0; i * kSectorBytes < bytes.size(); ++i)
+      cached_[landed + i] = slice(bytes, i);
+  }
+  void synced() {
+    for (auto& [sector, bytes] : cached_) durable_[sector] = std::move(bytes);
+    cached_.clear();
+  }
+  void discarded(uint64_t first_sector, uint64_t sector_count) {
+    for (uint64_t sector = first_sector; sector < first_sector + sector_count; ++sector) {
+      cached_.erase(sector);
+      durable_.erase(sector);
+    }
+  }
+  std::vector<uint8_t> visible_bytes(uint64_t sector) const {
+    if (const auto cached = cached_.find(sector); cached != cached_.end()) return cached->second;
+    return durable_bytes(sector);
+  }
+  std::vector<uint8_t> durable_bytes(uint64_t sector) const {
+    const auto durable = durable_.find(sector);
+    return durable == durable_.end() ? std::vector<uint8_t>(kSectorBytes, 0) : durable->second;
+  }
+
+ private:
+  std::map<uint64_t, std::vector<uint8_t>> durable_;
+  std::map<uint64_t, std::vector<uint8_t>> cached_;
+  std::optional<uint64_t> landed_sector_;
+};
+
+struct ReferenceOutcome {
+  uint64_t reads_compared = 0;
+  uint64_t mismatches = 0;  // sectors whose bytes differ from the reference's
+  uint64_t bit_flips = 0;
+  uint64_t torn_writes = 0;
+  uint64_t misdirected_writes = 0;
+  uint64_t pattern_writes = 0;
+};
+
+// Random writes of every shape (bytes, one buffer per sector, patterns), reads, fsyncs, discards,
+// injected flips, power cycles and crashes, with bit rot, tearing and misdirection on; every read
+// and, at the end, every durable sector is compared with the reference disk.
+ReferenceOutcome run_against_reference(uint64_t seed, bool plant_window_drops_last_byte) {
+  constexpr uint64_t kSectors = 96;
+  Simulation simulation(seed);
+  ReferenceDisk reference;
+  DiskOptions options = quiet_options(kSectors);
+  options.write_latency_ns = DistributionSpec::uniform(1'000, 50'000);
+  options.torn_write_probability = 0.7;
+  options.misdirected_write_probability = 0.05;
+  options.latent_error_probability_per_read = 0.005;
+  options.bit_rot_per_tb_hour = 1e12 / (kSectors * 4096.0) * 3600.0 * 1000;  // 1000 flips a second
+  options.plant_window_drops_last_byte = plant_window_drops_last_byte;
+  Disk disk(simulation, DiskId(0), "reference", options);
+  disk.set_observer(&reference);
+  Random random = simulation.random_stream("test/reference");
+  ReferenceOutcome outcome;
+
+  const auto compare = [&](uint64_t first_sector, const ReadResult& result) {
+    if (result.status != IoStatus::kOk) return;
+    for (uint64_t i = 0; i * kSectorBytes < result.data.size(); ++i) {
+      ++outcome.reads_compared;
+      if (slice(result.data, i) != reference.visible_bytes(first_sector + i)) ++outcome.mismatches;
+    }
+  };
+  for (int step = 0; step < 3000; ++step) {
+    const uint64_t action = random.uniform_u64(100);
+    const uint64_t count = 1 + random.uniform_u64(3);
+    const uint64_t sector = random.uniform_u64(kSectors - count + 1);
+    if (action < 45) {
+      std::vector<uint8_t> bytes;
+      std::vector<SectorImage> images;
+      std::vector<std::vector<uint8_t>> buffers;
+      const uint64_t shape = random.uniform_u64(3);
+      for (uint64_t i = 0; i < count; ++i) {
+        std::vector<uint8_t> one;
+        if (shape == 2) {
+          std::vector<uint8_t> head(random.uniform_u64(40));
+          for (uint8_t& byte : head) byte = static_cast<uint8_t>(random.next_u64());
+          const Random fill(random.next_u64());
+          one = expand_pattern(head, fill, kSectorBytes);
+          images.push_back(SectorImage::of_pattern(head, fill));
+        } else {
+          one = random_sector_bytes(random, kSectorBytes);
+          buffers.push_back(one);
+        }
+        bytes.insert(bytes.end(), one.begin(), one.end());
+      }
+      const auto done = [&reference, sector, bytes](IoStatus status) {
+        if (status == IoStatus::kOk) reference.written(sector, bytes);
+      };
+      if (shape == 0) {
+        disk.write(sector * kSectorBytes, bytes, done);
+      } else if (shape == 1) {
+        disk.write_sectors(sector * kSectorBytes, std::move(buffers), done);
+      } else {
+        ++outcome.pattern_writes;
+        disk.write_images(sector * kSectorBytes, std::move(images), done);
+      }
+    } else if (action < 75) {
+      disk.read(sector * kSectorBytes, count * kSectorBytes,
+                [&compare, sector](ReadResult result) { compare(sector, result); });
+    } else if (action < 88) {
+      disk.fsync([&reference](IoStatus status) {
+        if (status == IoStatus::kOk) reference.synced();
+      });
+    } else if (action < 91) {
+      disk.discard(sector * kSectorBytes, count * kSectorBytes);
+      if (disk.powered()) reference.discarded(sector, count);
+    } else if (action < 94) {
+      disk.inject_bit_flip(sector, static_cast<uint32_t>(random.uniform_u64(kSectorBytes * 8)));
+    } else if (action < 97) {
+      disk.power_off();
+      simulation.run_until(simulation.now() + microseconds(random.uniform_u64(200)));
+      disk.power_on();
+    } else {
+      disk.abort_pending_io();
+    }
+    simulation.run_until(simulation.now() + microseconds(random.uniform_u64(30)));
+  }
+  simulation.run_until(simulation.now() + seconds(1));
+  for (uint64_t sector = 0; sector < kSectors; ++sector) {
+    ++outcome.reads_compared;
+    if (disk.durable_sector(sector) != reference.durable_bytes(sector)) ++outcome.mismatches;
+  }
+  outcome.bit_flips = disk.stats().bit_flips;
+  outcome.torn_writes = disk.stats().torn_writes;
+  outcome.misdirected_writes = disk.stats().misdirected_writes;
+  return outcome;
+}
+
+TEST(DiskTest, CompactImagesReadBackAsAReferenceDiskOfPlainBytes) {
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    SCOPED_TRACE(seed);
+    const ReferenceOutcome outcome = run_against_reference(seed, false);
+    EXPECT_EQ(outcome.mismatches, 0u);
+    // The run exercised what it claims to.
+    EXPECT_GT(outcome.reads_compared, 1000u);
+    EXPECT_GT(outcome.bit_flips, 20u);
+    EXPECT_GT(outcome.torn_writes, 5u);
+    EXPECT_GT(outcome.misdirected_writes, 5u);
+    EXPECT_GT(outcome.pattern_writes, 100u);
+  }
+}
+
+TEST(DiskTest, PlantedShortWindowIsCaughtByTheReferenceDisk) {
+  const ReferenceOutcome outcome = run_against_reference(1, true);
+  EXPECT_GT(outcome.mismatches, 10u);
 }
 
 // ---------------------------------------------------------------------------------------------
