@@ -592,23 +592,22 @@ void ServiceHarness::add_routing() {
       model::partition_map_of(model::TableId(0), placement_, 0);
   for (sim::HostId host : memds_hosts) {
     auto first_start = std::make_shared<bool>(true);
-    world_.add_process(host, model::kMemdsPort,
-                       [this, memds_options, initial_map, first_start] {
-                         auto process = std::make_unique<model::MemdsProcess>(
-                             memds_options, memds_addresses_);
-                         if (std::exchange(*first_start, false)) {
-                           for (const model::PartitionEntry& entry : initial_map) {
-                             process->node().apply(entry);
-                           }
-                         }
-                         return process;
-                       });
+    world_.add_process(host, model::kMemdsPort, [this, memds_options, initial_map, first_start] {
+      auto process = std::make_unique<model::MemdsProcess>(memds_options, memds_addresses_);
+      if (std::exchange(*first_start, false)) {
+        for (const model::PartitionEntry& entry : initial_map) {
+          process->node().apply(entry);
+        }
+      }
+      return process;
+    });
   }
 
   model::RouterOptions router_options;
   router_options.memds_nodes = memds_addresses_;
-  router_options.cache.mode = storage.routing_cache_bimodal ? model::PartitionCacheMode::kBimodal
-                                                            : model::PartitionCacheMode::kConstantWork;
+  router_options.cache.mode = storage.routing_cache_bimodal
+                                  ? model::PartitionCacheMode::kBimodal
+                                  : model::PartitionCacheMode::kConstantWork;
   router_options.cache.lookup_timeout = storage.memds_lookup_timeout;
   router_options.forward_timeout = storage.router_forward_timeout;
   router_options.max_forwards_per_request = storage.router_max_forwards;
@@ -642,13 +641,12 @@ void ServiceHarness::add_routing_to_summary(nlohmann::json& summary) const {
   };
   summary["memds"] = memds_load_->report(simulation_.now());
   summary["memds"]["nodes"] = memds_addresses_.size();
-  nlohmann::json routing = {{"routers", routers_.size()},
-                            {"cache", spec_.storage->routing_cache_bimodal ? "bimodal"
-                                                                           : "constant_work"}};
-  for (const char* name :
-       {"requests", "forwards", "hits", "misses", "memds_lookups_sent", "not_leader_retries",
-        "re_resolutions", "resolve_failures", "forward_timeouts", "busy_refusals",
-        "late_answers_dropped"}) {
+  nlohmann::json routing = {
+      {"routers", routers_.size()},
+      {"cache", spec_.storage->routing_cache_bimodal ? "bimodal" : "constant_work"}};
+  for (const char* name : {"requests", "forwards", "hits", "misses", "memds_lookups_sent",
+                           "not_leader_retries", "re_resolutions", "resolve_failures",
+                           "forward_timeouts", "busy_refusals", "late_answers_dropped"}) {
     routing[name] = counter(std::string("router.") + name);
   }
   summary["routing"] = routing;
