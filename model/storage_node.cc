@@ -830,8 +830,12 @@ struct StorageNode::Impl {
     if (r.dropped || !r.paxos || r.paxos->role() != PaxosRole::kLeader) return;
     const Configuration& committed = r.paxos->configuration_at(r.paxos->commit_index());
     const Ballot ballot = r.paxos->ballot();
-    DYN_ASSERT(ballot.round < (uint64_t{1} << 32) && committed.epoch < (uint64_t{1} << 32));
-    const uint64_t version = ballot.round << 32 | committed.epoch;
+    // The ballot (round, then replica number: ballots of one round are ordered by replica) in
+    // the high bits, the epoch in the low 32.
+    DYN_ASSERT(ballot.round < (uint64_t{1} << 24) && ballot.replica < 256 &&
+               committed.epoch < (uint64_t{1} << 32));
+    const uint64_t version =
+        ballot.round << 40 | uint64_t{ballot.replica} << 32 | committed.epoch;
     if (version == r.published_version) return;
     const uint32_t group = r.assignment.group.value;
     DYN_ASSERT(group < options.memds.group_hash_ranges.size());

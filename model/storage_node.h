@@ -194,9 +194,10 @@ struct AdmissionWiring {
 // membership; model/memds.h). A group's leader publishes its partition's entry (range, full voters
 // of its committed configuration, itself as leader) to every MemDS node through a MemdsPublisher
 // when it becomes leader and whenever its committed configuration changes. The entry's version is
-// the leader's ballot round in the high 32 bits and the configuration's epoch in the low 32: a
-// later leader always publishes a higher version, and so does a leader that commits a newer
-// configuration. Off (nothing sent, nothing drawn) while memds_nodes is empty.
+// the leader's ballot (round in bits 40-63, replica number in bits 32-39) above the
+// configuration's epoch (bits 0-31): a later leader always publishes a higher version, and so does
+// a leader that commits a newer configuration. Off (nothing sent, nothing drawn) while
+// memds_nodes is empty.
 struct MemdsPublishing {
   std::vector<sim::Address> memds_nodes;
   TableId table{0};
