@@ -236,6 +236,25 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     }
     admission->finish();
   }
+  if (auto routing = reader.optional_object("routing")) {
+    storage->routing = routing->optional_bool("enabled", true);
+    storage->routers_per_az = static_cast<uint32_t>(
+        routing->optional_uint("routers_per_az", storage->routers_per_az, 1, 64));
+    storage->memds_nodes =
+        static_cast<uint32_t>(routing->optional_uint("memds_nodes", storage->memds_nodes, 1, 64));
+    storage->routing_cache_bimodal =
+        routing->optional_enum("cache", {"constant_work", "bimodal"}, "constant_work") == "bimodal";
+    storage->router_forward_timeout = routing->optional_duration(
+        "forward_timeout", storage->router_forward_timeout, sim::milliseconds(1), sim::minutes(1));
+    storage->router_max_forwards = static_cast<uint32_t>(
+        routing->optional_uint("max_forwards", storage->router_max_forwards, 1, 16));
+    storage->memds_lookup_timeout =
+        routing->optional_duration("memds_lookup_timeout", storage->memds_lookup_timeout,
+                                   sim::milliseconds(1), sim::minutes(1));
+    storage->plant_router_forward_to_neighbour =
+        routing->optional_bool("plant_forward_to_neighbour", false);
+    routing->finish();
+  }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_scrub_skip_replica =
         static_cast<uint32_t>(plant->optional_uint("scrub_skip_replica", 0, 0, 3));

@@ -106,6 +106,19 @@ struct StorageSpec {
   sim::Duration admission_burst_window = sim::seconds(300);
   // Planted bug for the admission check (model::AdmissionOptions::plant_burst_ignores_depth).
   bool plant_burst_ignores_depth = false;
+  // Request routers fed by MemDS (docs/scenarios.md, "Routing"; model/router.h, model/memds.h):
+  // off unless the scenario has a "routing" section. MemDS nodes on their own hosts ("<az>/memds"
+  // racks, spared by faults like the clients), routers on "<az>/routers" racks, storage leaders
+  // publishing their partitions' entries, clients sending every attempt through a router.
+  bool routing = false;
+  uint32_t routers_per_az = 1;
+  uint32_t memds_nodes = 3;
+  bool routing_cache_bimodal = false;  // "cache": "constant_work" (default) or "bimodal"
+  sim::Duration router_forward_timeout = sim::milliseconds(200);
+  uint32_t router_max_forwards = 4;
+  sim::Duration memds_lookup_timeout = sim::milliseconds(50);
+  // Planted bug for the router_groups check (model::RouterOptions::plant_forward_to_neighbour).
+  bool plant_router_forward_to_neighbour = false;
   // Planted software bug (model::DivergentApplyPlant): this replica number diverges silently on
   // every `every`-th write it applies, until `until` after the start.
   uint32_t plant_divergent_apply_replica = 0;

@@ -1,6 +1,8 @@
 #include "gameday/service.h"
 
 #include <algorithm>
+#include <memory>
+#include <utility>
 
 #include "gameday/linearizability.h"
 #include "gameday/units.h"
@@ -8,6 +10,8 @@
 #include "model/auto_admin.h"
 #include "model/capacity_mode.h"
 #include "model/healing_protocol.h"
+#include "model/memds.h"
+#include "model/router.h"
 #include "sim/check.h"
 
 namespace dynasim::gameday {
@@ -45,7 +49,12 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
         std::make_unique<AdmissionChecker>(admission_.allocation, admission_.admission);
     observers.push_back(admission_checker_.get());
   }
+  if (storage.routing) {
+    router_groups_ = std::make_unique<RouterGroupsChecker>(world_, &simulation_, placement_);
+    observers.push_back(router_groups_.get());
+  }
   observers_ = std::make_unique<ObserverFanout>(std::move(observers));
+  if (storage.routing) add_routing();
   add_clients();
   add_storage_nodes(storage_hosts_by_az);
 }
@@ -86,6 +95,12 @@ void ServiceHarness::add_storage_nodes(
   base.cost.cpu_cores = storage.cpu_cores;
   base.observer = observers_.get();
   base.admission = admission_;
+  if (storage.routing) {
+    base.memds.memds_nodes = memds_addresses_;
+    for (const model::GroupPlacement& group : placement_.groups) {
+      base.memds.group_hash_ranges.emplace_back(group.hash_begin, group.hash_end);
+    }
+  }
   if (storage.healing) {
     // Auto-admin runs on the first client host: a control-plane host the faults spare.
     DYN_ASSERT(!client_hosts_.empty());
@@ -174,6 +189,7 @@ void ServiceHarness::add_clients() {
   options.phases = workload_phases(workload, processes);
   options.rate_share = 1.0 / processes;
   options.item_sizes = workload.item_size_distribution;
+  options.client.routers = routers_;  // empty unless routing is on
 
   for (uint32_t a = 0; a < world_.az_count(); ++a) {
     const sim::AzId az(a);
@@ -185,6 +201,7 @@ void ServiceHarness::add_clients() {
       const sim::HostId host =
           world_.add_host(rack, rack_name + "/h" + std::to_string(h), host_options);
       client_hosts_.push_back(host);
+      if (spec_.storage->routing) spared_hosts_.push_back(host);
       // A new client id per incarnation, so that a rebuilt process never repeats a "ver" value.
       world_.add_process(host, model::kClientPort, [this, options] {
         return std::make_unique<WorkloadProcess>(options, &placement_, next_client_id_++,
@@ -432,7 +449,8 @@ void ServiceHarness::judge_scrub() {
 bool ServiceHarness::passed() const {
   return durability_passed_ && linearizability_passed_ && convergence_passed_ &&
          paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_ &&
-         (admission_checker_ == nullptr || admission_checker_->passed());
+         (admission_checker_ == nullptr || admission_checker_->passed()) &&
+         (router_groups_ == nullptr || router_groups_->passed());
 }
 
 // Every group's archive, audited in the object store (model::ArchiveAudit): segments decode and
@@ -490,6 +508,9 @@ std::string ServiceHarness::first_failure() const {
   if (!scrub_passed_) return "scrub: " + scrub_failure_;
   if (admission_checker_ != nullptr && !admission_checker_->passed()) {
     return "admission: " + admission_checker_->first_violation();
+  }
+  if (router_groups_ != nullptr && !router_groups_->passed()) {
+    return "router_groups: " + router_groups_->first_violation();
   }
   return "";
 }
@@ -550,8 +571,103 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   summary["operation_latency_ms"] = history_->operation_latency_json();
 
   summary["storage"] = {{"partitions", placement_.groups.size()},
-                        {"storage_nodes", world_.host_count() - client_hosts_.size()},
+                        {"storage_nodes", world_.host_count() - client_hosts_.size() -
+                                              memds_addresses_.size() - routers_.size()},
                         {"client_hosts", client_hosts_.size()}};
+  if (spec_.storage->routing) add_routing_to_summary(summary);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing (docs/scenarios.md, "Routing").
+
+// MemDS node i runs on its own host in AZ i mod 3 ("<az>/memds"), seeded with the table's map as
+// the control plane created it (partition_map_of, version 0: every leader's publication is newer)
+// on its first start only: a restarted node comes back empty and refills by anti-entropy and
+// pushes. Routers run on "<az>/routers" hosts, routers_per_az each.
+void ServiceHarness::add_routing() {
+  const StorageSpec& storage = *spec_.storage;
+  memds_load_ = std::make_unique<MemdsLoadRecorder>(&simulation_);
+  const uint32_t azs = world_.az_count();
+  std::vector<sim::RackId> memds_racks;
+  for (uint32_t a = 0; a < azs; ++a) {
+    const std::string name = world_.az_name(sim::AzId(a)) + "/memds";
+    memds_racks.push_back(world_.add_rack(sim::AzId(a), name));
+  }
+  std::vector<sim::HostId> memds_hosts;
+  for (uint32_t i = 0; i < storage.memds_nodes; ++i) {
+    const uint32_t a = i % azs;
+    const std::string name = world_.az_name(sim::AzId(a)) + "/memds/h" + std::to_string(i / azs);
+    sim::HostOptions host_options;
+    host_options.disks = {spec_.topology.disk};
+    const sim::HostId host = world_.add_host(memds_racks[a], name, host_options);
+    memds_hosts.push_back(host);
+    spared_hosts_.push_back(host);
+    memds_addresses_.push_back(sim::Address{host, model::kMemdsPort});
+  }
+  model::MemdsOptions memds_options;
+  memds_options.observer = memds_load_.get();
+  const std::vector<model::PartitionEntry> initial_map =
+      model::partition_map_of(model::TableId(0), placement_, 0);
+  for (sim::HostId host : memds_hosts) {
+    auto first_start = std::make_shared<bool>(true);
+    world_.add_process(host, model::kMemdsPort, [this, memds_options, initial_map, first_start] {
+      auto process = std::make_unique<model::MemdsProcess>(memds_options, memds_addresses_);
+      if (std::exchange(*first_start, false)) {
+        for (const model::PartitionEntry& entry : initial_map) {
+          process->node().apply(entry);
+        }
+      }
+      return process;
+    });
+  }
+
+  model::RouterOptions router_options;
+  router_options.memds_nodes = memds_addresses_;
+  router_options.cache.mode = storage.routing_cache_bimodal
+                                  ? model::PartitionCacheMode::kBimodal
+                                  : model::PartitionCacheMode::kConstantWork;
+  router_options.cache.lookup_timeout = storage.memds_lookup_timeout;
+  router_options.forward_timeout = storage.router_forward_timeout;
+  router_options.max_forwards_per_request = storage.router_max_forwards;
+  router_options.observer = router_groups_.get();
+  router_options.plant_forward_to_neighbour = storage.plant_router_forward_to_neighbour;
+  uint64_t router_number = 0;
+  for (uint32_t a = 0; a < azs; ++a) {
+    const sim::AzId az(a);
+    const std::string rack_name = world_.az_name(az) + "/routers";
+    const sim::RackId rack = world_.add_rack(az, rack_name);
+    for (uint32_t h = 0; h < storage.routers_per_az; ++h) {
+      sim::HostOptions host_options;
+      host_options.disks = {spec_.topology.disk};
+      const sim::HostId host =
+          world_.add_host(rack, rack_name + "/h" + std::to_string(h), host_options);
+      routers_.push_back(model::RouterEndpoint{sim::Address{host, model::kRouterPort}, az});
+      model::RouterOptions options = router_options;
+      // Router client ids sit far above the workload's (below 2^23).
+      options.router_client_id = (uint64_t{1} << 40) + router_number++;
+      world_.add_process(host, model::kRouterPort,
+                         [options] { return std::make_unique<model::RouterProcess>(options); });
+    }
+  }
+}
+
+void ServiceHarness::add_routing_to_summary(nlohmann::json& summary) const {
+  summary["checks"]["router_groups"] = router_groups_->report();
+  auto counter = [&](std::string_view name) -> int64_t {
+    auto it = world_.counters().find(name);
+    return it == world_.counters().end() ? 0 : it->second;
+  };
+  summary["memds"] = memds_load_->report(simulation_.now());
+  summary["memds"]["nodes"] = memds_addresses_.size();
+  nlohmann::json routing = {
+      {"routers", routers_.size()},
+      {"cache", spec_.storage->routing_cache_bimodal ? "bimodal" : "constant_work"}};
+  for (const char* name : {"requests", "forwards", "hits", "misses", "memds_lookups_sent",
+                           "not_leader_retries", "re_resolutions", "resolve_failures",
+                           "forward_timeouts", "busy_refusals", "late_answers_dropped"}) {
+    routing[name] = counter(std::string("router.") + name);
+  }
+  summary["routing"] = routing;
 }
 
 }  // namespace dynasim::gameday

@@ -12,6 +12,8 @@
 //   detected unless overwritten first, and no read handed a flipped bit on without detecting it;
 // - admission (when the scenario enables it): no node admitted more on a partition than its
 //   allocation, allocated bucket and burst bucket granted (gameday/admission_checker.h);
+// - router_groups (when the scenario has a "routing" section): every forward of a router went to a
+//   node that belonged to the request's group (gameday/router_checker.h);
 // - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
 //   strong reads only inside the holder's window.
 #pragma once
@@ -26,6 +28,7 @@
 #include "gameday/canary.h"
 #include "gameday/healing.h"
 #include "gameday/history.h"
+#include "gameday/router_checker.h"
 #include "gameday/scenario.h"
 #include "gameday/storage_checkers.h"
 #include "model/storage_node.h"
@@ -62,8 +65,11 @@ class ServiceHarness {
   std::string first_failure() const;
 
   const model::Placement& placement() const { return placement_; }
-  // The client hosts: faults spare them (sim::SurvivabilityPolicy::spared_hosts).
-  const std::vector<sim::HostId>& client_hosts() const { return client_hosts_; }
+  // The client hosts, and the MemDS hosts when routing is on: faults spare them
+  // (sim::SurvivabilityPolicy::spared_hosts).
+  const std::vector<sim::HostId>& client_hosts() const {
+    return spared_hosts_.empty() ? client_hosts_ : spared_hosts_;
+  }
 
  private:
   void build_placement(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
@@ -108,6 +114,16 @@ class ServiceHarness {
   bool archive_passed_ = true;
   nlohmann::json archive_report_;
   bool finished_ = false;
+
+  // Routing (docs/scenarios.md, "Routing"): MemDS nodes, routers, and what judges them; only when
+  // the scenario has a "routing" section.
+  void add_routing();
+  void add_routing_to_summary(nlohmann::json& summary) const;
+  std::vector<sim::Address> memds_addresses_;
+  std::vector<model::RouterEndpoint> routers_;
+  std::vector<sim::HostId> spared_hosts_;  // client and MemDS hosts
+  std::unique_ptr<RouterGroupsChecker> router_groups_;
+  std::unique_ptr<MemdsLoadRecorder> memds_load_;
 };
 
 }  // namespace dynasim::gameday

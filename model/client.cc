@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "model/codec.h"
+#include "model/router.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -207,7 +208,25 @@ uint64_t DirectClient::submit(sim::Env& env, ClientRequest request, Done done) {
   return id;
 }
 
+sim::Address DirectClient::current_router(sim::Env& env) {
+  if (!router_index_) {
+    router_index_ = 0;
+    for (size_t i = 0; i < options_.routers.size(); ++i) {
+      if (options_.routers[i].az == env.az()) {
+        router_index_ = i;
+        break;
+      }
+    }
+  }
+  return options_.routers[*router_index_].address;
+}
+
 sim::Address DirectClient::pick_replica(sim::Env& env, Operation& operation) {
+  if (!options_.routers.empty()) {
+    operation.preferred.reset();
+    operation.preferred_is_hint = false;
+    return current_router(env);
+  }
   const GroupView& group = mutable_view(operation.group);
   const std::optional<sim::Address> preferred = std::exchange(operation.preferred, std::nullopt);
   const bool preferred_is_hint = std::exchange(operation.preferred_is_hint, false);
@@ -270,12 +289,43 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
   body->scan = operation.request.scan;
   body->page = operation.request.page;
   body->known_epoch = mutable_view(operation.group).epoch;
+  if (!options_.routers.empty()) {
+    send_routed(env, operation, std::move(body));
+    return;
+  }
   sim::Message message;
   message.type = static_cast<uint32_t>(StorageMessageType::kRequest);
   message.size_bytes = request_size_bytes(*body);
   message.digest = request_digest(*body);
   message.body = std::move(body);
 
+  attempts_in_flight_.emplace(operation.request_id, operation.id);
+  if (observer_ != nullptr && operation.request.register_shaped()) {
+    observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
+                                operation.replica);
+  } else if (observer_ != nullptr) {
+    observer_->on_api_attempt_start(client_id_, operation.id, operation.request_id,
+                                    operation.request, operation.replica);
+  }
+  operation.timer =
+      env.set_timer(options_.attempt_timeout, kTimerCookieBase | operation.request_id);
+  env.send(operation.replica, std::move(message));
+}
+
+void DirectClient::send_routed(sim::Env& env, Operation& operation,
+                               std::shared_ptr<StorageRequest> request) {
+  // The router finds the group and its epoch: the request carries neither.
+  request->group = GroupId();
+  request->known_epoch = 0;
+  auto body = std::make_shared<RouterRequest>();
+  body->table = options_.table;
+  body->request = std::move(*request);
+  sim::Message message;
+  message.type = static_cast<uint32_t>(RouterMessageType::kRequest);
+  // The table id rides in the header next to the storage request's fields (8 bytes).
+  message.size_bytes = request_size_bytes(body->request) + 8;
+  message.digest = sim::splitmix64(request_digest(body->request) ^ options_.table.value);
+  message.body = std::move(body);
   attempts_in_flight_.emplace(operation.request_id, operation.id);
   if (observer_ != nullptr && operation.request.register_shaped()) {
     observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
@@ -336,20 +386,42 @@ void DirectClient::retry_or_finish(sim::Env& env, Operation& operation, ClientRe
 
 bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
   (void)from;
+  if (message.type == static_cast<uint32_t>(RouterMessageType::kResponse)) {
+    const auto* routed = dynamic_cast<const RouterResponse*>(message.body.get());
+    DYN_ASSERT_MSG(routed != nullptr, "a router kResponse message without a RouterResponse body");
+    if (!routed->outcome_unknown) {
+      on_response(env, routed->response);
+      return true;
+    }
+    ++stats_.router_unknown_answers;
+    if (attempts_in_flight_.count(routed->response.request_id) == 0) {
+      ++stats_.late_answers_dropped;
+      return true;
+    }
+    // The router works; only the outcome is unknown: stay with it.
+    on_no_answer(env, routed->response.request_id, /*move_to_next_router=*/false);
+    return true;
+  }
   if (message.type != static_cast<uint32_t>(StorageMessageType::kResponse)) return false;
   const auto* response = dynamic_cast<const StorageResponse*>(message.body.get());
   DYN_ASSERT_MSG(response != nullptr, "a kResponse message without a StorageResponse body");
+  on_response(env, *response);
+  return true;
+}
+
+void DirectClient::on_response(sim::Env& env, const StorageResponse& response_ref) {
+  const StorageResponse* response = &response_ref;
   // Where the group is now holds whether or not the attempt is still waiting for this answer.
   if (response->members.has_value()) learn_members(response->group, *response->members);
   auto in_flight = attempts_in_flight_.find(response->request_id);
   if (in_flight == attempts_in_flight_.end()) {
     // A late answer (its attempt timed out) or a duplicate: its attempt already ended.
     ++stats_.late_answers_dropped;
-    if (!options_.plant_accept_late_answers || observer_ == nullptr) return true;
+    if (!options_.plant_accept_late_answers || observer_ == nullptr) return;
     // The planted bug: report a second end for an attempt that already ended.
     observer_->on_attempt_end(client_id_, response->request_id, response->status, false,
                               response->item);
-    return true;
+    return;
   }
   Operation& operation = *operations_.at(in_flight->second);
   env.cancel_timer(operation.timer);
@@ -371,10 +443,10 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
     if (status == StorageStatus::kOk &&
         (operation.request.op == StorageOp::kQuery || operation.request.op == StorageOp::kScan)) {
       take_page(env, operation, *response);
-      return true;
+      return;
     }
     finish(operation.id, std::move(result));
-    return true;
+    return;
   }
   switch (status) {
     case StorageStatus::kNotLeader:
@@ -411,7 +483,6 @@ bool DirectClient::on_message(sim::Env& env, sim::Address from, const sim::Messa
     default:
       DYN_ASSERT_MSG(false, "a status that is neither final nor retryable");
   }
-  return true;
 }
 
 bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
@@ -424,10 +495,25 @@ bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
     send_attempt(env, id);
     return true;
   }
-  auto in_flight = attempts_in_flight_.find(id);
-  if (in_flight == attempts_in_flight_.end()) return true;  // answered; cancel raced the fire
+  if (attempts_in_flight_.count(id) == 0) return true;  // answered; cancel raced the fire
+  on_no_answer(env, id, /*move_to_next_router=*/true);
+  return true;
+}
+
+void DirectClient::on_no_answer(sim::Env& env, uint64_t request_id, bool move_to_next_router) {
+  auto in_flight = attempts_in_flight_.find(request_id);
+  DYN_ASSERT(in_flight != attempts_in_flight_.end());
   Operation& operation = *operations_.at(in_flight->second);
-  ++stats_.attempt_timeouts;
+  if (move_to_next_router) {
+    ++stats_.attempt_timeouts;
+  } else {
+    env.cancel_timer(operation.timer);
+  }
+  if (move_to_next_router && !options_.routers.empty() && options_.routers.size() > 1) {
+    // The router may be down or cut off: the next one in the list.
+    ++stats_.router_switches;
+    router_index_ = (router_index_.value_or(0) + 1) % options_.routers.size();
+  }
   end_attempt(operation, kNoAnswerStatus, /*timed_out=*/true, std::nullopt, nullptr);
   ClientResult result;
   result.status = kNoAnswerStatus;
@@ -435,7 +521,6 @@ bool DirectClient::on_timer(sim::Env& env, uint64_t cookie) {
   result.attempts = operation.attempts;
   // No answer: the replica may be down or cut off; try the next one.
   retry_or_finish(env, operation, std::move(result), NextReplica::kOther, /*immediately=*/false);
-  return true;
 }
 
 // A page came back: gather it, then read the next one after its LastEvaluatedKey or finish.

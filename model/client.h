@@ -49,6 +49,16 @@
 //
 // Query and Scan with max_pages > 1 read page after page as one operation, each page starting
 // after the last one's LastEvaluatedKey, with max_attempts per page.
+//
+// Through routers (ClientOptions::routers not empty; model/router.h, P22 section 2: clients reach
+// DynamoDB through request routers, never the storage nodes): every attempt is a RouterRequest to
+// one router, which finds the group and its leader, follows not-leader hints and answers with the
+// storage answer. The client starts at the first router in its own AZ (the first listed if none
+// is), keeps it while it answers, and moves to the next router in the list after an attempt
+// timeout. A router answer marked outcome_unknown (its forward got no answer) ends the attempt
+// like the client's own timeout (outcome unknown, reported timed out) but keeps the router. The
+// other statuses are handled as above, except that every retry goes to the current router. The
+// observer's `replica` is then the router's address.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +73,14 @@
 
 namespace dynasim::model {
 
+using TableId = sim::Id<struct TableTag>;
+
+// A router the client may send to, and its AZ (a client prefers its own AZ's routers).
+struct RouterEndpoint {
+  sim::Address address;
+  sim::AzId az{0};
+};
+
 struct ClientOptions {
   // AWS SDK standard retry mode: 3 attempts by default; DynamoDB clients commonly raise it (the
   // SDK for Java 1.x used 10 for DynamoDB). Base delay and cap are our assumptions close to the
@@ -72,6 +90,9 @@ struct ClientOptions {
   sim::Duration backoff_base = sim::milliseconds(25);
   sim::Duration backoff_cap = sim::seconds(2);
   uint32_t max_outstanding = 4096;  // operations in flight; beyond, submit() refuses
+  // Empty: attempts go straight to the replicas. Otherwise every attempt goes to a router.
+  std::vector<RouterEndpoint> routers;
+  TableId table{0};  // the table routers look the key up in
 
   // Planted bug for the client's tests: accept an answer that arrives after its attempt timed
   // out (a second end of one attempt, which would corrupt any history). Never set outside tests.
@@ -198,8 +219,10 @@ class DirectClient {
     uint64_t retries_after_backoff = 0;
     uint64_t hints_followed = 0;
     uint64_t late_answers_dropped = 0;
-    uint64_t refused_outstanding = 0;  // submit() calls refused at max_outstanding
-    uint64_t views_learned = 0;        // answers whose members replaced a group's view
+    uint64_t refused_outstanding = 0;     // submit() calls refused at max_outstanding
+    uint64_t views_learned = 0;           // answers whose members replaced a group's view
+    uint64_t router_switches = 0;         // moves to the next router after a timeout
+    uint64_t router_unknown_answers = 0;  // router answers with an unknown outcome
   };
   const Stats& stats() const { return stats_; }
 
@@ -241,11 +264,19 @@ class DirectClient {
   sim::Duration backoff_delay(sim::Env& env, uint32_t retry_number) const;
   void take_page(sim::Env& env, Operation& operation, const StorageResponse& response);
   void finish(uint64_t operation_id, ClientResult result);
+  void on_response(sim::Env& env, const StorageResponse& response);
+  // An attempt ended without a known outcome (its timeout, or a router's unknown answer).
+  void on_no_answer(sim::Env& env, uint64_t request_id, bool move_to_next_router);
 
   ClientOptions options_;
   const Placement* placement_;
   uint64_t client_id_;
   ClientObserver* observer_;
+  // Through routers: the index in options_.routers of the router attempts go to (chosen at the
+  // first attempt: the first in the client's AZ).
+  std::optional<size_t> router_index_;
+  sim::Address current_router(sim::Env& env);
+  void send_routed(sim::Env& env, Operation& operation, std::shared_ptr<StorageRequest> body);
   uint64_t next_operation_id_ = 1;
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Operation>> operations_;  // by operation id

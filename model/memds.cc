@@ -156,6 +156,9 @@ void MemdsNode::on_update(sim::Env& env, sim::Address from, const PartitionMapUp
 void MemdsNode::on_lookup(sim::Env& env, sim::Address from, const MemdsLookup& lookup) {
   ++stats_.lookups;
   env.metrics().add("memds.lookups", 1);
+  // Every request MemDS serves, lookups and range pages: the metadata load (metrics.csv).
+  env.metrics().add("memds_lookups", 1);
+  if (options_.observer != nullptr) options_.observer->on_request_served(env.self(), false);
   auto reply = std::make_shared<MemdsLookupReply>();
   reply->request_id = lookup.request_id;
   if (auto entry = this->lookup(lookup.table, lookup.partition_hash)) {
@@ -171,6 +174,8 @@ void MemdsNode::on_lookup(sim::Env& env, sim::Address from, const MemdsLookup& l
 
 void MemdsNode::on_range_read(sim::Env& env, sim::Address from, const MemdsRangeRead& read) {
   ++stats_.range_reads;
+  env.metrics().add("memds_lookups", 1);
+  if (options_.observer != nullptr) options_.observer->on_request_served(env.self(), true);
   const uint32_t limit = std::clamp<uint32_t>(read.max_entries, 1, options_.max_range_entries);
   auto reply = std::make_shared<MemdsRangeReply>();
   reply->request_id = read.request_id;

@@ -132,6 +132,16 @@ struct MemdsSyncEntries final : sim::MessageBody {
   bool reply_wanted = false;
 };
 
+// Checkers and summaries watch the MemDS load through this hook; it must not change anything.
+class MemdsObserver {
+ public:
+  // The node at `node` answered a request: a point lookup, or a page of a range read.
+  virtual void on_request_served(sim::Address node, bool range_read) = 0;
+
+ protected:
+  ~MemdsObserver() = default;
+};
+
 struct MemdsOptions {
   // Our assumption: seconds are short next to how long a node stays down, and a round costs a
   // probe when nothing differs.
@@ -142,6 +152,7 @@ struct MemdsOptions {
   uint32_t max_probes_per_round = 512;
   uint32_t max_range_entries = 1024;  // per MemdsRangeReply page
   PerkleOptions perkle;
+  MemdsObserver* observer = nullptr;  // may be null
 
   // Planted bug for the versioning test: an update replaces the stored entry whenever its version
   // differs, so an older (late, reordered or re-sent) update overwrites a newer one. Never set

@@ -378,6 +378,7 @@ struct StorageNode::Impl {
     std::optional<LearnerSeed> learner;
     std::set<uint32_t> reported_lost;
     uint64_t reported_epoch = 0;
+    uint64_t published_version = 0;  // the last partition entry version sent to MemDS
     sim::TimerHandle pace_timer;
     uint64_t pace_session = 0;
 
@@ -412,6 +413,7 @@ struct StorageNode::Impl {
   std::vector<std::unique_ptr<Replica>> replicas;
   std::map<uint32_t, size_t> slot_of_group;  // by group id
   uint64_t node_seed = 0;
+  std::unique_ptr<MemdsPublisher> memds_publisher;  // MemdsPublishing; null when off
 
   // Tick index: replicas by next due time; one node timer at the earliest.
   std::set<std::pair<sim::SimTime, size_t>> tick_index;
@@ -455,6 +457,10 @@ struct StorageNode::Impl {
     env = &e;
     node_seed = e.random().next_u64();
     if (options.admission.enabled) start_admission();
+    if (!options.memds.memds_nodes.empty()) {
+      memds_publisher =
+          std::make_unique<MemdsPublisher>(options.memds.publisher, options.memds.memds_nodes);
+    }
     core_free_at.assign(std::max<uint32_t>(1, options.cost.cpu_cores), sim::SimTime::zero());
     sim::Disk& disk = e.disk(options.disk_index);
     sector_bytes = disk.options().sector_size_bytes;
@@ -815,6 +821,41 @@ struct StorageNode::Impl {
     if (options.healing.enabled && r.paxos->role() == PaxosRole::kLeader &&
         r.paxos->configuration_at(r.paxos->commit_index()).epoch != r.reported_epoch) {
       note_committed_configuration(r);
+    }
+    if (memds_publisher) publish_partition_entry(r);
+  }
+
+  // MemdsPublishing: a leader publishes its partition's entry when its version changes.
+  void publish_partition_entry(Replica& r) {
+    if (r.dropped || !r.paxos || r.paxos->role() != PaxosRole::kLeader) return;
+    const Configuration& committed = r.paxos->configuration_at(r.paxos->commit_index());
+    const Ballot ballot = r.paxos->ballot();
+    // The ballot (round, then replica number: ballots of one round are ordered by replica) in
+    // the high bits, the epoch in the low 32.
+    DYN_ASSERT(ballot.round < (uint64_t{1} << 24) && ballot.replica < 256 &&
+               committed.epoch < (uint64_t{1} << 32));
+    const uint64_t version =
+        ballot.round << 40 | uint64_t{ballot.replica} << 32 | committed.epoch;
+    if (version == r.published_version) return;
+    const uint32_t group = r.assignment.group.value;
+    DYN_ASSERT(group < options.memds.group_hash_ranges.size());
+    PartitionEntry entry;
+    entry.table = options.memds.table;
+    entry.hash_begin = options.memds.group_hash_ranges[group].first;
+    entry.hash_end = options.memds.group_hash_ranges[group].second;
+    entry.group = r.assignment.group;
+    entry.members.epoch = committed.epoch;
+    for (const Member& member : committed.members) {
+      if (member.voter && member.kind == MemberKind::kFull) {
+        entry.members.replicas.push_back(address_of(member.endpoint));
+      }
+    }
+    if (entry.members.replicas.empty()) return;
+    entry.leader_hint = env->self();
+    entry.version = version;
+    // A full queue: the next input tries again.
+    if (memds_publisher->publish(*env, {entry}) == MemdsPublisher::PublishStatus::kQueued) {
+      r.published_version = version;
     }
   }
 
@@ -2146,6 +2187,7 @@ struct StorageNode::Impl {
   }
 
   void on_message(sim::Address from, const sim::Message& message) {
+    if (memds_publisher && memds_publisher->on_message(*env, from, message)) return;
     if (cpu_queue.size() >= options.cost.max_queued_messages) {
       env->metrics().add("storage.cpu_queue_full", 1);
       if (is_request(message)) {
@@ -2259,6 +2301,7 @@ struct StorageNode::Impl {
   }
 
   void on_timer(uint64_t cookie) {
+    if (memds_publisher && memds_publisher->on_timer(*env, cookie)) return;
     const uint64_t kind = cookie >> kCookieKindShift;
     const uint64_t generation = cookie & kCookieGenerationMask;
     switch (kind) {

@@ -36,6 +36,7 @@
 #include "model/admission.h"
 #include "model/archive.h"
 #include "model/btree.h"
+#include "model/memds.h"
 #include "model/paxos.h"
 #include "model/storage_protocol.h"
 #include "model/wal.h"
@@ -189,6 +190,22 @@ struct AdmissionWiring {
   PartitionAllocation allocation;
 };
 
+// Routing metadata (P22 section 6.6: storage nodes are the authoritative source of partition
+// membership; model/memds.h). A group's leader publishes its partition's entry (range, full voters
+// of its committed configuration, itself as leader) to every MemDS node through a MemdsPublisher
+// when it becomes leader and whenever its committed configuration changes. The entry's version is
+// the leader's ballot (round in bits 40-63, replica number in bits 32-39) above the
+// configuration's epoch (bits 0-31): a later leader always publishes a higher version, and so does
+// a leader that commits a newer configuration. Off (nothing sent, nothing drawn) while
+// memds_nodes is empty.
+struct MemdsPublishing {
+  std::vector<sim::Address> memds_nodes;
+  TableId table{0};
+  // The groups' hash ranges, by group id (the placement's).
+  std::vector<std::pair<uint64_t, uint64_t>> group_hash_ranges;
+  MemdsPublisherOptions publisher;
+};
+
 struct StorageNodeOptions {
   std::vector<ReplicaAssignment> replicas;
   // Template for every replica's Paxos; self and members are filled per replica.
@@ -228,6 +245,7 @@ struct StorageNodeOptions {
   // Planted bug for the Query paging test: Limit and the 1 MB page count only the items that
   // pass the filter, so a page reads past 1 MB. Never set outside tests.
   bool plant_page_limit_after_filter = false;
+  MemdsPublishing memds;
 };
 
 class StorageNode final : public sim::Process {

@@ -353,6 +353,15 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("plant_divergent_apply_replica", s.plant_divergent_apply_replica);
     put("plant_divergent_apply_every", s.plant_divergent_apply_every);
     time("plant_divergent_apply_until", s.plant_divergent_apply_until);
+    // Routing.
+    put("routing", s.routing);
+    put("routers_per_az", s.routers_per_az);
+    put("memds_nodes", s.memds_nodes);
+    put("routing_cache_bimodal", s.routing_cache_bimodal);
+    time("router_forward_timeout", s.router_forward_timeout);
+    put("router_max_forwards", s.router_max_forwards);
+    time("memds_lookup_timeout", s.memds_lookup_timeout);
+    put("plant_router_forward_to_neighbour", s.plant_router_forward_to_neighbour);
   }
   const WorkloadSpec& w = spec.workload;
   put("client_hosts_per_az", w.client_hosts_per_az);
@@ -484,11 +493,11 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, admission, plant, divergent_apply, workload, rate and its ramp,
-  // diurnal, spike and replay, a phase with its rate (and the rate's four shapes), mix and
+  // healing, archival, scrub, admission, routing, plant, divergent_apply, workload, rate and its
+  // ramp, diurnal, spike and replay, a phase with its rate (and the rate's four shapes), mix and
   // key_distribution, item_size_distribution with uniform, lognormal and a histogram bucket,
   // key_distribution, mix, checks.
-  EXPECT_EQ(all.size(), 36u);
+  EXPECT_EQ(all.size(), 37u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {
