@@ -105,6 +105,18 @@ struct StorageSpec {
   sim::Duration admission_burst_window = sim::seconds(300);
   // Planted bug for the admission check (model::AdmissionOptions::plant_burst_ignores_depth).
   bool plant_burst_ignores_depth = false;
+  // The table's capacity mode (docs/admission.md, "Capacity modes in a game day"): "provisioned"
+  // (read/write_capacity_units; with auto_scaling, a capacity controller scales them) or
+  // "on_demand" (a new on-demand table: 12,000 RCU / 4,000 WCU, up to twice the previous peak).
+  bool capacity_on_demand = false;
+  // Target-tracking auto scaling of a provisioned table (model::AutoScalingPolicy).
+  bool auto_scaling = false;
+  uint32_t auto_scaling_target_utilization_percent = 70;
+  uint64_t auto_scaling_min_read_units = 1;
+  uint64_t auto_scaling_max_read_units = 40'000;
+  uint64_t auto_scaling_min_write_units = 1;
+  uint64_t auto_scaling_max_write_units = 40'000;
+  sim::Duration auto_scaling_update_delay = sim::minutes(3);
   // Planted software bug (model::DivergentApplyPlant): this replica number diverges silently on
   // every `every`-th write it applies, until `until` after the start.
   uint32_t plant_divergent_apply_replica = 0;
