@@ -207,9 +207,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     // ServiceQuotas); a scenario may ask for more (our limit), and each partition's share is
     // capped at 3,000 RCU and 1,000 WCU anyway (model::allocate_to_partitions).
     const uint64_t max_units = 100'000'000;
-    storage->capacity_on_demand =
-        admission->optional_enum("mode", {"provisioned", "on_demand"}, "provisioned") ==
-        "on_demand";
+    storage->capacity_on_demand = admission->optional_enum("mode", {"provisioned", "on_demand"},
+                                                           "provisioned") == "on_demand";
     if (storage->capacity_on_demand) {
       // A new on-demand table's capacity (Developer Guide, HowItWorks.ReadWriteCapacityMode).
       for (const char* field : {"read_capacity_units", "write_capacity_units", "auto_scaling"}) {
@@ -228,10 +227,10 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     if (auto scaling = admission->optional_object("auto_scaling")) {
       // model::AutoScalingPolicy; 20-90 percent (Developer Guide, AutoScaling).
       storage->auto_scaling = true;
-      storage->auto_scaling_target_utilization_percent = static_cast<uint32_t>(
-          scaling->optional_uint("target_utilization", 70, 20, 90));
-      storage->auto_scaling_min_read_units =
-          scaling->optional_uint("min_read_units", storage->auto_scaling_min_read_units, 1, max_units);
+      storage->auto_scaling_target_utilization_percent =
+          static_cast<uint32_t>(scaling->optional_uint("target_utilization", 70, 20, 90));
+      storage->auto_scaling_min_read_units = scaling->optional_uint(
+          "min_read_units", storage->auto_scaling_min_read_units, 1, max_units);
       storage->auto_scaling_max_read_units = scaling->optional_uint(
           "max_read_units", storage->auto_scaling_max_read_units, 1, max_units);
       storage->auto_scaling_min_write_units = scaling->optional_uint(

@@ -59,8 +59,8 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
 void ServiceHarness::add_capacity_controller(
     const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az) {
   const StorageSpec& storage = *spec_.storage;
-  const model::CapacityMode mode =
-      storage.capacity_on_demand ? model::CapacityMode::kOnDemand : model::CapacityMode::kProvisioned;
+  const model::CapacityMode mode = storage.capacity_on_demand ? model::CapacityMode::kOnDemand
+                                                              : model::CapacityMode::kProvisioned;
   const model::TableCapacity initial{static_cast<int64_t>(storage.read_capacity_units),
                                      static_cast<int64_t>(storage.write_capacity_units)};
   capacity_mode_ = mode;
@@ -92,9 +92,8 @@ void ServiceHarness::add_capacity_controller(
   options.observer = capacity_recorder_.get();
   DYN_ASSERT(!client_hosts_.empty());
   const sim::Address controller{client_hosts_.front(), model::kCapacityControllerPort};
-  world_.add_process(controller.host, controller.port, [options] {
-    return std::make_unique<model::CapacityController>(options);
-  });
+  world_.add_process(controller.host, controller.port,
+                     [options] { return std::make_unique<model::CapacityController>(options); });
   admission_.capacity_controller = controller;
 }
 
@@ -558,21 +557,19 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
       summary["capacity"] = capacity_recorder_->report();
     } else {
       // No controller: the static provisioned capacity, all run long.
-      summary["capacity"] = {
-          {"mode", model::to_string(capacity_mode_)},
-          {"throttling_error", model::throttling_error_name(capacity_mode_)},
-          {"read_units",
-           {{"start", capacity_initial_.read_units_per_second},
-            {"end", capacity_initial_.read_units_per_second}}},
-          {"write_units",
-           {{"start", capacity_initial_.write_units_per_second},
-            {"end", capacity_initial_.write_units_per_second}}},
-          {"changes", 0},
-          {"data_points", 0},
-          {"timeline",
-           nlohmann::json::array({nlohmann::json::array(
-               {0.0, capacity_initial_.read_units_per_second,
-                capacity_initial_.write_units_per_second})})}};
+      summary["capacity"] = {{"mode", model::to_string(capacity_mode_)},
+                             {"throttling_error", model::throttling_error_name(capacity_mode_)},
+                             {"read_units",
+                              {{"start", capacity_initial_.read_units_per_second},
+                               {"end", capacity_initial_.read_units_per_second}}},
+                             {"write_units",
+                              {{"start", capacity_initial_.write_units_per_second},
+                               {"end", capacity_initial_.write_units_per_second}}},
+                             {"changes", 0},
+                             {"data_points", 0},
+                             {"timeline", nlohmann::json::array({nlohmann::json::array(
+                                              {0.0, capacity_initial_.read_units_per_second,
+                                               capacity_initial_.write_units_per_second})})}};
     }
     summary["admission"] = {{"read_capacity_units", spec_.storage->read_capacity_units},
                             {"write_capacity_units", spec_.storage->write_capacity_units},

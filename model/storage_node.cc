@@ -2470,8 +2470,7 @@ struct StorageNode::Impl {
   void on_capacity_request_timer() {
     if (!capacity_agent || !capacity_agent->awaiting()) return;
     env->send(capacity_agent->options().controller, make_message(capacity_agent->make_request()));
-    env->set_timer(capacity_agent->options().request_retry,
-                   make_cookie(kCookieCapacityRequest, 0));
+    env->set_timer(capacity_agent->options().request_retry, make_cookie(kCookieCapacityRequest, 0));
   }
 
   // ------------------------------------------------------------------------------------------
