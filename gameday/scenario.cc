@@ -209,20 +209,12 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     const uint64_t max_units = 100'000'000;
     storage->capacity_on_demand = admission->optional_enum("mode", {"provisioned", "on_demand"},
                                                            "provisioned") == "on_demand";
-    if (storage->capacity_on_demand) {
-      // A new on-demand table's capacity (Developer Guide, HowItWorks.ReadWriteCapacityMode).
-      for (const char* field : {"read_capacity_units", "write_capacity_units", "auto_scaling"}) {
-        if (!admission->has(field)) continue;
-        throw ScenarioError(admission->child_path(field), "no such field with mode \"on_demand\"",
-                            admission->raw(field).dump(),
-                            "an on-demand table starts at 12,000 RCU and 4,000 WCU");
-      }
-      storage->read_capacity_units = 12'000;
-      storage->write_capacity_units = 4'000;
-    } else {
-      storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
-      storage->write_capacity_units =
-          admission->required_uint("write_capacity_units", 1, max_units);
+    storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
+    storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
+    if (storage->capacity_on_demand && admission->has("auto_scaling")) {
+      throw ScenarioError(admission->child_path("auto_scaling"), "no auto_scaling with mode \"on_demand\"",
+                          admission->raw("auto_scaling").dump(),
+                          "auto scaling adjusts provisioned capacity; on-demand follows its peak");
     }
     if (auto scaling = admission->optional_object("auto_scaling")) {
       // model::AutoScalingPolicy; 20-90 percent (Developer Guide, AutoScaling).
@@ -231,12 +223,18 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
           static_cast<uint32_t>(scaling->optional_uint("target_utilization", 70, 20, 90));
       storage->auto_scaling_min_read_units = scaling->optional_uint(
           "min_read_units", storage->auto_scaling_min_read_units, 1, max_units);
+      // The maximum defaults to DynamoDB's per-table quota of 40,000 (Developer Guide,
+      // ServiceQuotas), or to the minimum when that is higher.
       storage->auto_scaling_max_read_units = scaling->optional_uint(
-          "max_read_units", storage->auto_scaling_max_read_units, 1, max_units);
+          "max_read_units",
+          std::max(storage->auto_scaling_max_read_units, storage->auto_scaling_min_read_units), 1,
+          max_units);
       storage->auto_scaling_min_write_units = scaling->optional_uint(
           "min_write_units", storage->auto_scaling_min_write_units, 1, max_units);
       storage->auto_scaling_max_write_units = scaling->optional_uint(
-          "max_write_units", storage->auto_scaling_max_write_units, 1, max_units);
+          "max_write_units",
+          std::max(storage->auto_scaling_max_write_units, storage->auto_scaling_min_write_units), 1,
+          max_units);
       storage->auto_scaling_update_delay = scaling->optional_duration(
           "update_delay", storage->auto_scaling_update_delay, sim::Duration(0), sim::hours(1));
       if (storage->auto_scaling_max_read_units < storage->auto_scaling_min_read_units) {

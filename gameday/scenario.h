@@ -107,7 +107,9 @@ struct StorageSpec {
   bool plant_burst_ignores_depth = false;
   // The table's capacity mode (docs/admission.md, "Capacity modes in a game day"): "provisioned"
   // (read/write_capacity_units; with auto_scaling, a capacity controller scales them) or
-  // "on_demand" (a new on-demand table: 12,000 RCU / 4,000 WCU, up to twice the previous peak).
+  // "on_demand": a table switched to on-demand from read/write_capacity_units, which keeps at
+  // least that level and at least a new table's 12,000 RCU / 4,000 WCU, and then accommodates up
+  // to twice its previous peak (Developer Guide, HowItWorks.ReadWriteCapacityMode).
   bool capacity_on_demand = false;
   // Target-tracking auto scaling of a provisioned table (model::AutoScalingPolicy).
   bool auto_scaling = false;

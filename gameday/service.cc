@@ -37,10 +37,8 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
         static_cast<int64_t>(storage.node_write_units_per_second);
     admission_.admission.burst_window = storage.admission_burst_window;
     admission_.admission.plant_burst_ignores_depth = storage.plant_burst_ignores_depth;
-    admission_.allocation = model::allocate_to_partitions(
-        model::TableCapacity{static_cast<int64_t>(storage.read_capacity_units),
-                             static_cast<int64_t>(storage.write_capacity_units)},
-        storage.partitions);
+    capacity_initial_ = initial_capacity(storage);
+    admission_.allocation = model::allocate_to_partitions(capacity_initial_, storage.partitions);
     admission_checker_ =
         std::make_unique<AdmissionChecker>(admission_.allocation, admission_.admission);
     observers.push_back(admission_checker_.get());
@@ -52,6 +50,26 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   add_storage_nodes(storage_hosts_by_az);
 }
 
+// The table's capacity at the start. On-demand: a table switched from the scenario's provisioned
+// capacity keeps at least that level, and has at least a new table's 12,000 RCU and 4,000 WCU
+// (Developer Guide, HowItWorks.ReadWriteCapacityMode); the instant capacity is twice the previous
+// peak, so it is rounded up to an even number of units.
+model::TableCapacity ServiceHarness::initial_capacity(const StorageSpec& storage) {
+  const auto units = [](uint64_t configured) { return static_cast<int64_t>(configured); };
+  if (!storage.capacity_on_demand) {
+    return model::TableCapacity{units(storage.read_capacity_units),
+                                units(storage.write_capacity_units)};
+  }
+  const auto at_least = [](int64_t level, int64_t floor) {
+    return std::max(floor, (level + 1) / 2 * 2);
+  };
+  return model::TableCapacity{
+      at_least(units(storage.read_capacity_units),
+               2 * model::OnDemandCapacity::new_table_reads().initial_previous_peak_units),
+      at_least(units(storage.write_capacity_units),
+               2 * model::OnDemandCapacity::new_table_writes().initial_previous_peak_units)};
+}
+
 // Capacity modes (docs/admission.md, "Capacity modes in a game day"): an on-demand table, or a
 // provisioned one with auto scaling, gets a capacity controller on the first client host (a
 // control-plane host the faults spare, like auto-admin), which every storage node reports to. A
@@ -61,10 +79,8 @@ void ServiceHarness::add_capacity_controller(
   const StorageSpec& storage = *spec_.storage;
   const model::CapacityMode mode = storage.capacity_on_demand ? model::CapacityMode::kOnDemand
                                                               : model::CapacityMode::kProvisioned;
-  const model::TableCapacity initial{static_cast<int64_t>(storage.read_capacity_units),
-                                     static_cast<int64_t>(storage.write_capacity_units)};
+  const model::TableCapacity initial = capacity_initial_;
   capacity_mode_ = mode;
-  capacity_initial_ = initial;
   if (!storage.capacity_on_demand && !storage.auto_scaling) return;
   capacity_recorder_ = std::make_unique<CapacityRecorder>(&world_, mode, initial);
   model::CapacityControllerOptions options;
@@ -72,6 +88,9 @@ void ServiceHarness::add_capacity_controller(
   options.partitions = storage.partitions;
   options.read_provisioned.initial_units = initial.read_units_per_second;
   options.write_provisioned.initial_units = initial.write_units_per_second;
+  // On-demand: the instant capacity is twice the previous peak, so the initial capacity is.
+  options.read_on_demand.initial_previous_peak_units = initial.read_units_per_second / 2;
+  options.write_on_demand.initial_previous_peak_units = initial.write_units_per_second / 2;
   if (storage.auto_scaling) {
     model::AutoScalingPolicy policy;
     policy.target_utilization_percent =
