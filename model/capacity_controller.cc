@@ -11,6 +11,7 @@ namespace {
 
 constexpr uint64_t kCookiePeriod = 1;
 constexpr uint64_t kCookieRetry = 2;
+constexpr uint64_t kCookieRecovered = 3;
 
 // Wire sizes: a header and the fields; our assumption, as for the other control messages.
 constexpr uint32_t kHeaderBytes = 64;
@@ -44,6 +45,9 @@ sim::Message make_message(const ConsumedCapacityReport& report) {
       kHeaderBytes + 16 + kGroupEntryBytes * static_cast<uint32_t>(report.groups.size());
   uint64_t digest = mix(address_digest(report.reporter), report.incarnation);
   digest = mix(digest, report.sequence);
+  digest = version_digest(digest, report.allocation_version);
+  digest = mix(digest, static_cast<uint64_t>(report.allocation_capacity.read_units_per_second));
+  digest = mix(digest, static_cast<uint64_t>(report.allocation_capacity.write_units_per_second));
   for (const GroupConsumption& group : report.groups) {
     digest = mix(digest, group.group.value);
     digest = mix(digest, static_cast<uint64_t>(group.read_milli_units));
@@ -112,6 +116,8 @@ ConsumedCapacityReport CapacityAgent::make_report() {
   report.reporter = self_;
   report.incarnation = incarnation_;
   report.sequence = next_sequence_++;
+  report.allocation_version = version_;
+  report.allocation_capacity = capacity_;
   report.groups.reserve(consumed_.size());
   for (const auto& [group, consumed] : consumed_) {
     report.groups.push_back(
@@ -134,6 +140,7 @@ CapacityAgent::UpdateResult CapacityAgent::on_update(const AllocationUpdate& upd
   if (newer) {
     version_ = update.version;
     allocation_ = update.allocation;
+    capacity_ = update.capacity;
     result.apply = update.allocation;
   }
   awaiting_ = false;
@@ -159,18 +166,38 @@ void CapacityController::on_start(sim::Env& env) {
   // A new epoch: later than any boot before it, as the clock never steps back by a restart's
   // length (the same reasoning as the storage node's incarnation).
   version_ = AllocationVersion{static_cast<uint64_t>(std::max<int64_t>(now.ns, 0)) + 1, 0};
-  if (options_.mode == CapacityMode::kProvisioned) {
-    read_provisioned_.emplace(options_.read_provisioned, now);
-    write_provisioned_.emplace(options_.write_provisioned, now);
-  } else {
-    read_on_demand_.emplace(options_.read_on_demand, now);
-    write_on_demand_.emplace(options_.write_on_demand, now);
-  }
   for (const sim::Address& node : options_.storage_nodes) nodes_.emplace(node, NodeState{});
+  env.set_timer(options_.recovery_wait, kCookieRecovered);
+}
+
+void CapacityController::finish_recovery() {
+  const sim::SimTime now = env_->local_now();
+  ProvisionedCapacity::Options read_provisioned = options_.read_provisioned;
+  ProvisionedCapacity::Options write_provisioned = options_.write_provisioned;
+  OnDemandCapacity::Options read_on_demand = options_.read_on_demand;
+  OnDemandCapacity::Options write_on_demand = options_.write_on_demand;
+  if (recovered_version_ != AllocationVersion{}) {
+    // The table's capacity as the newest update a node holds says (on-demand, the instant
+    // capacity is twice the previous peak).
+    const TableCapacity& table = recovered_capacity_;
+    read_provisioned.initial_units = std::max<int64_t>(1, table.read_units_per_second);
+    write_provisioned.initial_units = std::max<int64_t>(1, table.write_units_per_second);
+    read_on_demand.initial_previous_peak_units = table.read_units_per_second / 2;
+    write_on_demand.initial_previous_peak_units = table.write_units_per_second / 2;
+  }
+  if (options_.mode == CapacityMode::kProvisioned) {
+    read_provisioned_.emplace(read_provisioned, now);
+    write_provisioned_.emplace(write_provisioned, now);
+  } else {
+    read_on_demand_.emplace(read_on_demand, now);
+    write_on_demand_.emplace(write_on_demand, now);
+  }
+  recovered_ = true;
+  // Consumption heard while recovering goes into the first data point.
   period_start_ = now;
   announce(capacity_in_effect(now));
   // Data points on multiples of the period (CloudWatch's minutes).
-  env.set_timer(to_next_boundary(now, options_.period), kCookiePeriod);
+  env_->set_timer(to_next_boundary(now, options_.period), kCookiePeriod);
 }
 
 TableCapacity CapacityController::capacity_in_effect(sim::SimTime now) {
@@ -239,7 +266,7 @@ void CapacityController::on_message(sim::Env& env, sim::Address from, const sim:
       const auto* request = dynamic_cast<const AllocationRequest*>(message.body.get());
       if (request == nullptr) return;
       auto node = nodes_.find(request->node);
-      if (node == nodes_.end()) return;
+      if (node == nodes_.end() || !recovered_) return;  // it asks again
       // The node restarted and holds only its static allocation: it is behind until it acks.
       node->second.acked = AllocationVersion{};
       AllocationUpdate update;
@@ -266,6 +293,10 @@ void CapacityController::on_report(const ConsumedCapacityReport& report) {
     if (report.incarnation == node.incarnation && report.sequence <= node.sequence) return;
   }
   if (report.groups.size() > options_.max_groups_per_report) return;
+  if (report.allocation_version > recovered_version_) {
+    recovered_version_ = report.allocation_version;
+    recovered_capacity_ = report.allocation_capacity;
+  }
   const bool same_incarnation = node.reported && report.incarnation == node.incarnation;
   std::map<GroupId, GroupConsumption> latest;
   for (const GroupConsumption& group : report.groups) {
@@ -294,6 +325,10 @@ void CapacityController::on_timer(sim::Env& env, uint64_t cookie) {
   if (cookie == kCookiePeriod) {
     close_period();
     env.set_timer(to_next_boundary(env.local_now(), options_.period), kCookiePeriod);
+    return;
+  }
+  if (cookie == kCookieRecovered) {
+    finish_recovery();
     return;
   }
   if (cookie == kCookieRetry) {

@@ -31,8 +31,11 @@
 //   configured with.
 // Failure paths: with the controller down, nodes keep enforcing the last allocation they applied
 // (static stability: nothing in the data path waits for the control plane); lost messages are
-// covered by the resends and the cumulative counters; a restarted controller starts a new epoch
-// of versions (its boot time), so its updates win over its predecessor's.
+// covered by the resends and the cumulative counters; a (re)started controller first listens for
+// recovery_wait to the nodes' reports, which carry the allocation each node enforces, takes the
+// table capacity of the newest version as the table's current capacity (or the configured one
+// when no node holds a controller's update), and then starts a new epoch of versions (its boot
+// time), so its updates win over its predecessor's.
 // docs/admission.md, "Capacity modes in a game day", describes it all with its sources.
 #pragma once
 
@@ -79,6 +82,10 @@ struct ConsumedCapacityReport final : sim::MessageBody {
   uint64_t incarnation = 0;              // grows across restarts of the node process
   uint64_t sequence = 0;                 // grows with each report of one incarnation
   std::vector<GroupConsumption> groups;  // by group id
+  // The allocation the node enforces: its version ({0, 0}: the static one) and the table
+  // capacity it came from, so a restarted controller can recover the table's capacity.
+  AllocationVersion allocation_version;
+  TableCapacity allocation_capacity;
 };
 
 struct AllocationUpdate final : sim::MessageBody {
@@ -157,6 +164,7 @@ class CapacityAgent {
   uint64_t next_sequence_ = 1;
   PartitionAllocation allocation_;
   AllocationVersion version_;  // {0, 0}: the static allocation
+  TableCapacity capacity_;     // the table capacity of the update applied
   bool awaiting_ = true;
   std::map<GroupId, Consumed> consumed_;
 };
@@ -199,6 +207,9 @@ struct CapacityControllerOptions {
   sim::Duration period = sim::minutes(1);
   // Our assumption: an unacknowledged update is sent again every second.
   sim::Duration retry_interval = sim::seconds(1);
+  // Listening to reports at start before announcing. Our assumption: longer than the nodes'
+  // report interval (CapacityAgent::Options, 10 s), so every live node has reported once.
+  sim::Duration recovery_wait = sim::seconds(15);
   uint32_t max_nodes = 4096;
   uint32_t max_groups_per_report = 20'000;  // AdmissionOptions::max_partitions
   CapacityObserver* observer = nullptr;     // may be null
@@ -222,6 +233,7 @@ class CapacityController final : public sim::Process {
   uint64_t reports_accepted() const { return reports_accepted_; }
   uint64_t updates_sent() const { return updates_sent_; }
   uint32_t nodes_behind() const;
+  bool recovered() const { return recovered_; }
 
  private:
   struct NodeState {
@@ -232,6 +244,7 @@ class CapacityController final : public sim::Process {
     AllocationVersion acked;
   };
   void on_report(const ConsumedCapacityReport& report);
+  void finish_recovery();
   void close_period();
   TableCapacity capacity_in_effect(sim::SimTime now);
   void announce(TableCapacity capacity);
@@ -245,6 +258,9 @@ class CapacityController final : public sim::Process {
   std::optional<OnDemandCapacity> read_on_demand_;
   std::optional<OnDemandCapacity> write_on_demand_;
   std::map<sim::Address, NodeState> nodes_;
+  bool recovered_ = false;
+  AllocationVersion recovered_version_;  // the newest a node reported holding
+  TableCapacity recovered_capacity_;
   sim::SimTime period_start_;
   int64_t period_read_milli_ = 0;
   int64_t period_write_milli_ = 0;

@@ -307,11 +307,15 @@ TEST(CapacityControllerTest, ControllerDownNodesKeepTheirAllocations) {
     EXPECT_EQ(h.node(n).allocation(GroupId(2 * n)), scaled);
     EXPECT_EQ(h.node(n).allocation(GroupId(2 * n + 1)), scaled);
   }
-  // The controller comes back (a new epoch, from the table's configured capacity): the nodes
-  // take its allocation.
+  // The controller comes back: it listens to the nodes' reports first, recovers the scaled
+  // capacity from the allocation they hold, and announces it again in a new epoch.
+  const AllocationVersion before = h.node(0).agent().version();
   h.world.power_on(h.control);
-  h.run_for(sim::seconds(10));
+  h.run_for(sim::seconds(20));
+  ASSERT_TRUE(h.controller()->recovered());
   EXPECT_TRUE(h.converged());
+  EXPECT_GT(h.node(0).agent().version().epoch, before.epoch);
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)), scaled);
 }
 
 TEST(CapacityControllerTest, ARestartedNodeAsksForTheCurrentAllocation) {
