@@ -156,8 +156,9 @@ TEST(CapacityGameDay, AutoScalingRaisesTheAllocationsAndTheCheckFollowsThem) {
   const nlohmann::json& check = outcome.summary["checks"]["admission"];
   std::printf("capacity: %s\ncheck: %s\n", capacity.dump().c_str(), check.dump().c_str());
   ASSERT_TRUE(outcome.passed) << outcome.summary["checks"].dump(2);
-  EXPECT_EQ(capacity["mode"], "provisioned");
-  EXPECT_EQ(capacity["throttling_error"], "ProvisionedThroughputExceededException");
+  EXPECT_EQ(capacity["mode"].get<std::string>(), "provisioned");
+  EXPECT_EQ(capacity["throttling_error"].get<std::string>(),
+            "ProvisionedThroughputExceededException");
   EXPECT_EQ(capacity["write_units"]["start"].get<int64_t>(), 40);
   EXPECT_GT(capacity["write_units"]["end"].get<int64_t>(), 40);
   EXPECT_EQ(capacity["read_units"]["end"].get<int64_t>(), 200);
@@ -188,8 +189,8 @@ TEST(CapacityGameDay, OnDemandStartsAtTheNewTableFloorAndThrottlesAsThrottlingEx
       1);
   ASSERT_TRUE(outcome.passed) << outcome.summary["checks"].dump(2);
   const nlohmann::json& capacity = outcome.summary["capacity"];
-  EXPECT_EQ(capacity["mode"], "on_demand");
-  EXPECT_EQ(capacity["throttling_error"], "ThrottlingException");
+  EXPECT_EQ(capacity["mode"].get<std::string>(), "on_demand");
+  EXPECT_EQ(capacity["throttling_error"].get<std::string>(), "ThrottlingException");
   // A table switched from 200 RCU / 40 WCU keeps at least a new table's 12,000 / 4,000.
   EXPECT_EQ(capacity["read_units"]["start"].get<int64_t>(), 12'000);
   EXPECT_EQ(capacity["write_units"]["start"].get<int64_t>(), 4'000);
