@@ -26,6 +26,12 @@ void write_seconds(std::ostream& out, int64_t ns) {
   write_ms(out, ns / 1000);
 }
 
+// Counters that hold a level (the table's provisioned capacity, in units per second), written as
+// their value at each interval's end.
+bool is_level_counter(std::string_view name) {
+  return name.starts_with("capacity.provisioned_");
+}
+
 }  // namespace
 
 MetricsRecorder::MetricsRecorder(const sim::Simulation* simulation, const sim::World* world,
@@ -60,6 +66,11 @@ void MetricsRecorder::close_interval() {
   for (const auto& [name, value] : world_->counters()) {
     auto previous = counters_at_last_close_.find(name);
     const int64_t before = previous == counters_at_last_close_.end() ? 0 : previous->second;
+    // Capacity levels: the level at the interval's end, not its increase.
+    if (is_level_counter(name)) {
+      if (value != 0) row.counter_deltas.emplace(name, value);
+      continue;
+    }
     if (value != before) row.counter_deltas.emplace(name, value - before);
   }
   counters_at_last_close_ = world_->counters();

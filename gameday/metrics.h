@@ -12,7 +12,10 @@
 //   ended, succeeded and failed, availability, whole-operation latency p50/p99/max of the
 //   operations that succeeded in it, attempts and attempt timeouts, then every world counter's
 //   increase in the interval (a column per counter name, sorted; counters first seen later are
-//   zero before).
+//   zero before). With a capacity controller (docs/admission.md):
+//   capacity.consumed_read_milli_units and capacity.consumed_write_milli_units are the units
+//   admitted in the interval; capacity.provisioned_read_units and capacity.provisioned_write_units
+//   are levels, the table's capacity at the interval's end.
 // - partitions.csv, long form: time_s, partition, attempts, errors: the attempts the clients sent
 //   to each partition's group in the interval and how many ended without a success (a timeout or
 //   an error status). Only rows with attempts are written. It feeds the per-partition heat map

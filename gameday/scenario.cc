@@ -212,8 +212,46 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     // ServiceQuotas); a scenario may ask for more (our limit), and each partition's share is
     // capped at 3,000 RCU and 1,000 WCU anyway (model::allocate_to_partitions).
     const uint64_t max_units = 100'000'000;
+    storage->capacity_on_demand = admission->optional_enum("mode", {"provisioned", "on_demand"},
+                                                           "provisioned") == "on_demand";
     storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
     storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
+    if (storage->capacity_on_demand && admission->has("auto_scaling")) {
+      throw ScenarioError(admission->child_path("auto_scaling"), "no auto_scaling with mode \"on_demand\"",
+                          admission->raw("auto_scaling").dump(),
+                          "auto scaling adjusts provisioned capacity; on-demand follows its peak");
+    }
+    if (auto scaling = admission->optional_object("auto_scaling")) {
+      // model::AutoScalingPolicy; 20-90 percent (Developer Guide, AutoScaling).
+      storage->auto_scaling = true;
+      storage->auto_scaling_target_utilization_percent =
+          static_cast<uint32_t>(scaling->optional_uint("target_utilization", 70, 20, 90));
+      storage->auto_scaling_min_read_units = scaling->optional_uint(
+          "min_read_units", storage->auto_scaling_min_read_units, 1, max_units);
+      // The maximum defaults to DynamoDB's per-table quota of 40,000 (Developer Guide,
+      // ServiceQuotas), or to the minimum when that is higher.
+      storage->auto_scaling_max_read_units = scaling->optional_uint(
+          "max_read_units",
+          std::max(storage->auto_scaling_max_read_units, storage->auto_scaling_min_read_units), 1,
+          max_units);
+      storage->auto_scaling_min_write_units = scaling->optional_uint(
+          "min_write_units", storage->auto_scaling_min_write_units, 1, max_units);
+      storage->auto_scaling_max_write_units = scaling->optional_uint(
+          "max_write_units",
+          std::max(storage->auto_scaling_max_write_units, storage->auto_scaling_min_write_units), 1,
+          max_units);
+      storage->auto_scaling_update_delay = scaling->optional_duration(
+          "update_delay", storage->auto_scaling_update_delay, sim::Duration(0), sim::hours(1));
+      if (storage->auto_scaling_max_read_units < storage->auto_scaling_min_read_units) {
+        throw ScenarioError(scaling->child_path("max_read_units"), "at least min_read_units",
+                            std::to_string(storage->auto_scaling_max_read_units), "");
+      }
+      if (storage->auto_scaling_max_write_units < storage->auto_scaling_min_write_units) {
+        throw ScenarioError(scaling->child_path("max_write_units"), "at least min_write_units",
+                            std::to_string(storage->auto_scaling_max_write_units), "");
+      }
+      scaling->finish();
+    }
     storage->node_read_units_per_second = admission->optional_uint(
         "node_read_units_per_second", storage->node_read_units_per_second, 1, 100'000'000);
     storage->node_write_units_per_second = admission->optional_uint(

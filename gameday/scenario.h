@@ -119,6 +119,20 @@ struct StorageSpec {
   sim::Duration memds_lookup_timeout = sim::milliseconds(50);
   // Planted bug for the router_groups check (model::RouterOptions::plant_forward_to_neighbour).
   bool plant_router_forward_to_neighbour = false;
+  // The table's capacity mode (docs/admission.md, "Capacity modes in a game day"): "provisioned"
+  // (read/write_capacity_units; with auto_scaling, a capacity controller scales them) or
+  // "on_demand": a table switched to on-demand from read/write_capacity_units, which keeps at
+  // least that level and at least a new table's 12,000 RCU / 4,000 WCU, and then accommodates up
+  // to twice its previous peak (Developer Guide, HowItWorks.ReadWriteCapacityMode).
+  bool capacity_on_demand = false;
+  // Target-tracking auto scaling of a provisioned table (model::AutoScalingPolicy).
+  bool auto_scaling = false;
+  uint32_t auto_scaling_target_utilization_percent = 70;
+  uint64_t auto_scaling_min_read_units = 1;
+  uint64_t auto_scaling_max_read_units = 40'000;
+  uint64_t auto_scaling_min_write_units = 1;
+  uint64_t auto_scaling_max_write_units = 40'000;
+  sim::Duration auto_scaling_update_delay = sim::minutes(3);
   // Planted software bug (model::DivergentApplyPlant): this replica number diverges silently on
   // every `every`-th write it applies, until `until` after the start.
   uint32_t plant_divergent_apply_replica = 0;

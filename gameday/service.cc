@@ -8,6 +8,7 @@
 #include "gameday/units.h"
 #include "gameday/workload.h"
 #include "model/auto_admin.h"
+#include "model/capacity_controller.h"
 #include "model/capacity_mode.h"
 #include "model/healing_protocol.h"
 #include "model/memds.h"
@@ -41,13 +42,12 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
         static_cast<int64_t>(storage.node_write_units_per_second);
     admission_.admission.burst_window = storage.admission_burst_window;
     admission_.admission.plant_burst_ignores_depth = storage.plant_burst_ignores_depth;
-    admission_.allocation = model::allocate_to_partitions(
-        model::TableCapacity{static_cast<int64_t>(storage.read_capacity_units),
-                             static_cast<int64_t>(storage.write_capacity_units)},
-        storage.partitions);
+    capacity_initial_ = initial_capacity(storage);
+    admission_.allocation = model::allocate_to_partitions(capacity_initial_, storage.partitions);
     admission_checker_ =
         std::make_unique<AdmissionChecker>(admission_.allocation, admission_.admission);
     observers.push_back(admission_checker_.get());
+    admission_.allocation_observer = admission_checker_.get();
   }
   if (storage.routing) {
     router_groups_ = std::make_unique<RouterGroupsChecker>(world_, &simulation_, placement_);
@@ -56,7 +56,74 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   observers_ = std::make_unique<ObserverFanout>(std::move(observers));
   if (storage.routing) add_routing();
   add_clients();
+  if (storage.admission) add_capacity_controller(storage_hosts_by_az);
   add_storage_nodes(storage_hosts_by_az);
+}
+
+// The table's capacity at the start. On-demand: a table switched from the scenario's provisioned
+// capacity keeps at least that level, and has at least a new table's 12,000 RCU and 4,000 WCU
+// (Developer Guide, HowItWorks.ReadWriteCapacityMode); the instant capacity is twice the previous
+// peak, so it is rounded up to an even number of units.
+model::TableCapacity ServiceHarness::initial_capacity(const StorageSpec& storage) {
+  const auto units = [](uint64_t configured) { return static_cast<int64_t>(configured); };
+  if (!storage.capacity_on_demand) {
+    return model::TableCapacity{units(storage.read_capacity_units),
+                                units(storage.write_capacity_units)};
+  }
+  const auto at_least = [](int64_t level, int64_t floor) {
+    return std::max(floor, (level + 1) / 2 * 2);
+  };
+  return model::TableCapacity{
+      at_least(units(storage.read_capacity_units),
+               2 * model::OnDemandCapacity::new_table_reads().initial_previous_peak_units),
+      at_least(units(storage.write_capacity_units),
+               2 * model::OnDemandCapacity::new_table_writes().initial_previous_peak_units)};
+}
+
+// Capacity modes (docs/admission.md, "Capacity modes in a game day"): an on-demand table, or a
+// provisioned one with auto scaling, gets a capacity controller on the first client host (a
+// control-plane host the faults spare, like auto-admin), which every storage node reports to. A
+// provisioned table without auto scaling keeps its static allocation and runs no controller.
+void ServiceHarness::add_capacity_controller(
+    const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az) {
+  const StorageSpec& storage = *spec_.storage;
+  const model::CapacityMode mode = storage.capacity_on_demand ? model::CapacityMode::kOnDemand
+                                                              : model::CapacityMode::kProvisioned;
+  const model::TableCapacity initial = capacity_initial_;
+  capacity_mode_ = mode;
+  if (!storage.capacity_on_demand && !storage.auto_scaling) return;
+  capacity_recorder_ = std::make_unique<CapacityRecorder>(&world_, mode, initial);
+  model::CapacityControllerOptions options;
+  options.mode = mode;
+  options.partitions = storage.partitions;
+  options.read_provisioned.initial_units = initial.read_units_per_second;
+  options.write_provisioned.initial_units = initial.write_units_per_second;
+  // On-demand: the instant capacity is twice the previous peak, so the initial capacity is.
+  options.read_on_demand.initial_previous_peak_units = initial.read_units_per_second / 2;
+  options.write_on_demand.initial_previous_peak_units = initial.write_units_per_second / 2;
+  if (storage.auto_scaling) {
+    model::AutoScalingPolicy policy;
+    policy.target_utilization_percent =
+        static_cast<int32_t>(storage.auto_scaling_target_utilization_percent);
+    policy.update_delay = storage.auto_scaling_update_delay;
+    policy.min_units = static_cast<int64_t>(storage.auto_scaling_min_read_units);
+    policy.max_units = static_cast<int64_t>(storage.auto_scaling_max_read_units);
+    options.read_provisioned.auto_scaling = policy;
+    policy.min_units = static_cast<int64_t>(storage.auto_scaling_min_write_units);
+    policy.max_units = static_cast<int64_t>(storage.auto_scaling_max_write_units);
+    options.write_provisioned.auto_scaling = policy;
+  }
+  for (const std::vector<sim::HostId>& hosts : storage_hosts_by_az) {
+    for (const sim::HostId host : hosts) {
+      options.storage_nodes.push_back(sim::Address{host, model::kStoragePort});
+    }
+  }
+  options.observer = capacity_recorder_.get();
+  DYN_ASSERT(!client_hosts_.empty());
+  const sim::Address controller{client_hosts_.front(), model::kCapacityControllerPort};
+  world_.add_process(controller.host, controller.port,
+                     [options] { return std::make_unique<model::CapacityController>(options); });
+  admission_.capacity_controller = controller;
 }
 
 ServiceHarness::~ServiceHarness() = default;
@@ -541,6 +608,24 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
       auto it = world_.counters().find(name);
       return it == world_.counters().end() ? 0 : it->second;
     };
+    if (capacity_recorder_ != nullptr) {
+      summary["capacity"] = capacity_recorder_->report();
+    } else {
+      // No controller: the static provisioned capacity, all run long.
+      summary["capacity"] = {{"mode", model::to_string(capacity_mode_)},
+                             {"throttling_error", model::throttling_error_name(capacity_mode_)},
+                             {"read_units",
+                              {{"start", capacity_initial_.read_units_per_second},
+                               {"end", capacity_initial_.read_units_per_second}}},
+                             {"write_units",
+                              {{"start", capacity_initial_.write_units_per_second},
+                               {"end", capacity_initial_.write_units_per_second}}},
+                             {"changes", 0},
+                             {"data_points", 0},
+                             {"timeline", nlohmann::json::array({nlohmann::json::array(
+                                              {0.0, capacity_initial_.read_units_per_second,
+                                               capacity_initial_.write_units_per_second})})}};
+    }
     summary["admission"] = {{"read_capacity_units", spec_.storage->read_capacity_units},
                             {"write_capacity_units", spec_.storage->write_capacity_units},
                             {"admitted", counter("admission.admitted")},

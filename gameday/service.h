@@ -95,6 +95,13 @@ class ServiceHarness {
   // the scenario has an "admission" section.
   model::AdmissionWiring admission_;
   std::unique_ptr<AdmissionChecker> admission_checker_;
+  // Capacity modes: the table's mode and initial capacity, and what its controller did (only
+  // when one runs: on-demand, or provisioned with auto scaling).
+  void add_capacity_controller(const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az);
+  static model::TableCapacity initial_capacity(const StorageSpec& storage);
+  model::CapacityMode capacity_mode_ = model::CapacityMode::kProvisioned;
+  model::TableCapacity capacity_initial_;
+  std::unique_ptr<CapacityRecorder> capacity_recorder_;
   std::unique_ptr<ObserverFanout> observers_;
   std::optional<sim::Address> auto_admin_;
   std::vector<sim::Address> storage_nodes_;

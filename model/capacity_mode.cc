@@ -264,6 +264,12 @@ OnDemandDecision OnDemandCapacity::admit_milli_units(int64_t cost_milli_units, s
   return OnDemandDecision::kAdmitted;
 }
 
+void OnDemandCapacity::record_consumed(int64_t consumed_milli_units, sim::SimTime now) {
+  DYN_ASSERT(consumed_milli_units >= 0);
+  advance(now);
+  period_consumed_milli_ += consumed_milli_units;
+}
+
 int64_t OnDemandCapacity::instant_units_per_second(sim::SimTime now) {
   advance(now);
   return instant_milli_units_per_second() / kMilliUnitsPerUnit;

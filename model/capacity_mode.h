@@ -198,6 +198,10 @@ class OnDemandCapacity {
 
   OnDemandDecision admit(CapacityUnits cost, sim::SimTime now);
   OnDemandDecision admit_milli_units(int64_t cost_milli_units, sim::SimTime now);
+  // Consumption admitted elsewhere (by the partitions' buckets, which enforce this capacity; see
+  // model/capacity_controller.h): it counts towards the period that holds `now`, as an admission
+  // would, without passing the table-level bucket. REQUIRES: consumed_milli_units >= 0.
+  void record_consumed(int64_t consumed_milli_units, sim::SimTime now);
 
   // The rate the table accommodates at `now` without throttling, in units per second.
   int64_t instant_units_per_second(sim::SimTime now);

@@ -222,6 +222,8 @@ constexpr uint64_t kCookieSnapshotPace = 6;   // generation: the replica's index
 constexpr uint64_t kCookieArchive = 7;  // generation: replica index, component, its cookie
 constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeeping
 constexpr uint64_t kCookieAdmission = 9;      // admission's capacity reports
+constexpr uint64_t kCookieCapacityReport = 20;   // consumption reports to the capacity controller
+constexpr uint64_t kCookieCapacityRequest = 21;  // asking the controller for the allocation
 // The attribute DivergentApplyPlant adds: not the workload's "ver", so reads still judge right.
 constexpr const char* kPlantedDivergenceAttribute = "planted_divergence";
 // The archival components of a replica, in kCookieArchive timers (2 bits).
@@ -449,6 +451,11 @@ struct StorageNode::Impl {
   uint64_t admission_incarnation = 0;
   uint64_t admission_buckets_built = 0;
   std::map<uint32_t, uint64_t> admission_buckets;  // by group id
+  // Capacity modes (AdmissionWiring::capacity_controller): the allocation every hosted partition
+  // gets, the static one until the controller's first update, and the agent that reports
+  // consumption and takes updates.
+  PartitionAllocation admission_allocation;
+  std::optional<CapacityAgent> capacity_agent;
 
   // ------------------------------------------------------------------------------------------
   // Boot.
@@ -2239,6 +2246,11 @@ struct StorageNode::Impl {
       if (report != nullptr && admission) admission->on_capacity_report(*report, env->local_now());
       return;
     }
+    if (message.type == static_cast<uint32_t>(CapacityMessageType::kAllocationUpdate)) {
+      const auto* update = dynamic_cast<const AllocationUpdate*>(message.body.get());
+      if (update != nullptr && capacity_agent) on_allocation_update(*update);
+      return;
+    }
     switch (static_cast<StorageMessageType>(message.type)) {
       case StorageMessageType::kPaxos: {
         const auto* envelope = dynamic_cast<const PaxosEnvelope*>(message.body.get());
@@ -2332,6 +2344,12 @@ struct StorageNode::Impl {
       case kCookieAdmission:
         on_admission_timer();
         return;
+      case kCookieCapacityReport:
+        on_capacity_report_timer();
+        return;
+      case kCookieCapacityRequest:
+        on_capacity_request_timer();
+        return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
     }
@@ -2347,10 +2365,11 @@ struct StorageNode::Impl {
     admission.emplace(options.admission.admission, env->self(), admission_incarnation, now);
     admission_buckets.clear();
     env->set_timer(options.admission.admission.report_interval, make_cookie(kCookieAdmission, 0));
+    start_capacity_agent();
   }
 
   void admission_host(GroupId group) {
-    if (!admission->set_allocation(group, options.admission.allocation, env->local_now())) {
+    if (!admission->set_allocation(group, admission_allocation, env->local_now())) {
       env->metrics().add("admission.partitions_refused", 1);
       return;
     }
@@ -2366,6 +2385,7 @@ struct StorageNode::Impl {
         const bool burst = decision == AdmissionDecision::kAdmittedUsingBurst;
         env->metrics().add("admission.admitted", 1);
         if (burst) env->metrics().add("admission.burst", 1);
+        if (capacity_agent) capacity_consumed(r.assignment.group, to_milli_units(cost), write);
         if (options.observer != nullptr) {
           auto buckets = admission_buckets.find(r.assignment.group.value);
           DYN_ASSERT(buckets != admission_buckets.end());
@@ -2437,6 +2457,63 @@ struct StorageNode::Impl {
       for (const sim::Address& peer : peers) env->send(peer, make_capacity_report_message(report));
     }
     env->set_timer(options.admission.admission.report_interval, make_cookie(kCookieAdmission, 0));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Capacity modes (AdmissionWiring::capacity_controller; model/capacity_controller.h).
+
+  void start_capacity_agent() {
+    admission_allocation = options.admission.allocation;
+    if (options.admission.allocation_observer != nullptr) {
+      options.admission.allocation_observer->on_allocation_set(env->self(), env->local_now(),
+                                                               admission_allocation);
+    }
+    capacity_agent.reset();
+    if (!options.admission.capacity_controller) return;
+    CapacityAgent::Options agent_options = options.admission.capacity_agent;
+    agent_options.controller = *options.admission.capacity_controller;
+    capacity_agent.emplace(agent_options, env->self(), admission_incarnation, admission_allocation);
+    env->send(agent_options.controller, make_message(capacity_agent->make_request()));
+    env->set_timer(agent_options.report_interval, make_cookie(kCookieCapacityReport, 0));
+    env->set_timer(agent_options.request_retry, make_cookie(kCookieCapacityRequest, 0));
+  }
+
+  void capacity_consumed(GroupId group, int64_t milli_units, bool write) {
+    capacity_agent->on_admitted(group, milli_units, write);
+    env->metrics().add(
+        write ? "capacity.consumed_write_milli_units" : "capacity.consumed_read_milli_units",
+        milli_units);
+  }
+
+  void on_allocation_update(const AllocationUpdate& update) {
+    const CapacityAgent::UpdateResult result = capacity_agent->on_update(update);
+    if (result.apply) {
+      const sim::SimTime now = env->local_now();
+      admission_allocation = *result.apply;
+      for (const auto& [group, buckets] : admission_buckets) {
+        (void)buckets;
+        admission->set_allocation(GroupId(group), admission_allocation, now);
+      }
+      env->metrics().add("capacity.allocation_updates_applied", 1);
+      if (options.admission.allocation_observer != nullptr) {
+        options.admission.allocation_observer->on_allocation_set(env->self(), now,
+                                                                 admission_allocation);
+      }
+    }
+    env->send(capacity_agent->options().controller, make_message(result.ack));
+  }
+
+  void on_capacity_report_timer() {
+    if (!capacity_agent) return;
+    env->send(capacity_agent->options().controller, make_message(capacity_agent->make_report()));
+    env->set_timer(capacity_agent->options().report_interval,
+                   make_cookie(kCookieCapacityReport, 0));
+  }
+
+  void on_capacity_request_timer() {
+    if (!capacity_agent || !capacity_agent->awaiting()) return;
+    env->send(capacity_agent->options().controller, make_message(capacity_agent->make_request()));
+    env->set_timer(capacity_agent->options().request_retry, make_cookie(kCookieCapacityRequest, 0));
   }
 
   // ------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@
 #include "model/archive.h"
 #include "model/btree.h"
 #include "model/memds.h"
+#include "model/capacity_controller.h"
 #include "model/paxos.h"
 #include "model/storage_protocol.h"
 #include "model/wal.h"
@@ -188,6 +189,16 @@ struct AdmissionWiring {
   // Each partition's share of the table's provisioned capacity (allocate_to_partitions); the same
   // for every group.
   PartitionAllocation allocation;
+  // Capacity modes (model/capacity_controller.h): with a controller, `allocation` is the static
+  // allocation the node enforces from boot until the controller's first update. Every
+  // capacity_agent.report_interval the node sends its consumption (type 121); it applies each
+  // newer AllocationUpdate (122) to every hosted partition and acks it (123); at boot it asks for
+  // the current one (124) until an update arrives. With the controller down it keeps enforcing the
+  // last allocation it applied. Admitted milli units also feed the counters
+  // "capacity.consumed_read_milli_units" and "capacity.consumed_write_milli_units".
+  std::optional<sim::Address> capacity_controller;
+  CapacityAgent::Options capacity_agent;  // `controller` is filled from capacity_controller
+  AllocationObserver* allocation_observer = nullptr;  // may be null; for checkers
 };
 
 // Routing metadata (P22 section 6.6: storage nodes are the authoritative source of partition

@@ -362,6 +362,21 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("router_max_forwards", s.router_max_forwards);
     time("memds_lookup_timeout", s.memds_lookup_timeout);
     put("plant_router_forward_to_neighbour", s.plant_router_forward_to_neighbour);
+    put("admission", s.admission);
+    put("read_capacity_units", s.read_capacity_units);
+    put("write_capacity_units", s.write_capacity_units);
+    put("node_read_units_per_second", s.node_read_units_per_second);
+    put("node_write_units_per_second", s.node_write_units_per_second);
+    time("admission_burst_window", s.admission_burst_window);
+    put("plant_burst_ignores_depth", s.plant_burst_ignores_depth);
+    put("capacity_on_demand", s.capacity_on_demand);
+    put("auto_scaling", s.auto_scaling);
+    put("auto_scaling_target_utilization_percent", s.auto_scaling_target_utilization_percent);
+    put("auto_scaling_min_read_units", s.auto_scaling_min_read_units);
+    put("auto_scaling_max_read_units", s.auto_scaling_max_read_units);
+    put("auto_scaling_min_write_units", s.auto_scaling_min_write_units);
+    put("auto_scaling_max_write_units", s.auto_scaling_max_write_units);
+    time("auto_scaling_update_delay", s.auto_scaling_update_delay);
   }
   const WorkloadSpec& w = spec.workload;
   put("client_hosts_per_az", w.client_hosts_per_az);
@@ -493,11 +508,11 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, admission, routing, plant, divergent_apply, workload, rate and its
-  // ramp, diurnal, spike and replay, a phase with its rate (and the rate's four shapes), mix and
-  // key_distribution, item_size_distribution with uniform, lognormal and a histogram bucket,
-  // key_distribution, mix, checks.
-  EXPECT_EQ(all.size(), 37u);
+  // healing, archival, scrub, admission, auto_scaling, routing, plant, divergent_apply,
+  // workload, rate and its ramp, diurnal, spike and replay, a phase with its rate (and the rate's
+  // four shapes), mix and key_distribution, item_size_distribution with uniform, lognormal and a
+  // histogram bucket, key_distribution, mix, checks.
+  EXPECT_EQ(all.size(), 38u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {
