@@ -77,6 +77,8 @@ const std::map<std::string, json>& summaries() {
                            "storage.admission.write_capacity_units=40"})),
             1)
             .summary;
+    // Requests through routers fed by MemDS.
+    runs["routing"] = run_service(scenario("router-cold-cache.json", short_service), 1).summary;
     // The planted unbounded burst bucket fails the admission check (AdmissionGameDay): a failed
     // run's summary.
     runs["failed"] =
@@ -146,7 +148,7 @@ std::string joined(const std::vector<std::string>& lines) {
 TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   const json document = schema();
   const SchemaValidator validator(document);
-  ASSERT_EQ(summaries().size(), 6u);
+  ASSERT_EQ(summaries().size(), 7u);
   for (const auto& [kind, summary] : summaries()) {
     EXPECT_EQ(validator.validate(summary), std::vector<std::string>{})
         << kind << ":\n"
@@ -156,6 +158,9 @@ TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   EXPECT_TRUE(summaries().at("healing").contains("healing"));
   EXPECT_TRUE(summaries().at("scrub").contains("scrub"));
   EXPECT_TRUE(summaries().at("admission").contains("admission"));
+  EXPECT_TRUE(summaries().at("admission").contains("capacity"));
+  EXPECT_TRUE(summaries().at("routing").contains("memds"));
+  EXPECT_TRUE(summaries().at("routing").at("checks").contains("router_groups"));
   EXPECT_FALSE(summaries().at("failed").at("passed").get<bool>());
   EXPECT_TRUE(summaries().at("failed").contains("reproduce"));
 }
