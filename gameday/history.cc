@@ -299,6 +299,12 @@ void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, St
   }
   ++counts_.attempts_ended;
   if (timed_out) ++counts_.attempts_timed_out;
+  if (timed_out) {
+    ++errors_by_name_["ClientTimeout"];
+  } else if (const model::ApiError error = model::api_error_for(status, capacity_mode_);
+             error != model::ApiError::kNone) {
+    ++errors_by_name_[model::error_name(error)];
+  }
   if (!timed_out && (status == StorageStatus::kOk || status == StorageStatus::kNotFound ||
                      status == StorageStatus::kConditionFailed)) {
     ++counts_.attempts_answered;
@@ -498,7 +504,8 @@ nlohmann::json HistoryRecorder::requests_json() const {
   return {{"total", counts_.attempts_ended},
           {"ok", counts_.attempts_answered},
           {"throttled", counts_.attempts_throttled},
-          {"errors", counts_.attempts_failed}};
+          {"errors", counts_.attempts_failed},
+          {"by_error", errors_by_name_}};
 }
 
 void HistoryRecorder::dump_invoke(uint64_t client_id, uint64_t request_id,

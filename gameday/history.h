@@ -45,6 +45,8 @@
 #include <vector>
 
 #include "gameday/linearizability.h"
+#include "model/api.h"
+#include "model/capacity_mode.h"
 #include "model/client.h"
 #include "sim/simulation.h"
 
@@ -180,10 +182,15 @@ class HistoryRecorder final : public model::ClientObserver {
   // no operation end. REQUIRES: window is a positive whole number of seconds.
   nlohmann::json availability(sim::Duration window) const;
   nlohmann::json counts_json() const;
-  // {"total", "ok", "throttled", "errors"} over every attempt the clients ended (a retried
-  // operation counts each attempt): ok = answered, throttled = answered kThrottled, errors = the
-  // rest (timeouts included).
+  // {"total", "ok", "throttled", "errors", "by_error"} over every attempt the clients ended (a
+  // retried operation counts each attempt): ok = answered, throttled = answered kThrottled,
+  // errors = the rest (timeouts included); by_error counts the answered attempts by the error
+  // DynamoDB would name (model::api_error_for under the table's capacity mode, e.g.
+  // "ProvisionedThroughputExceededException", "ConditionalCheckFailedException"), timeouts as
+  // "ClientTimeout" (the SDK's own, no service error).
   nlohmann::json requests_json() const;
+  // The table's capacity mode, which names a throttled attempt's error. Provisioned unless set.
+  void set_capacity_mode(model::CapacityMode mode) { capacity_mode_ = mode; }
 
   // Writes one JSON line per invocation and per completion to `out` from now on, shaped like
   // Porcupine's and Jepsen's histories: {"client", "op" (request id), "operation", "type":
@@ -238,6 +245,8 @@ class HistoryRecorder final : public model::ClientObserver {
   std::map<std::string, std::vector<RegisterOperation>> by_key_;
   std::vector<AcknowledgedWrite> acknowledged_;
   HistoryCounts counts_;
+  model::CapacityMode capacity_mode_ = model::CapacityMode::kProvisioned;
+  std::map<std::string, uint64_t> errors_by_name_;
   std::string first_impossible_;
   // Availability: by whole second of true time, (operations, succeeded).
   std::map<int64_t, std::pair<uint64_t, uint64_t>> availability_by_second_;

@@ -91,6 +91,7 @@ void ServiceHarness::add_capacity_controller(
                                                               : model::CapacityMode::kProvisioned;
   const model::TableCapacity initial = capacity_initial_;
   capacity_mode_ = mode;
+  history_->set_capacity_mode(mode);
   if (!storage.capacity_on_demand && !storage.auto_scaling) return;
   capacity_recorder_ = std::make_unique<CapacityRecorder>(&world_, mode, initial);
   model::CapacityControllerOptions options;

@@ -84,7 +84,7 @@ uint32_t http_status(ApiError error) {
   }
 }
 
-ApiError api_error_for(StorageStatus status) {
+ApiError api_error_for(StorageStatus status, CapacityMode mode) {
   switch (status) {
     case StorageStatus::kOk:
     case StorageStatus::kNotFound:
@@ -101,8 +101,10 @@ ApiError api_error_for(StorageStatus status) {
     case StorageStatus::kRecovering:
       return ApiError::kInternalServerError;
     case StorageStatus::kThrottled:
-      // Storage-side admission (P22 section 4.1.1): over the table's provisioned throughput.
-      return ApiError::kProvisionedThroughputExceeded;
+      // Storage-side admission (P22 section 4.1.1): over the table's provisioned throughput, or
+      // over what an on-demand table accommodates at the moment.
+      return mode == CapacityMode::kOnDemand ? ApiError::kThrottling
+                                             : ApiError::kProvisionedThroughputExceeded;
   }
   return ApiError::kInternalServerError;
 }

@@ -23,6 +23,7 @@
 #include <optional>
 #include <vector>
 
+#include "model/capacity_mode.h"
 #include "model/expression.h"
 #include "model/item.h"
 #include "model/storage_protocol.h"
@@ -65,12 +66,14 @@ bool is_throttling(ApiError error);
 // The error a client sees for a storage node's final answer. kOk and kNotFound (GetItem of a
 // missing item is a success with no item) are kNone; kConditionFailed and kValidation are what
 // they say. kThrottled (storage-side admission, P22 section 4.1.1) is
-// ProvisionedThroughputExceeded, which the caller retries with backoff. Every other status is the
+// ProvisionedThroughputExceeded on a provisioned table and Throttling on an on-demand one
+// (Developer Guide, Programming.Errors; throttling_error_name), which the caller retries with
+// backoff. Every other status is the
 // service's own trouble (a replica that does not lead, has no lease yet, is recovering, unhealthy,
 // busy, or no longer hosts the group): a router retries those itself (router_retries) and, when it
 // runs out, answers InternalServerError, the 500 that DynamoDB documents as retryable and, for a
 // write, of unknown outcome.
-ApiError api_error_for(StorageStatus status);
+ApiError api_error_for(StorageStatus status, CapacityMode mode = CapacityMode::kProvisioned);
 bool router_retries(StorageStatus status);
 
 // --- Validation (ValidationException before anything reaches storage) -------------------------

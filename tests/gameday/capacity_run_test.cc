@@ -169,6 +169,11 @@ TEST(CapacityGameDay, AutoScalingRaisesTheAllocationsAndTheCheckFollowsThem) {
   EXPECT_TRUE(check["passed"].get<bool>());
   EXPECT_GE(check["allocation_changes"].get<uint64_t>(), 9u);
   EXPECT_GT(outcome.summary["requests"]["throttled"].get<uint64_t>(), 0u);
+  // Every throttled attempt carries the provisioned mode's error name.
+  const nlohmann::json& by_error = outcome.summary["requests"]["by_error"];
+  EXPECT_EQ(by_error.value("ProvisionedThroughputExceededException", uint64_t{0}),
+            outcome.summary["requests"]["throttled"].get<uint64_t>());
+  EXPECT_FALSE(by_error.contains("ThrottlingException"));
 
   // With the planted unbounded burst bucket (and a one-second burst window) the check still fails
   // while the allocation changes.
@@ -197,6 +202,22 @@ TEST(CapacityGameDay, OnDemandStartsAtTheNewTableFloorAndThrottlesAsThrottlingEx
   EXPECT_EQ(capacity["changes"].get<uint64_t>(), 0u);
   // 1,000 WCU per partition (the ceiling): the workload is not throttled.
   EXPECT_EQ(outcome.summary["requests"]["throttled"].get<uint64_t>(), 0u);
+
+  // One partition of 8 KB items: its writes pass the partition's 1,000 WCU ceiling and are
+  // throttled, and the clients see ThrottlingException, never the provisioned mode's error.
+  const ServiceRunOutcome one_partition = run_service(
+      load_scenario(kGameDay, with({"duration=35s", "heal=25s", "workload.verify_after=10s",
+                                    "storage.partitions=1", "storage.admission.mode=on_demand",
+                                    "workload.item_size=8KB"},
+                                   kAdmission)),
+      1);
+  ASSERT_TRUE(one_partition.passed) << one_partition.summary["checks"].dump(2);
+  const nlohmann::json& requests = one_partition.summary["requests"];
+  std::printf("on-demand, one partition: %s\n", requests.dump().c_str());
+  EXPECT_GT(requests["throttled"].get<uint64_t>(), 0u);
+  EXPECT_EQ(requests["by_error"].value("ThrottlingException", uint64_t{0}),
+            requests["throttled"].get<uint64_t>());
+  EXPECT_FALSE(requests["by_error"].contains("ProvisionedThroughputExceededException"));
 }
 
 }  // namespace

@@ -61,6 +61,15 @@ TEST(ApiTest, StorageStatusesMapToWhatAClientSees) {
     EXPECT_TRUE(router_retries(status));
   }
   EXPECT_FALSE(router_retries(StorageStatus::kConditionFailed));
+  // Throttling is named by the table's capacity mode (Developer Guide, Programming.Errors).
+  EXPECT_EQ(api_error_for(StorageStatus::kThrottled), ApiError::kProvisionedThroughputExceeded);
+  EXPECT_STREQ(error_name(api_error_for(StorageStatus::kThrottled, CapacityMode::kOnDemand)),
+               "ThrottlingException");
+  EXPECT_STREQ(error_name(api_error_for(StorageStatus::kThrottled, CapacityMode::kProvisioned)),
+               "ProvisionedThroughputExceededException");
+  EXPECT_STREQ(error_name(api_error_for(StorageStatus::kThrottled, CapacityMode::kOnDemand)),
+               throttling_error_name(CapacityMode::kOnDemand));
+  EXPECT_FALSE(router_retries(StorageStatus::kThrottled));
 }
 
 TEST(ApiTest, KeyItemAndUpdateValidation) {
