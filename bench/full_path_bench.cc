@@ -58,8 +58,7 @@ void BM_FullPath(benchmark::State& state) {
     const uint64_t events = run.simulation().events_executed() - events_before;
     state.counters["requests_per_second"] = static_cast<double>(attempts) / wall;
     state.counters["events_per_second"] = static_cast<double>(events) / wall;
-    state.counters["sim_seconds_per_wall_second"] =
-        static_cast<double>(measured.ns) / 1e9 / wall;
+    state.counters["sim_seconds_per_wall_second"] = static_cast<double>(measured.ns) / 1e9 / wall;
     state.counters["requests"] = static_cast<double>(attempts);
     state.counters["heap_mb"] = static_cast<double>(heap_in_use()) / (1 << 20);
     state.counters["items"] = static_cast<double>(run.service()->history().by_key().size());

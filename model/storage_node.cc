@@ -2447,8 +2447,18 @@ struct StorageNode::Impl {
         for (const Member& member : r->paxos->configuration().members) {
           peers.insert(address_of(member.endpoint));
         }
+      } else if (r->seed) {
+        // Created by healing and not recovered yet: its static assignment is unset; the
+        // configuration it was seeded with names the group's members.
+        for (const Member& member : r->seed->configuration.members) {
+          peers.insert(address_of(member.endpoint));
+        }
       } else {
-        for (const sim::Address& member : r->assignment.members) peers.insert(member);
+        for (const sim::Address& member : r->assignment.members) {
+          DYN_ASSERT_MSG(member.host.valid(),
+                         "a replica without Paxos state or a seed names no members");
+          peers.insert(member);
+        }
       }
     }
     peers.erase(env->self());
