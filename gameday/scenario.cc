@@ -218,8 +218,7 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
     storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
     if (storage->capacity_on_demand && admission->has("auto_scaling")) {
-      throw ScenarioError(admission->child_path("auto_scaling"),
-                          "no auto_scaling with mode \"on_demand\"",
+      throw ScenarioError(admission->child_path("auto_scaling"), "no auto_scaling with mode \"on_demand\"",
                           admission->raw("auto_scaling").dump(),
                           "auto scaling adjusts provisioned capacity; on-demand follows its peak");
     }

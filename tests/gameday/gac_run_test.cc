@@ -128,6 +128,51 @@ TEST(GacGameDay, PlantedIgnoreOutstandingGrantsFailsTheGacCheck) {
       << check.dump();
 }
 
+// 150 s with auto scaling that applies UpdateTable at once (as in CapacityGameDay): the table's
+// 40 WCU are far below the workload's writes, so the high data points at 1 and 2 minutes raise
+// the write capacity at 2 minutes. The GAC servers learn it from the controller's
+// AllocationUpdates and vend the new capacity; the gac check judges each window against the
+// capacity in force.
+TEST(GacGameDay, ServersFollowAutoScalingThroughTheCapacityController) {
+  ScenarioRun run(
+      load_scenario(kColdCache, with(with(short_run(2000, 40), kGac),
+                                     {"duration=150s", "heal=25s", "workload.verify_after=10s",
+                                      "storage.admission.auto_scaling.update_delay=0s"})),
+      1);
+  const auto granted_write = [&run] {
+    auto it = run.world().counters().find("gac.granted_milli_units.write");
+    return it == run.world().counters().end() ? int64_t{0} : it->second;
+  };
+  const auto step_to = [&run](sim::Duration at) {
+    while (run.simulation().now() < sim::SimTime::zero() + at && run.step()) {
+    }
+  };
+  step_to(sim::seconds(90));
+  const int64_t before_from = granted_write();
+  step_to(sim::seconds(115));
+  const double before = static_cast<double>(granted_write() - before_from) / 25'000.0;
+  step_to(sim::seconds(125));
+  const int64_t after_from = granted_write();
+  step_to(sim::seconds(145));
+  const double after = static_cast<double>(granted_write() - after_from) / 20'000.0;
+  run.run_to_end();
+  const nlohmann::json summary = run.summary(0);
+  const nlohmann::json& capacity = summary["capacity"];
+  std::printf(
+      "write capacity %lld -> %lld WCU; GAC granted %.1f WCU/s over 90-115 s, %.1f over "
+      "125-145 s\ngac: %s\ncheck: %s\n",
+      static_cast<long long>(capacity["write_units"]["start"].get<int64_t>()),
+      static_cast<long long>(capacity["write_units"]["end"].get<int64_t>()), before, after,
+      summary["gac"].dump().c_str(), summary["checks"]["gac"].dump().c_str());
+  ASSERT_TRUE(run.passed()) << summary["checks"].dump(2);
+  EXPECT_GT(capacity["write_units"]["end"].get<int64_t>(), 40);
+  // The controller's first announcement (after its recovery wait) and the change.
+  EXPECT_GE(summary["gac"]["capacity_updates"].get<int64_t>(), 2) << summary["gac"].dump();
+  EXPECT_LE(before, 40 * 1.1);
+  EXPECT_GT(after, 40 * 1.3);
+  EXPECT_TRUE(summary["checks"]["gac"]["passed"].get<bool>());
+}
+
 // Requests admitted by the storage nodes' partition buckets in [from, to] of true time, per
 // second.
 double admitted_per_second(const std::vector<std::string>& overrides, sim::Duration from,
