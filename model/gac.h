@@ -20,6 +20,9 @@
 //   configured buckets; the servers form an independent hash ring (GacRing).
 // - Partition-level token buckets stay as a cap (P22 section 4.2, "defense-in-depth"); they are
 //   not part of this file.
+// - In game days, GacServerProcess runs a GacServer on its own host and learns the table's
+//   capacity from the capacity controller's AllocationUpdates (model/capacity_controller.h);
+//   request routers (model/router.h) hold a GacClient.
 //
 // The paper gives no token lifetime, time unit, share formula or ring size; every such number
 // below says "our assumption" and why.
@@ -296,7 +299,7 @@ struct GacServerProcessOptions {
 
 class GacServerProcess final : public sim::Process, private GacServerObserver {
  public:
-  // The subscription's retry timer; below GacServer's cookie range.
+  // The subscription's retry timer; outside GacServer's cookie range.
   static constexpr uint64_t kRequestRetryCookie = uint64_t{0x3D} << 56;
 
   explicit GacServerProcess(GacServerProcessOptions options);
