@@ -206,6 +206,7 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
                                                         sim::milliseconds(10), sim::hours(1));
     scrub->finish();
   }
+  bool gac_section = false;  // storage.admission.gac is present: storage.routing must be
   if (auto admission = reader.optional_object("admission")) {
     storage->admission = admission->optional_bool("enabled", true);
     // DynamoDB's default per-table quota is 40,000 RCU and 40,000 WCU (Developer Guide,
@@ -272,6 +273,28 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
             "each partition's share would be zero: every request throttled");
       }
     }
+    // Global admission control (docs/gac.md, "In a game day"); checked against routing below.
+    if (auto gac = admission->optional_object("gac")) {
+      gac_section = true;
+      storage->gac = gac->optional_bool("enabled", true) && storage->admission;
+      storage->gac_servers =
+          static_cast<uint32_t>(gac->optional_uint("servers", storage->gac_servers, 1, 64));
+      storage->gac_refresh_interval =
+          gac->optional_duration("refresh_interval", storage->gac_refresh_interval,
+                                 sim::milliseconds(100), sim::minutes(1));
+      storage->gac_token_lifetime = gac->optional_duration(
+          "token_lifetime", storage->gac_token_lifetime, sim::milliseconds(100), sim::minutes(10));
+      storage->gac_slot_length = gac->optional_duration("slot_length", storage->gac_slot_length,
+                                                        sim::milliseconds(10), sim::seconds(10));
+      storage->gac_horizon_slots = static_cast<uint32_t>(
+          gac->optional_uint("horizon_slots", storage->gac_horizon_slots, 1, 64));
+      storage->gac_static_stability_period =
+          gac->optional_duration("static_stability_period", storage->gac_static_stability_period,
+                                 sim::Duration(0), sim::hours(1));
+      storage->plant_gac_ignore_outstanding_grants =
+          gac->optional_bool("plant_ignore_outstanding_grants", false);
+      gac->finish();
+    }
     admission->finish();
   }
   if (auto routing = reader.optional_object("routing")) {
@@ -292,6 +315,15 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     storage->plant_router_forward_to_neighbour =
         routing->optional_bool("plant_forward_to_neighbour", false);
     routing->finish();
+  }
+  // GAC runs in the routers: a "gac" section needs a "routing" section (scenario.schema.json says
+  // the same); with routing turned off, GAC is off too.
+  storage->gac = storage->gac && storage->routing;
+  if (gac_section && !reader.has("routing")) {
+    throw ScenarioError(reader.child_path("admission") + ".gac", "storage.routing present",
+                        "no \"routing\" section in storage",
+                        "GAC runs in the request routers: add storage.routing, or remove "
+                        "storage.admission.gac");
   }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_scrub_skip_replica =

@@ -106,6 +106,19 @@ struct StorageSpec {
   sim::Duration admission_burst_window = sim::seconds(300);
   // Planted bug for the admission check (model::AdmissionOptions::plant_burst_ignores_depth).
   bool plant_burst_ignores_depth = false;
+  // Global admission control (docs/gac.md, "In a game day"; model/gac.h): off unless
+  // storage.admission has a "gac" section, which requires storage.routing. GAC servers on their
+  // own hosts ("<az>/gac" racks, spared by faults like MemDS), placed on a GacRing; every router
+  // holds a GacClient for the table's read and write buckets.
+  bool gac = false;
+  uint32_t gac_servers = 3;
+  sim::Duration gac_refresh_interval = sim::seconds(2);          // GacClientOptions
+  sim::Duration gac_token_lifetime = sim::seconds(4);            // GacServerOptions
+  sim::Duration gac_slot_length = sim::milliseconds(500);        // GacServerOptions
+  uint32_t gac_horizon_slots = 4;                                // GacServerOptions
+  sim::Duration gac_static_stability_period = sim::seconds(60);  // GacClientOptions
+  // Planted bug for the gac check (model::GacServerOptions::plant_ignore_outstanding_grants).
+  bool plant_gac_ignore_outstanding_grants = false;
   // Request routers fed by MemDS (docs/scenarios.md, "Routing"; model/router.h, model/memds.h):
   // off unless the scenario has a "routing" section. MemDS nodes on their own hosts ("<az>/memds"
   // racks, spared by faults like the clients), routers on "<az>/routers" racks, storage leaders

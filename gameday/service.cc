@@ -10,6 +10,7 @@
 #include "model/auto_admin.h"
 #include "model/capacity_controller.h"
 #include "model/capacity_mode.h"
+#include "model/gac.h"
 #include "model/healing_protocol.h"
 #include "model/memds.h"
 #include "model/router.h"
@@ -54,6 +55,7 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
     observers.push_back(router_groups_.get());
   }
   observers_ = std::make_unique<ObserverFanout>(std::move(observers));
+  if (storage.gac) add_gac();
   if (storage.routing) add_routing();
   add_clients();
   if (storage.admission) add_capacity_controller(storage_hosts_by_az);
@@ -119,6 +121,8 @@ void ServiceHarness::add_capacity_controller(
       options.storage_nodes.push_back(sim::Address{host, model::kStoragePort});
     }
   }
+  // GAC servers learn the table's capacity from the same updates (model::GacServerProcess).
+  for (const sim::Address& server : gac_addresses_) options.storage_nodes.push_back(server);
   options.observer = capacity_recorder_.get();
   DYN_ASSERT(!client_hosts_.empty());
   const sim::Address controller{client_hosts_.front(), model::kCapacityControllerPort};
@@ -376,6 +380,7 @@ void ServiceHarness::finish() {
     }
   }
   if (spec_.storage->scrub) judge_scrub();
+  if (gac_checker_ != nullptr) gac_checker_->finish();
 }
 
 // The scrub check (docs/scrub.md). Every flip of every storage disk's corruption ledger is put in
@@ -518,7 +523,8 @@ bool ServiceHarness::passed() const {
   return durability_passed_ && linearizability_passed_ && convergence_passed_ &&
          paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_ &&
          (admission_checker_ == nullptr || admission_checker_->passed()) &&
-         (router_groups_ == nullptr || router_groups_->passed());
+         (router_groups_ == nullptr || router_groups_->passed()) &&
+         (gac_checker_ == nullptr || gac_checker_->passed());
 }
 
 // Every group's archive, audited in the object store (model::ArchiveAudit): segments decode and
@@ -579,6 +585,9 @@ std::string ServiceHarness::first_failure() const {
   }
   if (router_groups_ != nullptr && !router_groups_->passed()) {
     return "router_groups: " + router_groups_->first_violation();
+  }
+  if (gac_checker_ != nullptr && !gac_checker_->passed()) {
+    return "gac: " + gac_checker_->first_violation();
   }
   return "";
 }
@@ -656,11 +665,13 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   summary["latency_ms"] = history_->attempt_latency_json();
   summary["operation_latency_ms"] = history_->operation_latency_json();
 
-  summary["storage"] = {{"partitions", placement_.groups.size()},
-                        {"storage_nodes", world_.host_count() - client_hosts_.size() -
-                                              memds_addresses_.size() - routers_.size()},
-                        {"client_hosts", client_hosts_.size()}};
+  summary["storage"] = {
+      {"partitions", placement_.groups.size()},
+      {"storage_nodes", world_.host_count() - client_hosts_.size() - memds_addresses_.size() -
+                            routers_.size() - gac_addresses_.size()},
+      {"client_hosts", client_hosts_.size()}};
   if (spec_.storage->routing) add_routing_to_summary(summary);
+  if (gac_checker_ != nullptr) add_gac_to_summary(summary);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -717,6 +728,11 @@ void ServiceHarness::add_routing() {
   router_options.max_forwards_per_request = storage.router_max_forwards;
   router_options.observer = router_groups_.get();
   router_options.plant_forward_to_neighbour = storage.plant_router_forward_to_neighbour;
+  if (storage.gac) {
+    router_options.gac_servers = gac_addresses_;
+    router_options.gac_client.refresh_interval = storage.gac_refresh_interval;
+    router_options.gac_client.static_stability_period = storage.gac_static_stability_period;
+  }
   uint64_t router_number = 0;
   for (uint32_t a = 0; a < azs; ++a) {
     const sim::AzId az(a);
@@ -754,6 +770,80 @@ void ServiceHarness::add_routing_to_summary(nlohmann::json& summary) const {
     routing[name] = counter(std::string("router.") + name);
   }
   summary["routing"] = routing;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global admission control (docs/gac.md, "In a game day").
+
+// GAC server i runs on its own host in AZ i mod 3 ("<az>/gac"), spared by faults like MemDS: a
+// control-plane service outside the storage fleet the faults aim at. The servers form one
+// GacRing (built from this list at every router) and meter table 0's read and write buckets at
+// the table's capacity; with a capacity controller (auto scaling, on-demand) they subscribe to
+// its AllocationUpdates (model::GacServerProcess). Runs before add_routing, which hands the
+// routers the server list.
+void ServiceHarness::add_gac() {
+  const StorageSpec& storage = *spec_.storage;
+  DYN_ASSERT(storage.routing && storage.admission);
+  GacCheckOptions check;
+  check.slot_length = storage.gac_slot_length;
+  check.horizon_slots = storage.gac_horizon_slots;
+  check.clock_drift_ppm_bound = spec_.topology.clock_drift_ppm_bound;
+  gac_checker_ = std::make_unique<GacChecker>(&simulation_, check);
+
+  const uint32_t azs = world_.az_count();
+  std::vector<sim::RackId> racks;
+  for (uint32_t a = 0; a < azs; ++a) {
+    racks.push_back(world_.add_rack(sim::AzId(a), world_.az_name(sim::AzId(a)) + "/gac"));
+  }
+  model::GacServerProcessOptions options;
+  options.server.slot_length = storage.gac_slot_length;
+  options.server.horizon_slots = storage.gac_horizon_slots;
+  options.server.token_lifetime = storage.gac_token_lifetime;
+  // Three refresh intervals and a bit, as the default's 7 s for 2 s (GacServerOptions).
+  options.server.router_idle_forget = std::max(options.server.router_idle_forget,
+                                               storage.gac_refresh_interval * 3 + sim::seconds(1));
+  options.server.plant_ignore_outstanding_grants = storage.plant_gac_ignore_outstanding_grants;
+  options.table = model::TableId(0);
+  options.read_capacity_units = static_cast<uint64_t>(capacity_initial_.read_units_per_second);
+  options.write_capacity_units = static_cast<uint64_t>(capacity_initial_.write_units_per_second);
+  options.observer = gac_checker_.get();
+  for (uint32_t i = 0; i < storage.gac_servers; ++i) {
+    const uint32_t a = i % azs;
+    const std::string name = world_.az_name(sim::AzId(a)) + "/gac/h" + std::to_string(i / azs);
+    sim::HostOptions host_options;
+    host_options.disks = {spec_.topology.disk};
+    const sim::HostId host = world_.add_host(racks[a], name, host_options);
+    spared_hosts_.push_back(host);
+    gac_addresses_.push_back(sim::Address{host, model::kGacPort});
+    // The controller's address is known once add_capacity_controller ran; processes are made
+    // when the world starts.
+    world_.add_process(host, model::kGacPort, [this, options] {
+      model::GacServerProcessOptions started = options;
+      started.capacity_controller = admission_.capacity_controller;
+      return std::make_unique<model::GacServerProcess>(started);
+    });
+  }
+}
+
+void ServiceHarness::add_gac_to_summary(nlohmann::json& summary) const {
+  auto counter = [&](std::string_view name) -> int64_t {
+    auto it = world_.counters().find(name);
+    return it == world_.counters().end() ? 0 : it->second;
+  };
+  const StorageSpec& storage = *spec_.storage;
+  summary["checks"]["gac"] = gac_checker_->report();
+  summary["gac"] = {{"servers", gac_addresses_.size()},
+                    {"refresh_interval", format_duration_short(storage.gac_refresh_interval)},
+                    {"token_lifetime", format_duration_short(storage.gac_token_lifetime)},
+                    {"token_requests", counter("gac.token_requests")},
+                    {"grants", counter("gac.grants")},
+                    {"granted_milli_units",
+                     {{"read", counter("gac.granted_milli_units.read")},
+                      {"write", counter("gac.granted_milli_units.write")}}},
+                    {"capacity_updates", counter("gac.capacity_updates")},
+                    {"router_admitted", counter("router.gac_admitted")},
+                    {"router_admitted_fallback", counter("router.gac_admitted_fallback")},
+                    {"router_throttled", counter("router.gac_throttled")}};
 }
 
 }  // namespace dynasim::gameday

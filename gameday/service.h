@@ -14,6 +14,9 @@
 //   allocation, allocated bucket and burst bucket granted (gameday/admission_checker.h);
 // - router_groups (when the scenario has a "routing" section): every forward of a router went to a
 //   node that belonged to the request's group (gameday/router_checker.h);
+// - gac (when storage.admission has a "gac" section): the GAC servers together never vended more
+//   of a bucket than its capacity in force over every window plus the stated slack
+//   (gameday/gac_checker.h);
 // - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
 //   strong reads only inside the holder's window.
 #pragma once
@@ -26,6 +29,7 @@
 
 #include "gameday/admission_checker.h"
 #include "gameday/canary.h"
+#include "gameday/gac_checker.h"
 #include "gameday/healing.h"
 #include "gameday/history.h"
 #include "gameday/router_checker.h"
@@ -128,9 +132,16 @@ class ServiceHarness {
   void add_routing_to_summary(nlohmann::json& summary) const;
   std::vector<sim::Address> memds_addresses_;
   std::vector<model::RouterEndpoint> routers_;
-  std::vector<sim::HostId> spared_hosts_;  // client and MemDS hosts
+  std::vector<sim::HostId> spared_hosts_;  // client, MemDS and GAC hosts
   std::unique_ptr<RouterGroupsChecker> router_groups_;
   std::unique_ptr<MemdsLoadRecorder> memds_load_;
+
+  // Global admission control (docs/gac.md, "In a game day"): GAC servers on "<az>/gac" hosts, the
+  // routers' GacClients, and the gac check; only when storage.admission has a "gac" section.
+  void add_gac();
+  void add_gac_to_summary(nlohmann::json& summary) const;
+  std::vector<sim::Address> gac_addresses_;
+  std::unique_ptr<GacChecker> gac_checker_;
 };
 
 }  // namespace dynasim::gameday

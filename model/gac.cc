@@ -5,6 +5,7 @@
 #include <numeric>
 #include <utility>
 
+#include "model/capacity_controller.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -691,6 +692,95 @@ bool GacClient::on_timer(sim::Env& env, uint64_t cookie) {
   start_refresh(env, bucket, state);
   schedule_refresh(env, state, options_.refresh_interval);
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// GacServerProcess
+
+GacServerProcess::GacServerProcess(GacServerProcessOptions options)
+    : options_(std::move(options)), server_(options_.server, &capacities_, this) {
+  DYN_ASSERT(options_.read_capacity_units >= 1 && options_.write_capacity_units >= 1);
+  DYN_ASSERT(options_.allocation_request_retry.ns > 0);
+  capacities_.capacity_units_per_second[GacBucketId{options_.table, CapacityKind::kRead}] =
+      options_.read_capacity_units;
+  capacities_.capacity_units_per_second[GacBucketId{options_.table, CapacityKind::kWrite}] =
+      options_.write_capacity_units;
+}
+
+void GacServerProcess::on_start(sim::Env& env) {
+  server_.start(env);
+  incarnation_ = env.random().next_u64();
+  if (options_.capacity_controller.has_value()) {
+    awaiting_update_ = true;
+    send_allocation_request(env);
+  }
+}
+
+void GacServerProcess::send_allocation_request(sim::Env& env) {
+  AllocationRequest request;
+  request.node = env.self();
+  request.incarnation = incarnation_;
+  env.send(*options_.capacity_controller, make_message(request));
+  env.set_timer(options_.allocation_request_retry, kRequestRetryCookie);
+}
+
+void GacServerProcess::on_message(sim::Env& env, sim::Address from, const sim::Message& message) {
+  if (server_.on_message(env, from, message)) {
+    report_counters(env);
+    return;
+  }
+  if (message.type != static_cast<uint32_t>(CapacityMessageType::kAllocationUpdate)) return;
+  if (!options_.capacity_controller.has_value() || from != *options_.capacity_controller) return;
+  const auto* update = dynamic_cast<const AllocationUpdate*>(message.body.get());
+  DYN_ASSERT_MSG(update != nullptr, "an AllocationUpdate message without its body");
+  awaiting_update_ = false;
+  const AllocationVersion held{version_epoch_, version_number_};
+  if (update->version > held) {
+    version_epoch_ = update->version.epoch;
+    version_number_ = update->version.number;
+    // A capacity of zero would refuse every request as an unknown bucket: at least one unit.
+    capacities_.capacity_units_per_second[GacBucketId{options_.table, CapacityKind::kRead}] =
+        static_cast<uint64_t>(std::max<int64_t>(1, update->capacity.read_units_per_second));
+    capacities_.capacity_units_per_second[GacBucketId{options_.table, CapacityKind::kWrite}] =
+        static_cast<uint64_t>(std::max<int64_t>(1, update->capacity.write_units_per_second));
+    env.metrics().add("gac.capacity_updates", 1);
+  }
+  AllocationAck ack;
+  ack.node = env.self();
+  ack.version = AllocationVersion{version_epoch_, version_number_};
+  env.send(from, make_message(ack));
+}
+
+void GacServerProcess::on_timer(sim::Env& env, uint64_t cookie) {
+  if (server_.on_timer(env, cookie)) return;
+  DYN_ASSERT(cookie == kRequestRetryCookie);
+  if (awaiting_update_) send_allocation_request(env);
+}
+
+void GacServerProcess::on_vend(const GacVendRecord& record) {
+  if (record.bucket.kind == CapacityKind::kRead) {
+    vended_read_milli_units_ += record.amount_milli_units;
+  } else {
+    vended_write_milli_units_ += record.amount_milli_units;
+  }
+  if (options_.observer != nullptr) options_.observer->on_vend(record);
+}
+
+void GacServerProcess::report_counters(sim::Env& env) {
+  const GacServer::Stats& stats = server_.stats();
+  const auto add = [&env](std::string_view name, uint64_t now, uint64_t& reported) {
+    if (now == reported) return;
+    env.metrics().add(name, static_cast<int64_t>(now - reported));
+    reported = now;
+  };
+  add("gac.token_requests", stats.requests, reported_.requests);
+  add("gac.grants", stats.grants, reported_.grants);
+  add("gac.duplicate_requests", stats.duplicate_requests, reported_.duplicate_requests);
+  add("gac.stale_requests", stats.stale_requests, reported_.stale_requests);
+  add("gac.unknown_bucket", stats.unknown_bucket, reported_.unknown_bucket);
+  add("gac.overloaded", stats.overloaded, reported_.overloaded);
+  add("gac.granted_milli_units.read", vended_read_milli_units_, reported_read_milli_units_);
+  add("gac.granted_milli_units.write", vended_write_milli_units_, reported_write_milli_units_);
 }
 
 }  // namespace dynasim::model

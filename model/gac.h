@@ -20,6 +20,9 @@
 //   configured buckets; the servers form an independent hash ring (GacRing).
 // - Partition-level token buckets stay as a cap (P22 section 4.2, "defense-in-depth"); they are
 //   not part of this file.
+// - In game days, GacServerProcess runs a GacServer on its own host and learns the table's
+//   capacity from the capacity controller's AllocationUpdates (model/capacity_controller.h);
+//   request routers (model/router.h) hold a GacClient.
 //
 // The paper gives no token lifetime, time unit, share formula or ring size; every such number
 // below says "our assumption" and why.
@@ -265,6 +268,69 @@ class GacServer {
   uint64_t next_grant_id_ = 1;
   std::map<GacBucketId, BucketState> buckets_;
   Stats stats_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The GAC server as a process of the world (game days): a GacServer on kGacPort metering one
+// table's read and write buckets.
+//
+// Capacity changes: the server subscribes to the table's capacity controller
+// (model/capacity_controller.h) the way a storage node does. At start, and every
+// allocation_request_retry until an update arrives, it sends an AllocationRequest; every
+// AllocationUpdate (message 122) whose version is newer than the one held sets the read and write
+// buckets to the update's table capacity (TableCapacity), and every update is acknowledged with
+// the newest version held (AllocationAck, 123), so the controller's resends stop. The controller
+// lists the GAC servers among the nodes it updates. Until the first update (and with no
+// controller at all) the server meters the capacity it was configured with. It sends no
+// consumption reports: storage nodes measure consumption, GAC only vends.
+
+struct GacServerProcessOptions {
+  GacServerOptions server;
+  TableId table{0};
+  // The table's capacity before any update: read and write capacity units per second.
+  uint64_t read_capacity_units = 0;
+  uint64_t write_capacity_units = 0;
+  // The capacity controller to subscribe to (none: the configured capacity all run long).
+  std::optional<sim::Address> capacity_controller;
+  // Our assumption, like CapacityAgent::Options::request_retry: ask again every second.
+  sim::Duration allocation_request_retry = sim::seconds(1);
+  GacServerObserver* observer = nullptr;  // may be null
+};
+
+class GacServerProcess final : public sim::Process, private GacServerObserver {
+ public:
+  // The subscription's retry timer; outside GacServer's cookie range.
+  static constexpr uint64_t kRequestRetryCookie = uint64_t{0x3D} << 56;
+
+  explicit GacServerProcess(GacServerProcessOptions options);
+
+  void on_start(sim::Env& env) override;
+  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override;
+  void on_timer(sim::Env& env, uint64_t cookie) override;
+
+  const GacServer& server() const { return server_; }
+  const GacCapacityTable& capacities() const { return capacities_; }
+
+ private:
+  void send_allocation_request(sim::Env& env);
+  // Counts the vend per kind, then hands it to options_.observer.
+  void on_vend(const GacVendRecord& record) override;
+  // Every statistic of the server is also a world counter ("gac.<name>"), which outlives a
+  // restart; this adds what grew since the last call.
+  void report_counters(sim::Env& env);
+
+  GacServerProcessOptions options_;
+  GacCapacityTable capacities_;
+  GacServer server_;
+  uint64_t incarnation_ = 0;
+  bool awaiting_update_ = false;
+  uint64_t version_epoch_ = 0;  // the newest AllocationVersion applied ({0, 0}: none)
+  uint64_t version_number_ = 0;
+  GacServer::Stats reported_;  // what report_counters added to the world counters so far
+  uint64_t vended_read_milli_units_ = 0;
+  uint64_t vended_write_milli_units_ = 0;
+  uint64_t reported_read_milli_units_ = 0;
+  uint64_t reported_write_milli_units_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ uint64_t response_digest(const StorageResponse& response, bool outcome_unknown) 
 RouterProcess::RouterProcess(RouterOptions options)
     : options_(std::move(options)),
       cache_(make_partition_cache(options_.cache, options_.memds_nodes)) {
+  if (!options_.gac_servers.empty()) gac_ring_ = std::make_unique<GacRing>(options_.gac_servers);
   DYN_ASSERT(!options_.memds_nodes.empty());
   DYN_ASSERT(options_.max_forwards_per_request >= 1);
   DYN_ASSERT(options_.max_pending_requests >= 1);
@@ -58,6 +59,40 @@ void RouterProcess::on_start(sim::Env& env) {
   // A restarted router must not reuse its last incarnation's request ids: storage nodes build
   // command ids from (client id, request id).
   next_forward_id_ = (env.random().next_u64() & (kForwardIdMask >> 2)) + 1;
+  if (gac_ring_ != nullptr) {
+    gac_ = std::make_unique<GacClient>(options_.gac_client, gac_ring_.get(),
+                                       GacRouterId((env.random().next_u64() >> 1) + 1),
+                                       options_.gac_observer);
+  }
+}
+
+uint64_t RouterProcess::gac_cost_milli_units(const StorageRequest& request) {
+  const CapacityUnits units =
+      is_write(request.op)
+          ? write_capacity(request.op == StorageOp::kPut
+                               ? stored_item_size_bytes(request.item, request.key_name_bytes)
+                               : 0)
+          : read_capacity(0, request.consistency);
+  return static_cast<uint64_t>(to_milli_units(units));
+}
+
+bool RouterProcess::admit_by_gac(sim::Env& env, sim::Address client, const RouterRequest& request) {
+  if (gac_ == nullptr) return true;
+  const GacBucketId bucket{
+      request.table, is_write(request.request.op) ? CapacityKind::kWrite : CapacityKind::kRead};
+  switch (gac_->try_consume(env, bucket, gac_cost_milli_units(request.request))) {
+    case GacAdmission::kAdmitted:
+      count(env, "router.gac_admitted", stats_.gac_admitted);
+      return true;
+    case GacAdmission::kAdmittedFallback:
+      count(env, "router.gac_admitted_fallback", stats_.gac_admitted_fallback);
+      return true;
+    case GacAdmission::kThrottled:
+      break;
+  }
+  count(env, "router.gac_throttled", stats_.gac_throttled);
+  answer_now(env, client, request.request.request_id, StorageStatus::kThrottled);
+  return false;
 }
 
 void RouterProcess::count(sim::Env& env, std::string_view counter, uint64_t& stat) {
@@ -85,6 +120,7 @@ void RouterProcess::on_timer(sim::Env& env, uint64_t cookie) {
 
 void RouterProcess::handle_message(sim::Env& env, sim::Address from, const sim::Message& message) {
   if (cache_->on_message(env, from, message)) return;
+  if (gac_ != nullptr && gac_->on_message(env, from, message)) return;
   if (message.type == static_cast<uint32_t>(StorageMessageType::kResponse)) {
     const auto* response = dynamic_cast<const StorageResponse*>(message.body.get());
     DYN_ASSERT_MSG(response != nullptr, "a kResponse message without a StorageResponse body");
@@ -100,6 +136,7 @@ void RouterProcess::handle_message(sim::Env& env, sim::Address from, const sim::
     answer_now(env, from, request->request.request_id, StorageStatus::kBusy);
     return;
   }
+  if (!admit_by_gac(env, from, *request)) return;
   const uint64_t id = next_pending_id_++;
   Pending& pending = pending_[id];
   pending.client = from;
@@ -245,6 +282,7 @@ void RouterProcess::on_storage_response(sim::Env& env, const StorageResponse& re
 
 void RouterProcess::handle_timer(sim::Env& env, uint64_t cookie) {
   if (cache_->on_timer(env, cookie)) return;
+  if (gac_ != nullptr && gac_->on_timer(env, cookie)) return;
   DYN_ASSERT((cookie >> 56) == (kTimerCookieBase >> 56));
   const uint64_t forward_id = cookie & kForwardIdMask;
   auto in_flight = forwards_.find(forward_id);

@@ -36,6 +36,13 @@
 // Bounds: at most max_pending_requests requests in flight (beyond: kBusy at once), at most
 // max_forwards_per_request forwards each. The cache bounds its own lookups.
 //
+// Global admission control (P22 section 4.2; model/gac.h, docs/gac.md), when GAC servers are
+// listed: the router holds a GacClient with the table's read and write buckets. Each client
+// request is charged its capacity estimate (gac_cost_milli_units) once, before it is resolved and
+// forwarded; without tokens the router answers kThrottled at once and forwards nothing (the
+// client maps it to the capacity mode's throttling error, model/capacity_mode.h). The partition
+// buckets at the storage nodes stay as a cap (P22 section 4.2, "defense-in-depth").
+//
 // The router is a process listening on kRouterPort. Its statistics are also world counters
 // ("router.forwards", "router.hits", ..., "router.memds_lookups_sent"), which survive a restart.
 #pragma once
@@ -47,6 +54,7 @@
 #include <string_view>
 #include <vector>
 
+#include "model/gac.h"
 #include "model/partition_cache.h"
 #include "model/storage_protocol.h"
 #include "sim/env.h"
@@ -104,6 +112,12 @@ struct RouterOptions {
   uint64_t router_client_id = uint64_t{1} << 40;
   RouterObserver* observer = nullptr;  // may be null
 
+  // Global admission control: the GAC servers, in the order the ring is built from (the same list
+  // at every router). Empty: GAC off.
+  std::vector<sim::Address> gac_servers;
+  GacClientOptions gac_client;
+  GacClientObserver* gac_observer = nullptr;  // may be null
+
   // Planted bug for the router_groups check and the router property test: a forward goes to the
   // replica of the cached entry of the neighbouring partition (the entry after it in hash order,
   // when cached) instead of the partition's own. Never set outside tests.
@@ -138,10 +152,24 @@ class RouterProcess final : public sim::Process {
     uint64_t forward_timeouts = 0;  // forwards unanswered: answered outcome_unknown
     uint64_t late_answers_dropped = 0;
     uint64_t answers = 0;  // RouterResponses sent
+    // GAC (only with gac_servers): requests paid from granted tokens, from the static-stability
+    // fallback, and refused for lack of tokens (answered kThrottled without a forward).
+    uint64_t gac_admitted = 0;
+    uint64_t gac_admitted_fallback = 0;
+    uint64_t gac_throttled = 0;
   };
   const Stats& stats() const { return stats_; }
   // MemDS lookups the cache sent (point lookups and download pages).
   uint64_t memds_lookups_sent() const;
+
+  // The capacity GAC charges for a request, in milli units, before the item is known. Writes: a
+  // put pays for its new item (1 WCU per KB), a delete or an update the minimum, as the storage
+  // leader charges before proposing (the old item is known only at apply). Reads: the router
+  // does not know the item's size, so it charges the minimum, an item of up to 4 KB: 1 RCU
+  // strong, half eventual (Developer Guide, "Read/write capacity mode"); a query or scan page is
+  // charged the same minimum. Our estimate: reads of larger items consume more at the storage
+  // node than GAC charged, and the partition buckets cap that.
+  static uint64_t gac_cost_milli_units(const StorageRequest& request);
 
   // The partition hash a request is routed by.
   static uint64_t routing_hash(const StorageRequest& request);
@@ -174,8 +202,16 @@ class RouterProcess final : public sim::Process {
               bool outcome_unknown);
   void answer_now(sim::Env& env, sim::Address client, uint64_t request_id, StorageStatus status);
 
+  // GAC: true if the request may go on; false if it was answered kThrottled.
+  bool admit_by_gac(sim::Env& env, sim::Address client, const RouterRequest& request);
+
   RouterOptions options_;
   std::unique_ptr<PartitionCache> cache_;
+  // GAC (with gac_servers): the ring, and the client made at each start with a router id drawn
+  // from the process's stream (a restarted router is a new router to GAC: its request ids start
+  // over).
+  std::unique_ptr<GacRing> gac_ring_;
+  std::unique_ptr<GacClient> gac_;
   sim::Address self_;
   uint64_t next_pending_id_ = 1;
   uint64_t next_forward_id_ = 0;              // drawn at start, so incarnations differ

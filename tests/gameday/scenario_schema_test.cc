@@ -89,9 +89,16 @@ json sample(const SchemaValidator& validator, const json& schema_node, const std
   throw std::logic_error(where + ": the schema gives no default or example");
 }
 
-// Adds what the schema's "dependencies" (array form) ask for: a workload needs storage.
+// Adds what the schema's "dependencies" (array form) ask for: a workload needs storage. And the
+// one nested dependency (the schema's not-clause at storage level): storage.admission.gac needs
+// storage.routing.
 void complete(const SchemaValidator& validator, const json& schema_node, json& value) {
   const json& schema = validator.resolve(schema_node);
+  if (value.is_object() && value.contains("admission") && value["admission"].is_object() &&
+      value["admission"].contains("gac") && !value.contains("routing") &&
+      schema.contains("properties") && schema.at("properties").contains("routing")) {
+    value["routing"] = sample(validator, schema.at("properties").at("routing"), "routing");
+  }
   if (value.is_object()) {
     if (schema.contains("dependencies")) {
       for (const auto& [key, dependency] : schema.at("dependencies").items()) {
@@ -377,6 +384,14 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("auto_scaling_min_write_units", s.auto_scaling_min_write_units);
     put("auto_scaling_max_write_units", s.auto_scaling_max_write_units);
     time("auto_scaling_update_delay", s.auto_scaling_update_delay);
+    put("gac", s.gac);
+    put("gac_servers", s.gac_servers);
+    time("gac_refresh_interval", s.gac_refresh_interval);
+    time("gac_token_lifetime", s.gac_token_lifetime);
+    time("gac_slot_length", s.gac_slot_length);
+    put("gac_horizon_slots", s.gac_horizon_slots);
+    time("gac_static_stability_period", s.gac_static_stability_period);
+    put("plant_gac_ignore_outstanding_grants", s.plant_gac_ignore_outstanding_grants);
   }
   const WorkloadSpec& w = spec.workload;
   put("client_hosts_per_az", w.client_hosts_per_az);
@@ -508,11 +523,11 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, admission, auto_scaling, routing, plant, divergent_apply,
+  // healing, archival, scrub, admission, auto_scaling, gac, routing, plant, divergent_apply,
   // workload, rate and its ramp, diurnal, spike and replay, a phase with its rate (and the rate's
   // four shapes), mix and key_distribution, item_size_distribution with uniform, lognormal and a
   // histogram bucket, key_distribution, mix, checks.
-  EXPECT_EQ(all.size(), 38u);
+  EXPECT_EQ(all.size(), 39u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {

@@ -2,8 +2,9 @@
 // summaries real runs write. The run (gameday/run.cc, gameday/service.cc) is the authority; these
 // tests keep the schema in step with it both ways:
 // - the summaries of short runs of every kind validate: a world-level scenario, a service game
-//   day, one with healing and archival, one with scrub and bit rot, one with admission, and a run
-//   that fails a check (so `reproduce` and the failed check's fields are written);
+//   day, one with healing and archival, one with scrub and bit rot, one with admission, one with
+//   routing, one with global admission control, and a run that fails a check (so `reproduce` and
+//   the failed check's fields are written);
 // - every property the schema lists appears in at least one of those summaries, except the few
 //   that only a kind of failure or a CLI flag writes (kNotCovered, each with its reason): a field
 //   the runs stopped writing cannot stay documented;
@@ -79,6 +80,13 @@ const std::map<std::string, json>& summaries() {
             .summary;
     // Requests through routers fed by MemDS.
     runs["routing"] = run_service(scenario("router-cold-cache.json", short_service), 1).summary;
+    // Global admission control in the routers, with the table's capacity below the load.
+    runs["gac"] = run_service(scenario("router-cold-cache.json",
+                                       with({"storage.admission.read_capacity_units=200",
+                                             "storage.admission.write_capacity_units=40",
+                                             "storage.admission.gac.servers=3"})),
+                              1)
+                      .summary;
     // The planted unbounded burst bucket fails the admission check (AdmissionGameDay): a failed
     // run's summary.
     runs["failed"] =
@@ -148,7 +156,7 @@ std::string joined(const std::vector<std::string>& lines) {
 TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   const json document = schema();
   const SchemaValidator validator(document);
-  ASSERT_EQ(summaries().size(), 7u);
+  ASSERT_EQ(summaries().size(), 8u);
   for (const auto& [kind, summary] : summaries()) {
     EXPECT_EQ(validator.validate(summary), std::vector<std::string>{})
         << kind << ":\n"
@@ -161,6 +169,8 @@ TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   EXPECT_TRUE(summaries().at("admission").contains("capacity"));
   EXPECT_TRUE(summaries().at("routing").contains("memds"));
   EXPECT_TRUE(summaries().at("routing").at("checks").contains("router_groups"));
+  EXPECT_TRUE(summaries().at("gac").contains("gac"));
+  EXPECT_TRUE(summaries().at("gac").at("checks").contains("gac"));
   EXPECT_FALSE(summaries().at("failed").at("passed").get<bool>());
   EXPECT_TRUE(summaries().at("failed").contains("reproduce"));
 }

@@ -15,6 +15,8 @@
 //   fallback for its period, then throttle; they recover when GAC returns.
 // - the planted bugs: ignoring outstanding grants breaks the vending bound; spending expired tokens
 //   or crediting a duplicated answer twice breaks granted-versus-admitted.
+// - GacServerProcess: asks the capacity controller for the allocation until an update arrives,
+//   applies only newer versions, acknowledges every update, and vends the capacity in force.
 #include "model/gac.h"
 
 #include <gtest/gtest.h>
@@ -27,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "model/capacity_controller.h"
 #include "sim/world.h"
 
 namespace dynasim::model {
@@ -823,6 +826,95 @@ TEST(GacFailover, PlantedSpendExpiredTokensIsCaughtWhenGacIsUnreachable) {
   h.world.power_off(h.server_host(GacServerId(0)));
   h.run_until(at(sim::seconds(30)));
   EXPECT_GT(check_granted_covers_admitted(h.journal), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GacServerProcess and the capacity controller's updates.
+
+// Stands in for the capacity controller's side of the protocol: records what the GAC server
+// sends, and sends the updates it is told to, when told to.
+class ControllerStub final : public sim::Process {
+ public:
+  struct Scheduled {
+    sim::Duration at;
+    AllocationUpdate update;
+  };
+  explicit ControllerStub(std::vector<Scheduled> script) : script_(std::move(script)) {}
+  void on_start(sim::Env& env) override {
+    for (uint64_t i = 0; i < script_.size(); ++i) env.set_timer(script_[i].at, i);
+  }
+  void on_message(sim::Env& env, sim::Address from, const sim::Message& message) override {
+    (void)env;
+    server = from;
+    if (message.type == static_cast<uint32_t>(CapacityMessageType::kAllocationRequest)) {
+      ++requests;
+    } else if (message.type == static_cast<uint32_t>(CapacityMessageType::kAllocationAck)) {
+      acks.push_back(dynamic_cast<const AllocationAck&>(*message.body).version);
+    }
+  }
+  void on_timer(sim::Env& env, uint64_t cookie) override {
+    env.send(server, make_message(script_.at(cookie).update));
+  }
+  sim::Address server;
+  uint32_t requests = 0;
+  std::vector<AllocationVersion> acks;
+
+ private:
+  std::vector<Scheduled> script_;
+};
+
+AllocationUpdate update_of(uint64_t number, int64_t read_units, int64_t write_units) {
+  AllocationUpdate update;
+  update.version = AllocationVersion{7, number};
+  update.capacity = TableCapacity{read_units, write_units};
+  return update;
+}
+
+TEST(GacServerProcess, FollowsTheControllersNewestUpdateAndAcknowledgesEach) {
+  sim::Simulation simulation(1);
+  sim::World world(simulation, sim::WorldOptions{});
+  const sim::RackId rack = world.add_rack(world.add_az("az-a"), "az-a/r0");
+  const sim::HostId server_host = world.add_host(rack, "gac-0", sim::HostOptions{});
+  const sim::HostId controller_host = world.add_host(rack, "controller", sim::HostOptions{});
+  const sim::Address controller{controller_host, kCapacityControllerPort};
+  GacServerProcessOptions options;
+  options.table = TableId(3);
+  options.read_capacity_units = 100;
+  options.write_capacity_units = 50;
+  options.capacity_controller = controller;
+  world.add_process(server_host, kGacPort,
+                    [options] { return std::make_unique<GacServerProcess>(options); });
+  // The first update comes after 2.5 s (the server asks every second until then); a newer one
+  // raises the capacity; an older one, arriving later, must not lower it.
+  world.add_process(controller_host, kCapacityControllerPort, [] {
+    return std::make_unique<ControllerStub>(
+        std::vector<ControllerStub::Scheduled>{{sim::milliseconds(2500), update_of(1, 200, 60)},
+                                               {sim::seconds(4), update_of(3, 300, 90)},
+                                               {sim::seconds(5), update_of(2, 5, 5)}});
+  });
+  world.start();
+  const auto capacities = [&] {
+    const auto* process = dynamic_cast<const GacServerProcess*>(
+        world.process_at(sim::Address{server_host, kGacPort}));
+    const GacBucketId read{TableId(3), CapacityKind::kRead};
+    const GacBucketId write{TableId(3), CapacityKind::kWrite};
+    return std::make_pair(*process->capacities().capacity(read),
+                          *process->capacities().capacity(write));
+  };
+  simulation.run_until(at(sim::seconds(2)));
+  EXPECT_EQ(capacities(), std::make_pair(uint64_t{100}, uint64_t{50}));  // the configured one
+  simulation.run_until(at(sim::seconds(3)));
+  EXPECT_EQ(capacities(), std::make_pair(uint64_t{200}, uint64_t{60}));
+  simulation.run_until(at(sim::seconds(10)));
+  EXPECT_EQ(capacities(), std::make_pair(uint64_t{300}, uint64_t{90}));
+
+  const auto* stub = dynamic_cast<const ControllerStub*>(world.process_at(controller));
+  // Asked at 0, 1 and 2 s; no more once the first update arrived.
+  EXPECT_EQ(stub->requests, 3u);
+  ASSERT_EQ(stub->acks.size(), 3u);
+  EXPECT_EQ(stub->acks[0], (AllocationVersion{7, 1}));
+  EXPECT_EQ(stub->acks[1], (AllocationVersion{7, 3}));
+  EXPECT_EQ(stub->acks[2], (AllocationVersion{7, 3}));  // the older update: the newest held
 }
 
 }  // namespace
