@@ -332,6 +332,13 @@ void WorkloadProcess::pump_verification() {
           --verify_in_flight_;
           if (result.succeeded()) {
             ++stats_.keys_verified;
+          } else if (!result.timed_out && result.status == model::StorageStatus::kThrottled) {
+            // Every attempt was refused for capacity (a partition's bucket or, with GAC, the
+            // router's tokens): the service is up and says so. Not a round: the key goes to the
+            // back of the queue and is read again when the capacity allows; the run's end bounds
+            // the wait (a key still unread then is unverified).
+            ++stats_.verify_throttled;
+            verify_queue_.emplace_back(key_index, tries);
           } else if (tries + 1 < options_.verify_rounds) {
             verify_queue_.emplace_back(key_index, tries + 1);
           } else {

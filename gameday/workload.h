@@ -160,6 +160,7 @@ class WorkloadProcess final : public sim::Process {
     uint64_t verify_reads = 0;
     uint64_t keys_verified = 0;
     uint64_t keys_unverified = 0;  // ran out of verify_rounds
+    uint64_t verify_throttled = 0;  // verification reads whose every attempt was throttled
   };
   const Stats& stats() const { return stats_; }
   const model::DirectClient& client() const { return client_; }
