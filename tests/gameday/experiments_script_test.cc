@@ -7,10 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace dynasim::gameday {
 namespace {
@@ -45,7 +44,8 @@ TEST(ExperimentsScript, QuickBurstExperimentWritesItsFigureAndNumbers) {
   ASSERT_TRUE(std::filesystem::exists(png)) << read_text(directory + "/stdout.txt");
   EXPECT_GT(std::filesystem::file_size(png), 10'000u);
   EXPECT_LT(std::filesystem::file_size(png), 150'000u);
-  const nlohmann::json numbers = nlohmann::json::parse(read_text(directory + "/figures/burst.json"));
+  const nlohmann::json numbers =
+      nlohmann::json::parse(read_text(directory + "/figures/burst.json"));
   EXPECT_EQ(numbers["experiment"], "burst");
   EXPECT_TRUE(numbers["quick"].get<bool>());
   ASSERT_EQ(numbers["commands"].size(), 2u);

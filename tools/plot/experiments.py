@@ -84,14 +84,17 @@ class Runner:
                    "--metrics-interval", metrics_interval]
         for override in overrides + self.extra:
             command += ["--set", override]
+        shown_out = os.path.relpath(out, ROOT) if out.startswith(ROOT + os.sep) else out
         shown = " ".join(shlex.quote(part) for part in
-                         ["build/dynasim"] + command[1:] + ["--out", out])
+                         ["build/dynasim"] + command[1:] + ["--out", shown_out])
         self.commands.append(shown)
+        # What decides the run's result: the arguments after the binary, without --out.
+        arguments = " ".join(shlex.quote(part) for part in command[1:])
         stamp = os.path.join(out, "command.txt")
         summary = os.path.join(out, "summary.json")
         if self.reuse and os.path.exists(summary) and os.path.exists(stamp):
             with open(stamp) as handle:
-                if handle.read().strip() == shown:
+                if handle.read().strip() == arguments:
                     print("  %-14s %-22s reused %s" % (experiment, variant, out), flush=True)
                     return Run(out, shown)
         os.makedirs(out, exist_ok=True)
@@ -109,7 +112,7 @@ class Runner:
             raise RuntimeError("%s exited with %d:\n%s%s" % (shown, result.returncode,
                                                              result.stdout, result.stderr))
         with open(stamp, "w") as handle:
-            handle.write(shown + "\n")
+            handle.write(arguments + "\n")
         print("  %-14s %-22s %s in %.0f s wall" % (
             experiment, variant, "passed" if result.returncode == 0 else "a check failed",
             elapsed), flush=True)
