@@ -50,6 +50,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: write files only
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
 SLO_AVAILABILITY = 0.9999  # P22 section 1: the 99.99 % SLA for regular tables
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,6 +74,7 @@ class Runner:
         self.reuse = reuse
         self.quick = quick
         self.commands = []
+        self.trace_hashes = {}
 
     def run(self, experiment, variant, scenario, overrides, metrics_interval="10s"):
         """Runs one variant; returns its Run. Raises Skipped on exit code 2."""
@@ -96,7 +98,7 @@ class Runner:
             with open(stamp) as handle:
                 if handle.read().strip() == arguments:
                     print("  %-14s %-22s reused %s" % (experiment, variant, out), flush=True)
-                    return Run(out, shown)
+                    return self.record(variant, Run(out, shown))
         os.makedirs(out, exist_ok=True)
         if os.path.exists(stamp):
             os.remove(stamp)
@@ -116,7 +118,11 @@ class Runner:
         print("  %-14s %-22s %s in %.0f s wall" % (
             experiment, variant, "passed" if result.returncode == 0 else "a check failed",
             elapsed), flush=True)
-        return Run(out, shown)
+        return self.record(variant, Run(out, shown))
+
+    def record(self, variant, run):
+        self.trace_hashes[variant] = run.summary.get("trace_hash")
+        return run
 
 
 class Run:
@@ -476,11 +482,13 @@ def healing(runner):
     axes[0].set_xticklabels([label for _, label in measures])
     axes[0].set_ylabel("seconds after the replica was last heard")
     axes[0].set_yscale("log")
+    axes[0].set_ylim(bottom=1.0)
     axes[0].grid(alpha=0.3, which="both", axis="y")
     axes[0].legend(loc="upper left", fontsize="x-small")
     axes[0].set_title("Healing after each replica loss")
     axes[1].axhline(100.0 * SLO_AVAILABILITY, color="black", linestyle="--", linewidth=1,
                     label="99.99 %")
+    axes[1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[1].set_xlabel("availability window (%s each)"
                        % runs["log replicas"].summary.get("availability", {}).get("window", ""))
     axes[1].set_ylabel("operations that succeeded (%)")
@@ -694,7 +702,8 @@ def main(argv):
             skipped.append(name)
             continue
         numbers = {"experiment": name, "seed": arguments.seed, "quick": arguments.quick,
-                   "commands": runner.commands, **numbers}
+                   "commands": runner.commands,
+                   "trace_hashes": runner.trace_hashes, **numbers}
         png = os.path.join(arguments.out, name + ".png")
         save(figure, png)
         with open(os.path.join(arguments.out, name + ".json"), "w") as handle:
