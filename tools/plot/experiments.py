@@ -334,7 +334,11 @@ def hot_partition_figure(runs, title, hot_start):
         failed = [v / step for v in run.column("failed")]
         colour = palette[index % len(palette)]
         axes[0].plot(times, throttled, drawstyle="steps-pre", color=colour,
-                     label="throttled attempts/s, %s" % name)
+                     label="attempts throttled by storage/s, %s" % name)
+        gac_throttled = [v / step for v in run.column("router.gac_throttled")]
+        if any(gac_throttled):
+            axes[0].plot(times, gac_throttled, drawstyle="steps-pre", color=colour,
+                         linestyle="--", label="attempts throttled by GAC at routers/s, %s" % name)
         axes[1].plot(times, burst, drawstyle="steps-pre", color=colour,
                      label="admitted from burst/s, %s" % name)
         axes[1].plot(times, failed, drawstyle="steps-pre", color=colour, linestyle=":",
@@ -350,6 +354,8 @@ def hot_partition_figure(runs, title, hot_start):
             "first_throttled_interval_end_s": first,
             "throttled_from_hot_phase_start_s": (first - hot_start) if first is not None else None,
             "admitted_using_burst": int(sum(v * step for v in burst)),
+            "throttled_by_gac_at_routers": int(sum(run.column("router.gac_throttled"))),
+            "gac": run.summary.get("gac"),
             "requests": requests,
             "admission": {k: v for k, v in admission.items() if not isinstance(v, (list, dict))},
             "failed_operations": int(sum(run.column("failed"))),
