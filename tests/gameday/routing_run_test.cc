@@ -22,7 +22,7 @@ TEST(RoutingScenario, OffUnlessTheSectionIsPresent) {
   EXPECT_FALSE(load_scenario(kGameDay, {}).storage->routing);
   const ScenarioSpec spec = load_scenario(kColdCache, {});
   EXPECT_TRUE(spec.storage->routing);
-  EXPECT_EQ(spec.storage->routers_per_az, 4u);
+  EXPECT_EQ(spec.storage->routers_per_az, 2u);
   EXPECT_EQ(spec.storage->memds_nodes, 3u);
   EXPECT_FALSE(spec.storage->routing_cache_bimodal);
   EXPECT_FALSE(spec.storage->plant_router_forward_to_neighbour);
@@ -48,7 +48,7 @@ TEST(RoutingGameDay, ClientsGoThroughRoutersAndEveryCheckPasses) {
   const ServiceRunOutcome outcome = run_service(short_run(), 1);
   ASSERT_TRUE(outcome.passed) << outcome.summary["checks"].dump(2);
   const nlohmann::json& routing = outcome.summary["routing"];
-  EXPECT_EQ(routing["routers"].get<int64_t>(), 12);
+  EXPECT_EQ(routing["routers"].get<int64_t>(), 6);
   EXPECT_GT(routing["forwards"].get<int64_t>(), 1000) << routing.dump();
   EXPECT_GT(routing["hits"].get<int64_t>(), routing["misses"].get<int64_t>()) << routing.dump();
   const nlohmann::json& check = outcome.summary["checks"]["router_groups"];
