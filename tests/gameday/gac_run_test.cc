@@ -226,5 +226,23 @@ TEST(GacGameDay, ReadsAboveTheTableCapacityAreHeldNearItWithGac) {
   EXPECT_GT(throttled_with, 100);
 }
 
+// The read-back pass through GAC at 150 RCU: routers refuse many verification reads for lack of
+// tokens. A read refused on every attempt goes back in the queue without using one of the key's
+// verification rounds, so with 80 s of heal every key is read back and durability holds. When
+// throttled reads used up rounds, this run (seed 2) failed durability on keys never read back.
+TEST(GacGameDay, ThrottledVerificationReadsAreReadAgainNotGivenUp) {
+  const ServiceRunOutcome outcome = run_service(
+      load_scenario(kColdCache, {"duration=90s", "heal=80s", "storage.partitions=24",
+                                 "storage.admission.read_capacity_units=150",
+                                 "storage.admission.write_capacity_units=60",
+                                 "storage.admission.gac.servers=3"}),
+      2);
+  const nlohmann::json& durability = outcome.summary["checks"]["durability"];
+  std::printf("durability: %s\n", durability.dump().c_str());
+  EXPECT_TRUE(durability["passed"].get<bool>()) << durability.dump(2);
+  EXPECT_EQ(durability["keys_unverified"].get<uint64_t>(), 0u);
+  EXPECT_GT(outcome.summary["gac"]["router_throttled"].get<uint64_t>(), 10'000u);
+}
+
 }  // namespace
 }  // namespace dynasim::gameday
