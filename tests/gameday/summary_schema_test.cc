@@ -79,6 +79,11 @@ const std::map<std::string, json>& summaries() {
             .summary;
     // Requests through routers fed by MemDS.
     runs["routing"] = run_service(scenario("router-cold-cache.json", short_service), 1).summary;
+    // A hot partition that splits for consumption (docs/partitions.md).
+    runs["split"] = run_service(scenario("hot-partition.json", {"duration=20s", "heal=12s",
+                                                                "workload.verify_after=5s"}),
+                                1)
+                        .summary;
     // The planted unbounded burst bucket fails the admission check (AdmissionGameDay): a failed
     // run's summary.
     runs["failed"] =
@@ -148,7 +153,7 @@ std::string joined(const std::vector<std::string>& lines) {
 TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   const json document = schema();
   const SchemaValidator validator(document);
-  ASSERT_EQ(summaries().size(), 7u);
+  ASSERT_EQ(summaries().size(), 8u);
   for (const auto& [kind, summary] : summaries()) {
     EXPECT_EQ(validator.validate(summary), std::vector<std::string>{})
         << kind << ":\n"
@@ -161,6 +166,7 @@ TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   EXPECT_TRUE(summaries().at("admission").contains("capacity"));
   EXPECT_TRUE(summaries().at("routing").contains("memds"));
   EXPECT_TRUE(summaries().at("routing").at("checks").contains("router_groups"));
+  EXPECT_FALSE(summaries().at("split").at("partitions").at("splits").empty());
   EXPECT_FALSE(summaries().at("failed").at("passed").get<bool>());
   EXPECT_TRUE(summaries().at("failed").contains("reproduce"));
 }
