@@ -176,11 +176,6 @@ json document_reaching(const SchemaValidator& validator, const json& schema, con
       node_schema = &validator.resolve(items);
     }
   }
-  // storage.splits needs storage.routing (the loader refuses splits without it).
-  if (!level.steps.empty() && level.steps.size() >= 2 && level.steps[0] == "storage" &&
-      level.steps[1] == "splits" && !document["storage"].contains("routing")) {
-    document["storage"]["routing"] = json::object();
-  }
   return document;
 }
 

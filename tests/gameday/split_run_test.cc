@@ -14,8 +14,7 @@
 namespace dynasim::gameday {
 namespace {
 
-const std::string kHotPartition =
-    std::string(DYNASIM_SOURCE_DIR) + "/scenarios/hot-partition.json";
+const std::string kHotPartition = std::string(DYNASIM_SOURCE_DIR) + "/scenarios/hot-partition.json";
 const std::string kColdCache =
     std::string(DYNASIM_SOURCE_DIR) + "/scenarios/router-cold-cache.json";
 
@@ -26,8 +25,7 @@ ScenarioSpec short_run(const std::vector<std::string>& extra = {}) {
 }
 
 const std::vector<std::string> kSingleHotKey = {
-    "workload.key_distribution.kind=hot_set",
-    "workload.key_distribution.hot_keys_fraction=0.0005",
+    "workload.key_distribution.kind=hot_set", "workload.key_distribution.hot_keys_fraction=0.0005",
     "workload.key_distribution.hot_traffic=0.6"};
 
 TEST(SplitScenario, KnobsAndRefusals) {

@@ -27,8 +27,8 @@ TEST(SplitMarkerTest, RoundTripsAndRefusesOtherBytes) {
   sim::Random random(7);
   for (int i = 0; i < 500; ++i) {
     SplitMarker marker;
-    marker.kind = random.next_u64() % 2 == 0 ? SplitMarker::Kind::kBegin
-                                              : SplitMarker::Kind::kCommit;
+    marker.kind =
+        random.next_u64() % 2 == 0 ? SplitMarker::Kind::kBegin : SplitMarker::Kind::kCommit;
     marker.parent = GroupId(static_cast<uint32_t>(random.next_u64()));
     marker.child = GroupId(static_cast<uint32_t>(random.next_u64()));
     marker.parent_begin = random.next_u64() % (uint64_t{1} << 62);
