@@ -112,6 +112,13 @@ class ObserverFanout final : public model::StorageObserver {
                    int64_t milli_units, bool write, bool used_burst) override {
     for (auto* o : observers_) o->on_admitted(g, node, buckets, n, milli_units, write, used_burst);
   }
+  void on_split_committed(model::GroupId parent, model::GroupId child, uint32_t r,
+                          sim::Address node, uint64_t begin, uint64_t end, uint64_t split_hash,
+                          bool for_size, sim::SimTime decided, sim::SimTime n) override {
+    for (auto* o : observers_) {
+      o->on_split_committed(parent, child, r, node, begin, end, split_hash, for_size, decided, n);
+    }
+  }
 
  private:
   std::vector<model::StorageObserver*> observers_;

@@ -27,6 +27,16 @@ void RouterGroupsChecker::on_replica_hosted(model::GroupId group, uint32_t repli
   members_[group.value].insert(node);
 }
 
+void RouterGroupsChecker::on_split_committed(model::GroupId parent, model::GroupId child,
+                                             uint32_t replica, sim::Address node,
+                                             uint64_t parent_begin, uint64_t parent_end,
+                                             uint64_t split_hash, bool for_size,
+                                             sim::SimTime decided_local, sim::SimTime local_now) {
+  (void)parent, (void)replica, (void)node, (void)parent_begin, (void)for_size,
+      (void)decided_local, (void)local_now;
+  child_ranges_[child.value] = {split_hash, parent_end};
+}
+
 void RouterGroupsChecker::on_configuration_committed(model::GroupId group, sim::Address node,
                                                      const model::Configuration& configuration,
                                                      sim::SimTime local_now) {
@@ -43,12 +53,19 @@ void RouterGroupsChecker::on_forward(sim::Address router, model::TableId table,
   ++forwards_;
   const std::string who =
       "router " + world_.host_name(router.host) + " at " + sim::format_time(simulation_->now());
-  if (group.value >= placement_.groups.size()) {
+  uint64_t hash_begin = 0;
+  uint64_t hash_end = 0;
+  if (group.value < placement_.groups.size()) {
+    hash_begin = placement_.groups[group.value].hash_begin;
+    hash_end = placement_.groups[group.value].hash_end;
+  } else if (auto child = child_ranges_.find(group.value); child != child_ranges_.end()) {
+    hash_begin = child->second.first;
+    hash_end = child->second.second;
+  } else {
     violation(who + " forwarded to unknown group " + std::to_string(group.value));
     return;
   }
-  const model::GroupPlacement& placed = placement_.groups[group.value];
-  if (partition_hash < placed.hash_begin || partition_hash > placed.hash_end) {
+  if (partition_hash < hash_begin || partition_hash > hash_end) {
     violation(who + " forwarded partition hash " + std::to_string(partition_hash) +
               " as a request for group " + std::to_string(group.value) +
               ", whose range does not hold it");

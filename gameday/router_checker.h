@@ -3,7 +3,10 @@
 //
 // router_groups. The property, exactly: every request a router forwards for group g, as a request
 // for the partition holding partition hash h,
-// (a) names the group whose range holds h (the placement's ranges: this layer has no splits), and
+// (a) names a group whose range holds or held h: the placement's range, or for a split's child
+//     the high half its parent gave it (StorageObserver::on_split_committed). A parent keeps its
+//     first range here: a router whose entry predates the split may still send it the moved half,
+//     and the parent answers kNoSuchGroup. And
 // (b) goes to a storage node that hosts or has hosted a replica of g by the time of the forward,
 //     as the storage side reported it: a node of g's static placement (its first configuration),
 //     a node that StorageObserver::on_replica_hosted named for g, or a member (any kind, voter or
@@ -46,6 +49,10 @@ class RouterGroupsChecker final : public model::RouterObserver, public model::St
   void on_lease(model::GroupId, uint32_t, sim::SimTime, sim::SimTime) override {}
   void on_strong_read(model::GroupId, uint32_t, sim::SimTime) override {}
   void on_replica_hosted(model::GroupId group, uint32_t replica, sim::Address node) override;
+  void on_split_committed(model::GroupId parent, model::GroupId child, uint32_t replica,
+                          sim::Address node, uint64_t parent_begin, uint64_t parent_end,
+                          uint64_t split_hash, bool for_size, sim::SimTime decided_local,
+                          sim::SimTime local_now) override;
   void on_configuration_committed(model::GroupId group, sim::Address node,
                                   const model::Configuration& configuration,
                                   sim::SimTime local_now) override;
@@ -63,6 +70,8 @@ class RouterGroupsChecker final : public model::RouterObserver, public model::St
   const sim::Simulation* simulation_;
   const model::Placement& placement_;
   std::map<uint32_t, std::set<sim::Address>> members_;  // by group id: ever hosted it
+  // Split children's ranges, by group id.
+  std::map<uint32_t, std::pair<uint64_t, uint64_t>> child_ranges_;
   uint64_t forwards_ = 0;
   uint64_t violations_ = 0;
   std::string first_violation_;

@@ -243,10 +243,8 @@ void ScenarioRun::record_metrics(sim::Duration interval) {
   DYN_ASSERT(simulation_->events_executed() == 0);
   MetricsRecorder::PartitionOf partition_of;
   if (service_) {
-    const model::Placement* placement = &service_->placement();
-    partition_of = [placement](const model::PrimaryKey& key) {
-      return placement->group_for(key).group.value;
-    };
+    const ServiceHarness* service = service_.get();
+    partition_of = [service](const model::PrimaryKey& key) { return service->partition_of(key); };
   }
   metrics_ = std::make_unique<MetricsRecorder>(simulation_.get(), world_.get(), interval,
                                                std::move(partition_of));

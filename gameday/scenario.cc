@@ -325,6 +325,39 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
                         "GAC runs in the request routers: add storage.routing, or remove "
                         "storage.admission.gac");
   }
+  if (auto splits = reader.optional_object("splits")) {
+    storage->splits = splits->optional_bool("enabled", true);
+    storage->splits_consumption_threshold_percent = static_cast<uint32_t>(
+        splits->optional_uint("consumption_threshold_percent",
+                              storage->splits_consumption_threshold_percent, 1, 100));
+    storage->splits_sustained_periods = static_cast<uint32_t>(
+        splits->optional_uint("sustained_periods", storage->splits_sustained_periods, 1, 32));
+    storage->splits_size_threshold_bytes =
+        splits->optional_bytes("size_threshold", storage->splits_size_threshold_bytes,
+                               uint64_t{1} << 20, uint64_t{10} << 30);
+    storage->splits_copy_bytes_per_second =
+        splits->optional_bytes("copy_bytes_per_second", storage->splits_copy_bytes_per_second,
+                               uint64_t{1} << 10, uint64_t{1} << 40);
+    storage->splits_policy_period = splits->optional_duration(
+        "policy_period", storage->splits_policy_period, sim::milliseconds(100), sim::hours(1));
+    storage->plant_split_child_before_copy =
+        splits->optional_bool("plant_child_before_copy", false);
+    if (storage->splits && !storage->routing) {
+      throw ScenarioError(splits->path(), "a \"routing\" section in \"storage\"",
+                          "splits without routing",
+                          "clients without routers use the static placement and never find a "
+                          "split's children: add \"routing\": {} or remove \"splits\"");
+    }
+    for (const char* other : {"healing", "archival"}) {
+      if (storage->splits && reader.has(other)) {
+        throw ScenarioError(splits->path(), std::string("no \"") + other + "\" section with splits",
+                            std::string("splits with ") + other,
+                            "a replica's range and split state are not kept across replica "
+                            "changes yet (docs/partitions.md)");
+      }
+    }
+    splits->finish();
+  }
   if (auto plant = reader.optional_object("plant")) {
     storage->plant_scrub_skip_replica =
         static_cast<uint32_t>(plant->optional_uint("scrub_skip_replica", 0, 0, 3));
@@ -753,6 +786,28 @@ ScenarioSpec parse_scenario(const nlohmann::json& document, const std::string& s
                           std::to_string(spec.topology.clock_drift_ppm_bound),
                           "the leader lease's safety margin is derived from that bound; raise it "
                           "or lower the drift");
+    }
+    if (spec.storage->splits) {
+      // A split's state lives in memory (docs/partitions.md): no fault may restart a storage node.
+      const auto restarts = [](sim::FaultKind kind) {
+        return kind == sim::FaultKind::kPowerOff || kind == sim::FaultKind::kCrash;
+      };
+      for (const NamedTimelineFault& fault : spec.timeline) {
+        if (restarts(fault.kind)) {
+          throw ScenarioError(fault.path, "no power_off or crash with storage.splits",
+                              sim::to_string(fault.kind),
+                              "a split's state is not kept across a restart yet "
+                              "(docs/partitions.md)");
+        }
+      }
+      for (const NamedRandomFault& fault : spec.random_faults) {
+        if (restarts(fault.kind)) {
+          throw ScenarioError(fault.path, "no power_off or crash with storage.splits",
+                              sim::to_string(fault.kind),
+                              "a split's state is not kept across a restart yet "
+                              "(docs/partitions.md)");
+        }
+      }
     }
     if (spec.workload.verify_after >= spec.heal) {
       throw ScenarioError("$.workload.verify_after",

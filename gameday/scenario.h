@@ -132,6 +132,16 @@ struct StorageSpec {
   sim::Duration memds_lookup_timeout = sim::milliseconds(50);
   // Planted bug for the router_groups check (model::RouterOptions::plant_forward_to_neighbour).
   bool plant_router_forward_to_neighbour = false;
+  // Partition splits (docs/partitions.md, "Splitting a running partition"; model/split_executor.h):
+  // off unless the scenario has a "splits" section. Needs "routing".
+  bool splits = false;
+  uint32_t splits_consumption_threshold_percent = 80;  // of a partition's 3,000 RCU / 1,000 WCU
+  uint32_t splits_sustained_periods = 6;
+  uint64_t splits_size_threshold_bytes = uint64_t{9} << 30;  // 90% of 10 GB
+  uint64_t splits_copy_bytes_per_second = uint64_t{16} << 20;
+  sim::Duration splits_policy_period = sim::seconds(10);
+  // Planted bug (model::SplitExecutorOptions::plant_child_serves_before_copy).
+  bool plant_split_child_before_copy = false;
   // The table's capacity mode (docs/admission.md, "Capacity modes in a game day"): "provisioned"
   // (read/write_capacity_units; with auto_scaling, a capacity controller scales them) or
   // "on_demand": a table switched to on-demand from read/write_capacity_units, which keeps at

@@ -54,6 +54,10 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
     router_groups_ = std::make_unique<RouterGroupsChecker>(world_, &simulation_, placement_);
     observers.push_back(router_groups_.get());
   }
+  if (storage.splits) {
+    split_recorder_ = std::make_unique<SplitRecorder>(&simulation_);
+    observers.push_back(split_recorder_.get());
+  }
   observers_ = std::make_unique<ObserverFanout>(std::move(observers));
   if (storage.gac) add_gac();
   if (storage.routing) add_routing();
@@ -211,6 +215,19 @@ void ServiceHarness::add_storage_nodes(
     base.scrub.compare_max_depth = storage.compare_max_depth;
     base.scrub.compare_timeout = storage.compare_timeout;
     base.scrub.plant_compare_ignore_replica = storage.plant_compare_ignore_replica;
+  }
+  if (storage.splits) {
+    // Splits (docs/partitions.md, "Splitting a running partition").
+    base.splits.enabled = true;
+    base.splits.policy.consumption_threshold_per_mille =
+        uint64_t{storage.splits_consumption_threshold_percent} * 10;
+    base.splits.policy.sustained_periods = storage.splits_sustained_periods;
+    base.splits.policy.split_for_size_at_bytes = storage.splits_size_threshold_bytes;
+    base.splits.sampler.period = storage.splits_policy_period;
+    base.splits.policy_period = storage.splits_policy_period;
+    base.splits.copy_bytes_per_second = storage.splits_copy_bytes_per_second;
+    base.splits.first_group_stride = static_cast<uint32_t>(placement_.groups.size());
+    base.splits.plant_child_serves_before_copy = storage.plant_split_child_before_copy;
   }
   if (storage.plant_divergent_apply_replica != 0) {
     base.plant_divergent_apply.replica = storage.plant_divergent_apply_replica;
@@ -672,6 +689,18 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
       {"client_hosts", client_hosts_.size()}};
   if (spec_.storage->routing) add_routing_to_summary(summary);
   if (gac_checker_ != nullptr) add_gac_to_summary(summary);
+  // Partitions (docs/partitions.md): the count at the start and the end, and each split.
+  const size_t splits = split_recorder_ ? split_recorder_->splits().size() : 0;
+  summary["partitions"] = {{"initial", placement_.groups.size()},
+                           {"final", placement_.groups.size() + splits},
+                           {"splits", split_recorder_ ? split_recorder_->report()
+                                                      : nlohmann::json::array()}};
+}
+
+uint32_t ServiceHarness::partition_of(const model::PrimaryKey& key) const {
+  const uint32_t initial = placement_.group_for(key).group.value;
+  if (!split_recorder_) return initial;
+  return split_recorder_->group_for(initial, model::partition_hash(key.partition));
 }
 
 // ---------------------------------------------------------------------------------------------

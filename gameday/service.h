@@ -34,6 +34,7 @@
 #include "gameday/history.h"
 #include "gameday/router_checker.h"
 #include "gameday/scenario.h"
+#include "gameday/split_recorder.h"
 #include "gameday/storage_checkers.h"
 #include "model/storage_node.h"
 #include "model/storage_protocol.h"
@@ -69,6 +70,8 @@ class ServiceHarness {
   std::string first_failure() const;
 
   const model::Placement& placement() const { return placement_; }
+  // The group a key's requests go to now: the placement's, or a split's child that took it.
+  uint32_t partition_of(const model::PrimaryKey& key) const;
   // The client hosts, and the MemDS hosts when routing is on: faults spare them
   // (sim::SurvivabilityPolicy::spared_hosts).
   const std::vector<sim::HostId>& client_hosts() const {
@@ -134,6 +137,7 @@ class ServiceHarness {
   std::vector<model::RouterEndpoint> routers_;
   std::vector<sim::HostId> spared_hosts_;  // client, MemDS and GAC hosts
   std::unique_ptr<RouterGroupsChecker> router_groups_;
+  std::unique_ptr<SplitRecorder> split_recorder_;  // storage.splits only
   std::unique_ptr<MemdsLoadRecorder> memds_load_;
 
   // Global admission control (docs/gac.md, "In a game day"): GAC servers on "<az>/gac" hosts, the

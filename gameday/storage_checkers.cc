@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <set>
 
 #include "sim/check.h"
 
@@ -320,8 +321,14 @@ ReplicaConvergence check_convergence(sim::World& world, const model::Placement& 
       by_group[snapshot.group.value].push_back(std::move(snapshot));
     }
   }
-  for (const model::GroupPlacement& group : placement.groups) {
-    const std::vector<model::ReplicaSnapshot>& found = by_group[group.group.value];
+  // The placement's groups, and every group a node hosts besides them (a split's children,
+  // docs/partitions.md): each is compared alike.
+  std::set<uint32_t> groups;
+  for (const model::GroupPlacement& group : placement.groups) groups.insert(group.group.value);
+  for (const auto& [group, snapshots] : by_group) groups.insert(group);
+  for (const uint32_t group_id : groups) {
+    const model::GroupId group_key(group_id);
+    const std::vector<model::ReplicaSnapshot>& found = by_group[group_id];
     // The group's members: the newest configuration any recovered replica holds (healing may
     // have replaced the placement's replicas). Its full voters are compared; a log replica holds
     // no items, a learner may still be catching up, and a replica outside it was removed.
@@ -341,7 +348,7 @@ ReplicaConvergence check_convergence(sim::World& world, const model::Placement& 
       }
       replicas.push_back(std::move(snapshot));
     }
-    compare_group_replicas(group.group, replicas, &result);
+    compare_group_replicas(group_key, replicas, &result);
   }
   return result;
 }

@@ -224,6 +224,8 @@ constexpr uint64_t kCookieScrub = 8;          // scrub steps and repair bookkeep
 constexpr uint64_t kCookieAdmission = 9;      // admission's capacity reports
 constexpr uint64_t kCookieCapacityReport = 20;   // consumption reports to the capacity controller
 constexpr uint64_t kCookieCapacityRequest = 21;  // asking the controller for the allocation
+constexpr uint64_t kCookieSplitPolicy = 22;      // splits: the leaders' policy period
+constexpr uint64_t kCookieSplitCopy = 23;        // splits: a paced copy step; generation: slot
 // The attribute DivergentApplyPlant adds: not the workload's "ver", so reads still judge right.
 constexpr const char* kPlantedDivergenceAttribute = "planted_divergence";
 // The archival components of a replica, in kCookieArchive timers (2 bits).
@@ -400,6 +402,26 @@ struct StorageNode::Impl {
     bool lease_reported = false;
 
     std::unique_ptr<ScrubReplicaState> scrub;  // created by the scrubber when first needed
+
+    // Splits (model/split_executor.h). The range the group serves now, its split generation and
+    // id stride (in memory: StorageNodeOptions::splits says why no restart is supported).
+    uint64_t hash_begin = 0;
+    uint64_t hash_end = UINT64_MAX;
+    uint32_t split_generation = 0;
+    uint32_t id_stride = 1;
+    std::unique_ptr<KeyTrafficSampler> sampler;  // while leader
+    // The split under way, on the parent's replica; the child's replica slot.
+    std::optional<SplitExecution> split;
+    size_t split_child_slot = 0;
+    std::optional<PrimaryKey> copy_cursor;  // where the bulk copy reads next; nullopt: the start
+    // High-half keys applied since the begin marker, to copy again. Bounded by the keys the
+    // partition holds.
+    std::set<PrimaryKey> copy_marked;
+    std::optional<PrimaryKey> applying_marked_key;  // of the entry being applied
+    std::optional<uint64_t> applying_size_hash;     // of the entry being applied, if answered
+    bool copy_running = false;    // a copy step is in flight
+    bool copy_timer_armed = false;
+    bool split_child_filling = false;  // on a child: created by a split, not started yet
   };
 
   struct QueuedMessage {
@@ -464,6 +486,10 @@ struct StorageNode::Impl {
     env = &e;
     node_seed = e.random().next_u64();
     if (options.admission.enabled) start_admission();
+    if (options.splits.enabled) {
+      DYN_ASSERT_MSG(!options.memds.memds_nodes.empty(), "splits need MemDS publishing");
+      env->set_timer(options.splits.policy_period, make_cookie(kCookieSplitPolicy, 0));
+    }
     if (!options.memds.memds_nodes.empty()) {
       memds_publisher =
           std::make_unique<MemdsPublisher>(options.memds.publisher, options.memds.memds_nodes);
@@ -577,6 +603,11 @@ struct StorageNode::Impl {
       options.observer->on_replica_hosted(r->assignment.group, r->assignment.replica, env->self());
     }
     if (admission && kind == MemberKind::kFull) admission_host(r->assignment.group);
+    if (r->assignment.group.value < options.memds.group_hash_ranges.size()) {
+      r->hash_begin = options.memds.group_hash_ranges[r->assignment.group.value].first;
+      r->hash_end = options.memds.group_hash_ranges[r->assignment.group.value].second;
+    }
+    r->id_stride = std::max<uint32_t>(1, options.splits.first_group_stride);
     replicas.push_back(std::move(r));
     return *replicas.back();
   }
@@ -841,15 +872,16 @@ struct StorageNode::Impl {
     // the high bits, the epoch in the low 32.
     DYN_ASSERT(ballot.round < (uint64_t{1} << 24) && ballot.replica < 256 &&
                committed.epoch < (uint64_t{1} << 32));
-    const uint64_t version =
-        ballot.round << 40 | uint64_t{ballot.replica} << 32 | committed.epoch;
+    const uint64_t version = split_entry_version(
+        r.split_generation, ballot.round << 40 | uint64_t{ballot.replica} << 32 | committed.epoch);
     if (version == r.published_version) return;
-    const uint32_t group = r.assignment.group.value;
-    DYN_ASSERT(group < options.memds.group_hash_ranges.size());
+    if (r.split_generation == 0) {
+      DYN_ASSERT(r.assignment.group.value < options.memds.group_hash_ranges.size());
+    }
     PartitionEntry entry;
     entry.table = options.memds.table;
-    entry.hash_begin = options.memds.group_hash_ranges[group].first;
-    entry.hash_end = options.memds.group_hash_ranges[group].second;
+    entry.hash_begin = r.hash_begin;
+    entry.hash_end = r.hash_end;
     entry.group = r.assignment.group;
     entry.members.epoch = committed.epoch;
     for (const Member& member : committed.members) {
@@ -1071,11 +1103,23 @@ struct StorageNode::Impl {
       apply_digest_marker(r, entry);
       return;
     }
+    if (options.splits.enabled && !entry.command.is_configuration() && !entry.command.is_noop() &&
+        SplitMarker::is_marker(entry.command.bytes)) {
+      apply_split_marker(r, entry);
+      return;
+    }
     if (r.kind == MemberKind::kFull && scrub_skip_entry(r, entry)) return;
     if (entry.command.is_noop() || entry.command.is_configuration() || r.kind == MemberKind::kLog) {
       // A log replica holds no items: it only moves its applied index (for checkpoints).
       // Paxos acts on configurations itself; the checkpoint records the one at `applied`.
       finish_apply(r, entry, StorageStatus::kOk);
+      return;
+    }
+    if (options.splits.enabled && !split_admits_entry(r, entry)) {
+      // A write for the half a split moved away, ordered after the commit marker: no replica
+      // applies it; the client is told the group does not hold the key and asks again.
+      env->metrics().add("splits.writes_for_moved_half", 1);
+      finish_apply(r, entry, StorageStatus::kNoSuchGroup);
       return;
     }
     // The leader answers a client for this entry: it reads the old item to report capacity
@@ -1117,10 +1161,17 @@ struct StorageNode::Impl {
       const LogEntry applied_entry = std::move(rep.applying_entry);
       rep.applying_entry = LogEntry{};
       if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
+        rep.applying_marked_key.reset();
         apply_failed(rep, applied_entry, status);
         return;
       }
+      const bool marked = rep.applying_marked_key.has_value();
+      if (marked) {
+        rep.copy_marked.insert(std::move(*rep.applying_marked_key));
+        rep.applying_marked_key.reset();
+      }
       finish_apply(rep, applied_entry, std::move(result));
+      if (marked) split_copy_step(rep);
       if (!rep.in_pump) pump_apply(rep);
     };
     if (put_item) {
@@ -1218,6 +1269,13 @@ struct StorageNode::Impl {
 
   void finish_apply(Replica& r, const LogEntry& entry, ApplyResult result) {
     DYN_ASSERT(entry.index == r.applied.next());
+    if (r.applying_size_hash) {
+      if (result.sizes_known && result.status == StorageStatus::kOk) {
+        split_observe_size(r, static_cast<int64_t>(result.new_size_bytes) -
+                                  static_cast<int64_t>(result.old_size_bytes));
+      }
+      r.applying_size_hash.reset();
+    }
     r.applied = entry.index;
     if (r.archiver) offer_to_archiver(r, entry);
     ++r.applied_since_checkpoint;
@@ -1743,6 +1801,12 @@ struct StorageNode::Impl {
     if (r.kind == MemberKind::kLog) return answer(StorageStatus::kNotLeader, leader_address(r));
     const StorageStatus valid = validate(*request);
     if (valid != StorageStatus::kOk) return answer(valid);
+    if (options.splits.enabled && request->op != StorageOp::kScan &&
+        !in_split_range(r, partition_hash(request->key.partition))) {
+      // The key's half moved to a split's child: no members, so the router re-resolves.
+      return respond_group(r.assignment.group, from, request->request_id,
+                           StorageStatus::kNoSuchGroup, {}, {}, LogIndex());
+    }
     if (!is_write(request->op)) return on_get(r, from, request);
     if (request->op == StorageOp::kUpdate && options.plant_evaluate_update_at_leader_before_log &&
         r.paxos->role() == PaxosRole::kLeader) {
@@ -1797,6 +1861,13 @@ struct StorageNode::Impl {
       respond(r, from, request.request_id, request.known_epoch, StorageStatus::kThrottled, {}, {},
               LogIndex());
       return;
+    }
+    if (options.splits.enabled) {
+      split_observe(r, partition_hash(request.key.partition),
+                    write_capacity(request.op == StorageOp::kPut
+                                       ? stored_item_size_bytes(request.item, request.key_name_bytes)
+                                       : 0),
+                    /*write=*/true);
     }
     Command paxos_command;
     // Unique per (client, request); never 0 (the no-op's id).
@@ -1923,6 +1994,17 @@ struct StorageNode::Impl {
 
   void read_from_tree(Replica& r, sim::Address from,
                       const std::shared_ptr<const StorageRequest>& request) {
+    const uint64_t key_hash =
+        options.splits.enabled && request->op != StorageOp::kScan
+            ? partition_hash(request->key.partition)
+            : 0;
+    if (options.splits.enabled && request->op != StorageOp::kScan &&
+        !in_split_range(r, key_hash)) {
+      // The range shrank since the read arrived (a deferred strong read behind a split's commit).
+      respond_group(r.assignment.group, from, request->request_id, StorageStatus::kNoSuchGroup, {},
+                    {}, LogIndex());
+      return;
+    }
     if (request->op != StorageOp::kGet) {
       start_page_read(r, from, request);
       return;
@@ -1933,7 +2015,8 @@ struct StorageNode::Impl {
     const ReadConsistency consistency = request->consistency;
     const uint32_t key_name_bytes = request->key_name_bytes;
     r.tree->get(request->key, [this, slot, from, request_id, known_epoch, consistency,
-                               key_name_bytes](BTreeStatus status, std::optional<Item> item) {
+                               key_name_bytes, key_hash](BTreeStatus status,
+                                                           std::optional<Item> item) {
       Replica& rep = *replicas[slot];
       Answer answer;
       switch (status) {
@@ -1946,6 +2029,7 @@ struct StorageNode::Impl {
                     LogIndex());
             return;
           }
+          split_observe(rep, key_hash, answer.consumed, /*write=*/false);
           respond(rep, from, request_id, known_epoch, StorageStatus::kOk, std::move(item), {},
                   LogIndex(), std::move(answer));
           return;
@@ -1957,6 +2041,7 @@ struct StorageNode::Impl {
                     LogIndex());
             return;
           }
+          split_observe(rep, key_hash, answer.consumed, /*write=*/false);
           respond(rep, from, request_id, known_epoch, StorageStatus::kNotFound, {}, {}, LogIndex(),
                   std::move(answer));
           return;
@@ -2073,6 +2158,7 @@ struct StorageNode::Impl {
       } else {
         const uint64_t hash = partition_hash(key.partition);
         if (hash < request.scan.hash_begin || hash > request.scan.hash_end) continue;
+        if (options.splits.enabled && !in_split_range(r, hash)) continue;  // moved by a split
       }
       if (forward && start && !(*start < key)) continue;
       if (forward && options.plant_page_limit_after_filter && !request.page.filter.evaluate(&item)) {
@@ -2133,6 +2219,9 @@ struct StorageNode::Impl {
       respond(r, read.client, request.request_id, request.known_epoch, StorageStatus::kThrottled,
               {}, {}, LogIndex());
       return false;
+    }
+    if (options.splits.enabled && request.op == StorageOp::kQuery) {
+      split_observe(r, partition_hash(request.key.partition), answer.consumed, /*write=*/false);
     }
     answer.scanned_count = static_cast<uint32_t>(read.evaluated.size());
     const uint32_t limit = request.page.limit;
@@ -2246,6 +2335,11 @@ struct StorageNode::Impl {
       if (report != nullptr && admission) admission->on_capacity_report(*report, env->local_now());
       return;
     }
+    if (message.type == static_cast<uint32_t>(SplitMessageType::kCopyDone)) {
+      const auto* body = dynamic_cast<const SplitCopyDoneBody*>(message.body.get());
+      if (body != nullptr && options.splits.enabled) on_split_copy_done(*body);
+      return;
+    }
     if (message.type == static_cast<uint32_t>(CapacityMessageType::kAllocationUpdate)) {
       const auto* update = dynamic_cast<const AllocationUpdate*>(message.body.get());
       if (update != nullptr && capacity_agent) on_allocation_update(*update);
@@ -2349,6 +2443,12 @@ struct StorageNode::Impl {
         return;
       case kCookieCapacityRequest:
         on_capacity_request_timer();
+        return;
+      case kCookieSplitPolicy:
+        on_split_policy_timer();
+        return;
+      case kCookieSplitCopy:
+        on_split_copy_timer(generation);
         return;
       default:
         DYN_ASSERT_MSG(false, "unknown timer cookie");
@@ -4079,6 +4179,433 @@ struct StorageNode::Impl {
       s.item_count = r.tree->item_count();
     }
     return s;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Splits (model/split_executor.h, docs/partitions.md "Splitting a running partition").
+
+  static bool in_split_range(const Replica& r, uint64_t hash) {
+    return r.hash_begin <= hash && hash <= r.hash_end;
+  }
+
+  static uint64_t split_term(const Replica& r) {
+    const Ballot ballot = r.paxos->ballot();
+    return ballot.round << 8 | ballot.replica;
+  }
+
+  // A write entry the replica may apply: its key lies in the group's range. Marks high-half keys
+  // for the copy while a split copies, and notes the key's hash for the size figure.
+  bool split_admits_entry(Replica& r, const LogEntry& entry) {
+    WriteCommand command;
+    if (!WriteCommand::decode(entry.command.bytes, &command)) return true;  // start_apply asserts
+    const uint64_t hash = partition_hash(command.key.partition);
+    if (!in_split_range(r, hash)) return false;
+    if (r.split && r.split->copying() && hash >= r.split->marker().split_hash) {
+      r.applying_marked_key = command.key;
+    }
+    if (r.sampler && r.waiters.contains(entry.index.value)) r.applying_size_hash = hash;
+    return true;
+  }
+
+  // The leader counts what it admitted (or served, without admission) in its sampler.
+  void split_observe(Replica& r, uint64_t hash, CapacityUnits cost, bool write) {
+    if (!options.splits.enabled || r.kind != MemberKind::kFull || !r.paxos ||
+        r.paxos->role() != PaxosRole::kLeader || !in_split_range(r, hash)) {
+      return;
+    }
+    const sim::SimTime now = env->local_now();
+    if (!r.sampler) {
+      r.sampler = std::make_unique<KeyTrafficSampler>(r.hash_begin, r.hash_end, now,
+                                                      options.splits.sampler);
+    }
+    TrafficObservation observation;
+    observation.partition_hash = hash;
+    observation.key_identity = hash;
+    const uint64_t milli = static_cast<uint64_t>(std::max<int64_t>(0, to_milli_units(cost)));
+    (write ? observation.write_milli_units : observation.read_milli_units) = milli;
+    r.sampler->observe(observation, now);
+  }
+
+  // The size figure: each write the leader answered changes the bytes at its key.
+  void split_observe_size(Replica& r, int64_t delta_bytes) {
+    if (!r.applying_size_hash) return;
+    const uint64_t hash = *r.applying_size_hash;
+    r.applying_size_hash.reset();
+    if (r.sampler && in_split_range(r, hash) && r.sampler->hash_begin() == r.hash_begin &&
+        r.sampler->hash_end() == r.hash_end) {
+      r.sampler->observe_stored_bytes(hash, delta_bytes);
+    }
+  }
+
+  void on_split_policy_timer() {
+    env->set_timer(options.splits.policy_period, make_cookie(kCookieSplitPolicy, 0));
+    for (size_t i = 0; i < replicas.size(); ++i) {
+      Replica& r = *replicas[i];
+      if (r.dropped || r.failed || !r.recovered || !r.paxos || r.kind != MemberKind::kFull) {
+        continue;
+      }
+      if (r.paxos->role() != PaxosRole::kLeader) {
+        r.sampler.reset();
+        if (r.split && r.split->report_due()) send_copy_done(r);
+        continue;
+      }
+      if (r.split) {
+        if (r.split->report_due()) {
+          r.split->on_copy_reported(r.assignment.replica, r.split->begin_index().value);
+        }
+        maybe_propose_split_commit(r);
+        continue;
+      }
+      split_decide(r);
+    }
+  }
+
+  void split_decide(Replica& r) {
+    const sim::SimTime now = env->local_now();
+    if (!r.sampler) {
+      r.sampler = std::make_unique<KeyTrafficSampler>(r.hash_begin, r.hash_end, now,
+                                                      options.splits.sampler);
+    }
+    // Only a group of three full voters splits (its child takes the same members).
+    const Configuration& configuration = r.paxos->configuration_at(r.paxos->commit_index());
+    if (configuration.voter_count() != kReplicasPerGroup ||
+        configuration.members.size() != kReplicasPerGroup) {
+      return;
+    }
+    for (const Member& member : configuration.members) {
+      if (member.kind != MemberKind::kFull || !member.voter) return;
+    }
+    if (r.split_generation >= 255 || r.id_stride > UINT32_MAX / 2 ||
+        r.assignment.group.value > UINT32_MAX - r.id_stride) {
+      return;  // the id space of this lineage is used up
+    }
+    PartitionStatus status;
+    status.id = PartitionId(r.assignment.group.value);
+    status.hash_begin = r.hash_begin;
+    status.hash_end = r.hash_end;
+    status.size_bytes = r.sampler->stored_bytes();
+    status.split_in_progress = false;
+    const SplitDecision decision =
+        SplitPolicy(options.splits.policy).decide(status, *r.sampler, now);
+    env->metrics().add(std::string("splits.decisions.") + to_string(decision.verdict), 1);
+    if (!is_split(decision.verdict)) return;
+    SplitMarker marker;
+    marker.kind = SplitMarker::Kind::kBegin;
+    marker.parent = r.assignment.group;
+    marker.child = GroupId(r.assignment.group.value + r.id_stride);
+    marker.parent_begin = r.hash_begin;
+    marker.parent_end = r.hash_end;
+    marker.split_hash = decision.split_hash;
+    marker.child_stride = r.id_stride * 2;
+    marker.reason = decision.verdict;
+    marker.decided_local_ns = now.ns;
+    propose_split_marker(r, marker);
+  }
+
+  bool propose_split_marker(Replica& r, const SplitMarker& marker) {
+    Command command;
+    command.id = sim::splitmix64(mix(mix(marker.child.value, static_cast<uint64_t>(marker.kind)),
+                                     mix(marker.begin_index, split_term(r)))) |
+                 1;  // never the no-op's 0
+    command.bytes = marker.encode();
+    const ProposeResult result = r.paxos->propose(std::move(command), env->local_now());
+    after_input(r);
+    if (result.status != ProposeStatus::kOk) {
+      env->metrics().add("splits.propose_refused", 1);
+      return false;
+    }
+    return true;
+  }
+
+  void maybe_propose_split_commit(Replica& r) {
+    if (!r.split || !r.paxos || r.paxos->role() != PaxosRole::kLeader) return;
+    r.split->on_term(split_term(r));
+    const Configuration& configuration = r.paxos->configuration_at(r.paxos->commit_index());
+    if (!r.split->commit_due(configuration)) return;
+    SplitMarker marker = r.split->marker();
+    marker.kind = SplitMarker::Kind::kCommit;
+    marker.begin_index = r.split->begin_index().value;
+    if (propose_split_marker(r, marker)) r.split->on_commit_proposed(split_term(r));
+  }
+
+  void send_copy_done(Replica& r) {
+    const std::optional<sim::Address> leader = leader_address(r);
+    if (!leader) return;
+    auto body = std::make_shared<SplitCopyDoneBody>();
+    body->parent = r.assignment.group;
+    body->replica = r.assignment.replica;
+    body->begin_index = r.split->begin_index().value;
+    sim::Message message;
+    message.type = static_cast<uint32_t>(SplitMessageType::kCopyDone);
+    message.size_bytes = kMessageHeaderBytes;
+    message.digest = mix(mix(body->parent.value, body->replica), body->begin_index);
+    message.body = std::move(body);
+    env->send(*leader, std::move(message));
+  }
+
+  void on_split_copy_done(const SplitCopyDoneBody& body) {
+    auto found = slot_of_group.find(body.parent.value);
+    if (found == slot_of_group.end()) return;
+    Replica& r = *replicas[found->second];
+    if (!r.split || !r.paxos || r.paxos->role() != PaxosRole::kLeader) return;
+    r.split->on_copy_reported(body.replica, body.begin_index);
+    if (r.split->report_due()) {
+      r.split->on_copy_reported(r.assignment.replica, r.split->begin_index().value);
+    }
+    maybe_propose_split_commit(r);
+  }
+
+  std::optional<size_t> free_disk_slot() const {
+    for (size_t candidate = 0; candidate < max_slots; ++candidate) {
+      if (!disk_slots_used.contains(candidate)) return candidate;
+    }
+    return std::nullopt;
+  }
+
+  void apply_split_marker(Replica& r, const LogEntry& entry) {
+    SplitMarker marker;
+    const bool decoded = SplitMarker::decode(entry.command.bytes, &marker);
+    DYN_ASSERT_MSG(decoded, "a committed split marker does not decode");
+    // A marker for another range (a duplicate proposed by a later leader, or a begin whose split
+    // already ran) changes nothing.
+    const bool current = marker.parent == r.assignment.group &&
+                         marker.parent_begin == r.hash_begin && marker.parent_end == r.hash_end;
+    if (marker.kind == SplitMarker::Kind::kBegin) {
+      if (current && !r.split && r.kind == MemberKind::kFull) begin_split(r, marker, entry.index);
+      finish_apply(r, entry, StorageStatus::kOk);
+      if (r.split && r.split->begin_index() == entry.index) split_copy_step(r);
+      return;
+    }
+    if (!current) {
+      finish_apply(r, entry, StorageStatus::kOk);
+      return;
+    }
+    // The cutover: from this index on the group holds the low half only.
+    r.hash_end = marker.split_hash - 1;
+    r.split_generation += 1;
+    r.id_stride = marker.child_stride;
+    r.sampler.reset();
+    env->metrics().add("splits.commits_applied", 1);
+    if (options.observer != nullptr) {
+      options.observer->on_split_committed(
+          marker.parent, marker.child, r.assignment.replica, env->self(), marker.parent_begin,
+          marker.parent_end, marker.split_hash, marker.reason == SplitVerdict::kSplitForSize,
+          sim::SimTime(marker.decided_local_ns), env->local_now());
+    }
+    if (r.split && r.split->begin_index().value == marker.begin_index) {
+      r.split->on_commit_applied(entry.index);
+    }
+    finish_apply(r, entry, StorageStatus::kOk);
+    maybe_start_split_child(r);
+    if (memds_publisher) publish_partition_entry(r);
+  }
+
+  void begin_split(Replica& r, const SplitMarker& marker, LogIndex index) {
+    const std::optional<size_t> disk_slot = free_disk_slot();
+    if (!disk_slot || slot_of_group.contains(marker.child.value)) {
+      // This replica cannot host the child: the split goes on with the others (the child then
+      // runs on the replicas that could).
+      env->metrics().add("splits.no_child_slot", 1);
+      return;
+    }
+    ReplicaAssignment assignment;
+    assignment.group = marker.child;
+    assignment.replica = r.assignment.replica;
+    assignment.members = r.assignment.members;
+    const Configuration configuration = r.paxos->configuration_at(index);
+    const size_t parent_slot = r.slot;
+    Replica& child =
+        add_replica(assignment, *disk_slot, MemberKind::kFull, Seed{LogIndex(), configuration});
+    Replica& parent = *replicas[parent_slot];
+    child.hash_begin = marker.split_hash;
+    child.hash_end = marker.parent_end;
+    child.split_generation = parent.split_generation + 1;
+    child.id_stride = marker.child_stride;
+    child.split_child_filling = true;
+    // Whatever an earlier occupant of the slot left must not be read.
+    env->disk(options.disk_index)
+        .discard(child.disk_slot * slot_sectors * sector_bytes, slot_sectors * sector_bytes);
+    parent.split.emplace(marker, index, options.splits.plant_child_serves_before_copy);
+    parent.split_child_slot = child.slot;
+    parent.copy_cursor.reset();
+    parent.copy_marked.clear();
+    env->metrics().add("splits.begun", 1);
+  }
+
+  // One paced copy step: keys marked by applies first, then the next chunk of the bulk copy.
+  void split_copy_step(Replica& r) {
+    if (!r.split || !r.split->copying() || r.copy_running || r.copy_timer_armed || r.dropped ||
+        r.failed) {
+      return;
+    }
+    const size_t slot = r.slot;
+    if (!r.copy_marked.empty()) {
+      std::vector<PrimaryKey> keys;
+      while (!r.copy_marked.empty() && keys.size() < options.splits.copy_chunk_items) {
+        keys.push_back(*r.copy_marked.begin());
+        r.copy_marked.erase(r.copy_marked.begin());
+      }
+      r.copy_running = true;
+      copy_keys(slot, std::make_shared<std::vector<PrimaryKey>>(std::move(keys)), 0, 0);
+      return;
+    }
+    if (r.split->bulk_copy_done()) {
+      maybe_start_split_child(r);
+      return;
+    }
+    r.copy_running = true;
+    r.tree->scan(r.copy_cursor, options.splits.copy_chunk_items,
+                 [this, slot](BTreeStatus status, std::vector<Item> items,
+                              std::optional<PrimaryKey> next) {
+                   Replica& rep = *replicas[slot];
+                   if (rep.dropped || !rep.split) return;
+                   if (status != BTreeStatus::kOk) {
+                     // Try the chunk again after a pause (a full queue, or a bad page that
+                     // scrub may repair).
+                     copy_step_done(rep, options.splits.copy_chunk_items * 1024);
+                     return;
+                   }
+                   const uint64_t split_hash = rep.split->marker().split_hash;
+                   const uint64_t end = rep.split->marker().parent_end;
+                   auto moving = std::make_shared<std::vector<Item>>();
+                   for (Item& item : items) {
+                     const uint64_t hash = partition_hash(item.key().partition);
+                     if (split_hash <= hash && hash <= end) moving->push_back(std::move(item));
+                   }
+                   rep.copy_cursor = std::move(next);
+                   const bool last = !rep.copy_cursor.has_value();
+                   put_copied(slot, moving, 0, 0, last);
+                 });
+  }
+
+  // Puts items[i..] into the child's tree, one after another; then ends the step.
+  void put_copied(size_t slot, std::shared_ptr<std::vector<Item>> items, size_t i, uint64_t bytes,
+                  bool last) {
+    Replica& r = *replicas[slot];
+    if (r.dropped || !r.split) return;
+    if (i == items->size()) {
+      if (last) {
+        r.split->on_bulk_copy_done();
+        env->metrics().add("splits.bulk_copies_done", 1);
+        if (r.paxos && r.paxos->role() == PaxosRole::kLeader) {
+          r.split->on_copy_reported(r.assignment.replica, r.split->begin_index().value);
+          maybe_propose_split_commit(r);
+        } else {
+          send_copy_done(r);
+        }
+      }
+      copy_step_done(r, bytes);
+      return;
+    }
+    Replica& child = *replicas[r.split_child_slot];
+    const uint64_t size = stored_item_size_bytes((*items)[i], 0);
+    env->metrics().add("splits.copied_bytes", static_cast<int64_t>(size));
+    child.tree->put((*items)[i], [this, slot, items, i, bytes, size, last](BTreeStatus) {
+      put_copied(slot, items, i + 1, bytes + size, last);
+    });
+  }
+
+  // Copies keys[i..] again from the parent's tree (the item, or its absence) into the child's.
+  void copy_keys(size_t slot, std::shared_ptr<std::vector<PrimaryKey>> keys, size_t i,
+                 uint64_t bytes) {
+    Replica& r = *replicas[slot];
+    if (r.dropped || !r.split) return;
+    if (i == keys->size()) {
+      copy_step_done(r, bytes);
+      return;
+    }
+    r.tree->get((*keys)[i], [this, slot, keys, i, bytes](BTreeStatus status,
+                                                          std::optional<Item> item) {
+      Replica& rep = *replicas[slot];
+      if (rep.dropped || !rep.split) return;
+      if (status != BTreeStatus::kOk && status != BTreeStatus::kNotFound) {
+        rep.copy_marked.insert((*keys)[i]);  // again in a later step
+        copy_keys(slot, keys, i + 1, bytes);
+        return;
+      }
+      Replica& child = *replicas[rep.split_child_slot];
+      if (item) {
+        const uint64_t size = stored_item_size_bytes(*item, 0);
+        child.tree->put(std::move(*item), [this, slot, keys, i, bytes, size](BTreeStatus) {
+          copy_keys(slot, keys, i + 1, bytes + size);
+        });
+      } else {
+        child.tree->erase((*keys)[i], [this, slot, keys, i, bytes](BTreeStatus) {
+          copy_keys(slot, keys, i + 1, bytes + 1);
+        });
+      }
+    });
+  }
+
+  // A step moved `bytes`: the next one waits bytes / copy_bytes_per_second.
+  void copy_step_done(Replica& r, uint64_t bytes) {
+    r.copy_running = false;
+    if (!r.split) return;
+    maybe_start_split_child(r);
+    if (!r.split || !r.split->copying()) return;
+    if (r.split->bulk_copy_done() && r.copy_marked.empty()) return;  // the next apply marks
+    const uint64_t rate = std::max<uint64_t>(1, options.splits.copy_bytes_per_second);
+    const int64_t delay_ns = static_cast<int64_t>(
+        std::min<uint64_t>(std::max<uint64_t>(bytes, 1), UINT64_MAX / 1'000'000'000) *
+        1'000'000'000 / rate);
+    r.copy_timer_armed = true;
+    env->set_timer(sim::nanoseconds(std::max<int64_t>(delay_ns, 1)),
+                   make_cookie(kCookieSplitCopy, r.slot));
+  }
+
+  void on_split_copy_timer(uint64_t slot) {
+    if (slot >= replicas.size()) return;
+    Replica& r = *replicas[slot];
+    r.copy_timer_armed = false;
+    split_copy_step(r);
+  }
+
+  void maybe_start_split_child(Replica& r) {
+    if (!r.split || r.copy_running) return;
+    if (!r.split->child_may_start(r.copy_marked.size())) {
+      // Keys marked before the commit still to copy: keep stepping.
+      if (r.split->committed() && !r.copy_timer_armed) split_copy_step(r);
+      return;
+    }
+    r.split->on_child_started();
+    Replica& child = *replicas[r.split_child_slot];
+    r.split.reset();
+    r.copy_marked.clear();
+    r.copy_cursor.reset();
+    if (child.dropped) return;
+    env->metrics().add("splits.children_started", 1);
+    start_split_child(child);
+  }
+
+  // The child's first checkpoint holds the copied high half at its log index 0; once it and the
+  // directory naming the child are durable, the child recovers from them and its Paxos starts.
+  void start_split_child(Replica& child) {
+    CheckpointState state;
+    state.applied = child.seed->base;
+    state.wal_replay_position = 0;
+    state.wal_next_sequence = 1;
+    state.hard_state.commit = child.seed->base;
+    state.configuration = child.seed->configuration;
+    CheckpointMetadata metadata;
+    metadata.bytes = encode_checkpoint(state);
+    const size_t slot = child.slot;
+    child.tree->checkpoint(std::move(metadata), [this, slot, state](BTreeStatus status) {
+      Replica& rep = *replicas[slot];
+      if (rep.dropped) return;
+      if (status != BTreeStatus::kOk) {
+        // The child's copy here cannot be made durable: this replica does not take part.
+        env->metrics().add("splits.child_checkpoint_failed", 1);
+        rep.failed = true;
+        return;
+      }
+      rep.seed.reset();
+      rep.split_child_filling = false;
+      write_directory([this, slot, state] {
+        Replica& listed = *replicas[slot];
+        if (listed.dropped) return;
+        finish_recovery(listed, state, WalRecovery{});
+      });
+    });
   }
 };
 

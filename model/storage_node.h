@@ -39,6 +39,7 @@
 #include "model/memds.h"
 #include "model/capacity_controller.h"
 #include "model/paxos.h"
+#include "model/split_executor.h"
 #include "model/storage_protocol.h"
 #include "model/wal.h"
 #include "sim/env.h"
@@ -257,6 +258,12 @@ struct StorageNodeOptions {
   // pass the filter, so a page reads past 1 MB. Never set outside tests.
   bool plant_page_limit_after_filter = false;
   MemdsPublishing memds;
+  // Splits (model/split_executor.h, docs/partitions.md, "Splitting a running partition"): each
+  // leader samples its partition's traffic and asks SplitPolicy every policy_period; a split
+  // copies the high half into a child group on the same nodes and cuts over through the log.
+  // Off by default. Needs memds (the children's routing) and no healing, archival or restarts
+  // (a replica's range and split state are not yet kept across a restart).
+  SplitExecutorOptions splits;
 };
 
 class StorageNode final : public sim::Process {

@@ -264,6 +264,18 @@ class StorageObserver {
     (void)group, (void)node, (void)configuration, (void)local_now;
   }
 
+  // Splits (model/split_executor.h, docs/partitions.md): replica `replica` of `parent` (on
+  // `node`) applied the commit of the split that gave [split_hash, parent_end] to the new group
+  // `child`. Every replica reports; times are on the reporting node's clock, `decided_local` on
+  // the deciding leader's. `for_size`: split for size, else for consumption.
+  virtual void on_split_committed(GroupId parent, GroupId child, uint32_t replica,
+                                  sim::Address node, uint64_t parent_begin, uint64_t parent_end,
+                                  uint64_t split_hash, bool for_size, sim::SimTime decided_local,
+                                  sim::SimTime local_now) {
+    (void)parent, (void)child, (void)replica, (void)node, (void)parent_begin, (void)parent_end,
+        (void)split_hash, (void)for_size, (void)decided_local, (void)local_now;
+  }
+
   // Scrub's reference check (docs/scrub.md, "The reference check"): the content a majority of a
   // group's replicas agreed on at log index `at`, against the reference replica rebuilt from the
   // archive at `at`. `detail` says what differed or what failed.

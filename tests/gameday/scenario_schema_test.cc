@@ -369,6 +369,13 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("router_max_forwards", s.router_max_forwards);
     time("memds_lookup_timeout", s.memds_lookup_timeout);
     put("plant_router_forward_to_neighbour", s.plant_router_forward_to_neighbour);
+    put("splits", s.splits);
+    put("splits_consumption_threshold_percent", s.splits_consumption_threshold_percent);
+    put("splits_sustained_periods", s.splits_sustained_periods);
+    put("splits_size_threshold_bytes", s.splits_size_threshold_bytes);
+    put("splits_copy_bytes_per_second", s.splits_copy_bytes_per_second);
+    time("splits_policy_period", s.splits_policy_period);
+    put("plant_split_child_before_copy", s.plant_split_child_before_copy);
     put("admission", s.admission);
     put("read_capacity_units", s.read_capacity_units);
     put("write_capacity_units", s.write_capacity_units);
@@ -523,11 +530,12 @@ TEST(ScenarioSchemaTest, EveryObjectLevelRefusesUnknownFields) {
   const SchemaValidator validator(schema);
   const std::vector<Level> all = levels(validator, schema);
   // Root, topology, disk, network, probe, faults, timeline entry, random entry, storage,
-  // healing, archival, scrub, admission, auto_scaling, gac, routing, plant, divergent_apply,
+  // healing, archival, scrub, admission, auto_scaling, gac, routing, splits, plant,
+  // divergent_apply,
   // workload, rate and its ramp, diurnal, spike and replay, a phase with its rate (and the rate's
   // four shapes), mix and key_distribution, item_size_distribution with uniform, lognormal and a
   // histogram bucket, key_distribution, mix, checks.
-  EXPECT_EQ(all.size(), 39u);
+  EXPECT_EQ(all.size(), 40u);
   for (const Level& level : all) {
     EXPECT_EQ(level.schema->value("additionalProperties", json(true)), json(false)) << level.path;
     for (const auto& [key, property] : level.schema->at("properties").items()) {

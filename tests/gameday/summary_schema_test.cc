@@ -87,6 +87,11 @@ const std::map<std::string, json>& summaries() {
                                              "storage.admission.gac.servers=3"})),
                               1)
                       .summary;
+    // A hot partition that splits for consumption (docs/partitions.md).
+    runs["split"] = run_service(scenario("hot-partition.json", {"duration=20s", "heal=12s",
+                                                                "workload.verify_after=5s"}),
+                                1)
+                        .summary;
     // The planted unbounded burst bucket fails the admission check (AdmissionGameDay): a failed
     // run's summary.
     runs["failed"] =
@@ -156,7 +161,7 @@ std::string joined(const std::vector<std::string>& lines) {
 TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   const json document = schema();
   const SchemaValidator validator(document);
-  ASSERT_EQ(summaries().size(), 8u);
+  ASSERT_EQ(summaries().size(), 9u);
   for (const auto& [kind, summary] : summaries()) {
     EXPECT_EQ(validator.validate(summary), std::vector<std::string>{})
         << kind << ":\n"
@@ -171,6 +176,7 @@ TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   EXPECT_TRUE(summaries().at("routing").at("checks").contains("router_groups"));
   EXPECT_TRUE(summaries().at("gac").contains("gac"));
   EXPECT_TRUE(summaries().at("gac").at("checks").contains("gac"));
+  EXPECT_FALSE(summaries().at("split").at("partitions").at("splits").empty());
   EXPECT_FALSE(summaries().at("failed").at("passed").get<bool>());
   EXPECT_TRUE(summaries().at("failed").contains("reproduce"));
 }
