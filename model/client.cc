@@ -299,6 +299,11 @@ void DirectClient::send_attempt(sim::Env& env, uint64_t operation_id) {
   message.digest = request_digest(*body);
   message.body = std::move(body);
 
+  launch(env, operation, std::move(message));
+}
+
+// Records the attempt, tells the observer, arms its timeout and sends it.
+void DirectClient::launch(sim::Env& env, Operation& operation, sim::Message message) {
   attempts_in_flight_.emplace(operation.request_id, operation.id);
   if (observer_ != nullptr && operation.request.register_shaped()) {
     observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
@@ -326,17 +331,7 @@ void DirectClient::send_routed(sim::Env& env, Operation& operation,
   message.size_bytes = request_size_bytes(body->request) + 8;
   message.digest = sim::splitmix64(request_digest(body->request) ^ options_.table.value);
   message.body = std::move(body);
-  attempts_in_flight_.emplace(operation.request_id, operation.id);
-  if (observer_ != nullptr && operation.request.register_shaped()) {
-    observer_->on_attempt_start(client_id_, operation.id, operation.request_id, operation.request,
-                                operation.replica);
-  } else if (observer_ != nullptr) {
-    observer_->on_api_attempt_start(client_id_, operation.id, operation.request_id,
-                                    operation.request, operation.replica);
-  }
-  operation.timer =
-      env.set_timer(options_.attempt_timeout, kTimerCookieBase | operation.request_id);
-  env.send(operation.replica, std::move(message));
+  launch(env, operation, std::move(message));
 }
 
 void DirectClient::end_attempt(Operation& operation, StorageStatus status, bool timed_out,

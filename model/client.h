@@ -277,6 +277,7 @@ class DirectClient {
   std::optional<size_t> router_index_;
   sim::Address current_router(sim::Env& env);
   void send_routed(sim::Env& env, Operation& operation, std::shared_ptr<StorageRequest> body);
+  void launch(sim::Env& env, Operation& operation, sim::Message message);
   uint64_t next_operation_id_ = 1;
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Operation>> operations_;  // by operation id

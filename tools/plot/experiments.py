@@ -38,7 +38,6 @@ Needs python3 and python3-matplotlib (Debian packages); nothing else.
 """
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -51,6 +50,16 @@ import matplotlib
 matplotlib.use("Agg")  # no display: write files only
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_run import read_partitions  # noqa: E402  (the run directory's CSVs, as plot_run reads them)
+from plot_run import read_metrics as read_metrics_file  # noqa: E402
+
+
+def read_metrics(path):
+    """metrics.csv as plot_run reads it, or no columns when the run wrote none."""
+    return read_metrics_file(path) if os.path.exists(path) else {}
+
 
 SLO_AVAILABILITY = 0.9999  # P22 section 1: the 99.99 % SLA for regular tables
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -151,31 +160,6 @@ class Run:
     def failed_checks(self):
         return sorted(name for name, check in self.summary.get("checks", {}).items()
                       if not check.get("passed", False))
-
-
-def read_metrics(path):
-    columns = {}
-    if not os.path.exists(path):
-        return columns
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        for name in reader.fieldnames or []:
-            columns[name] = []
-        for row in reader:
-            for name, value in row.items():
-                columns[name].append(float(value) if value not in ("", None) else None)
-    return columns
-
-
-def read_partitions(path):
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.append((float(row["time_s"]), int(row["partition"]), int(row["attempts"]),
-                         int(row["errors"])))
-    return rows
 
 
 def window_mean(times, values, start, end):
