@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
+#include <utility>
 
 #include "gameday/json_reader.h"
 
@@ -77,7 +78,7 @@ nlohmann::json DurabilityChecker::report() const {
   return report;
 }
 
-ScenarioRun::ScenarioRun(const ScenarioSpec& spec, uint64_t seed) : spec_(spec), seed_(seed) {
+ScenarioRun::ScenarioRun(ScenarioSpec spec, uint64_t seed) : spec_(std::move(spec)), seed_(seed) {
   simulation_ = std::make_unique<sim::Simulation>(seed, spec.source);
   durability_.bind(simulation_.get());
   sim::ScopedCheckContext context(simulation_->check_context());

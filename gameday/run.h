@@ -57,7 +57,8 @@ class ScenarioRun {
  public:
   static constexpr uint32_t kProbePort = 7000;
 
-  ScenarioRun(const ScenarioSpec& spec, uint64_t seed);
+  // The run keeps its own copy of the scenario: a temporary spec may be passed.
+  ScenarioRun(ScenarioSpec spec, uint64_t seed);
   ~ScenarioRun();
 
   // Runs one event of the fault or heal phase. False when the run has reached its end.
@@ -99,7 +100,7 @@ class ScenarioRun {
   void begin_heal();
   bool service_scenario() const { return spec_.storage.has_value(); }
 
-  const ScenarioSpec& spec_;
+  const ScenarioSpec spec_;
   uint64_t seed_;
   std::unique_ptr<sim::Simulation> simulation_;
   std::unique_ptr<sim::World> world_;

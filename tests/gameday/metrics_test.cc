@@ -137,6 +137,27 @@ TEST(PlotTest, APlotScriptRunTurnsARunDirectoryIntoPlotsAndAReport) {
   EXPECT_EQ(WEXITSTATUS(std::system(refused.c_str())), 2);
 }
 
+// A run whose partitions split gets the partition count over time (splits.png) in its report.
+TEST(PlotTest, ARunWithSplitsGetsThePartitionCountPlot) {
+  const std::string directory = ::testing::TempDir() + "/plot-test-splits";
+  std::filesystem::remove_all(directory);
+  const std::string run = std::string(DYNASIM_CLI_PATH) + " run " + DYNASIM_SOURCE_DIR +
+                          "/scenarios/hot-partition.json --seed 1 --quiet --set duration=30s" +
+                          " --set heal=15s --set workload.verify_after=5s --metrics-interval 5s" +
+                          " --out " + directory + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(run.c_str()), 0) << run;
+  const std::string plot =
+      python() + " " + DYNASIM_SOURCE_DIR + "/tools/plot/plot_run.py " + directory + " >/dev/null";
+  ASSERT_EQ(std::system(plot.c_str()), 0) << plot;
+  const std::filesystem::path path = std::filesystem::path(directory) / "plots" / "splits.png";
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  EXPECT_GT(std::filesystem::file_size(path), 1000u);
+  std::ifstream report(directory + "/plots/report.html");
+  std::stringstream text;
+  text << report.rdbuf();
+  EXPECT_NE(text.str().find("Partitions and splits"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dynasim::gameday
 

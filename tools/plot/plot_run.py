@@ -195,25 +195,36 @@ def plot_partitions(rows, metrics, path):
 
 
 def plot_splits(metrics, summary, path):
-    names = [name for name in metrics if name.startswith("partitions.") or "split" in name]
-    if not names:
+    """The partition count over time from summary.json's partitions (initial count and each
+    split's time), each split marked with its reason and parent."""
+    partitions = summary.get("partitions", {})
+    splits = partitions.get("splits") if isinstance(partitions.get("splits"), list) else []
+    # The counters count per replica (each split begins and commits on every replica): shown
+    # only when the summary lists no splits.
+    counters = [] if splits else [name for name in ("splits.begun", "splits.commits_applied")
+                                  if name in metrics]
+    if not splits and not counters:
         return False
-    times = metrics["time_s"]
     figure, axis = plt.subplots(figsize=(10, 3.5))
-    initial = summary.get("partitions", {}).get("initial")
-    for name in names:
-        total = 0.0
-        cumulative = []
+    initial = partitions.get("initial")
+    end = summary.get("sim_seconds") or (metrics["time_s"][-1] if metrics.get("time_s") else 0)
+    if initial is not None:
+        times = [0.0] + [split["time_s"] for split in splits] + [end]
+        counts = [initial + i for i in range(len(splits) + 1)] + [initial + len(splits)]
+        axis.step(times, counts, where="post", label="partition count", color="black")
+        for split in splits:
+            axis.axvline(split["time_s"], color="tab:red", alpha=0.3)
+            axis.annotate("%s of %s" % (split.get("reason", "split"), split.get("parent")),
+                          (split["time_s"], initial), rotation=90, fontsize="x-small",
+                          va="bottom", ha="right")
+    for name in counters:
+        total, cumulative = 0.0, []
         for value in metrics[name]:
             total += value or 0
             cumulative.append(total)
-        axis.step(times, cumulative, where="post", label=name + " (cumulative)")
-    if initial is not None and "partitions.splits" in metrics:
-        count = [initial + c for c in
-                 [sum((v or 0) for v in metrics["partitions.splits"][:i + 1])
-                  for i in range(len(times))]]
-        axis.step(times, count, where="post", label="partition count", color="black")
+        axis.step(metrics["time_s"], cumulative, where="post", label=name + " (cumulative)")
     axis.set_xlabel("simulated time (s)")
+    axis.set_ylabel("partitions / splits")
     axis.set_title("Partitions and splits")
     axis.legend(loc="upper left", fontsize="small")
     axis.grid(alpha=0.3)
