@@ -27,10 +27,12 @@
 #include <map>
 #include <ostream>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "model/client.h"
+#include "sim/pair_hash.h"
 #include "sim/world.h"
 
 namespace dynasim::gameday {
@@ -95,8 +97,9 @@ class MetricsRecorder final : public model::ClientObserver {
   std::map<uint32_t, PartitionCell> current_partitions_;
 
   // In flight: (client, request id) -> partition; (client, operation id) -> first invoke time.
-  std::map<std::pair<uint64_t, uint64_t>, uint32_t> attempt_partition_;
-  std::map<std::pair<uint64_t, uint64_t>, int64_t> operation_invoke_ns_;
+  // Looked up by key only, never iterated (sim/pair_hash.h).
+  std::unordered_map<std::pair<uint64_t, uint64_t>, uint32_t, sim::PairHash> attempt_partition_;
+  std::unordered_map<std::pair<uint64_t, uint64_t>, int64_t, sim::PairHash> operation_invoke_ns_;
 
   std::map<std::string, int64_t, std::less<>> counters_at_last_close_;
   std::vector<Row> rows_;

@@ -51,8 +51,10 @@ void RouterGroupsChecker::on_forward(sim::Address router, model::TableId table,
                                      sim::Address destination) {
   (void)table;
   ++forwards_;
-  const std::string who =
-      "router " + world_.host_name(router.host) + " at " + sim::format_time(simulation_->now());
+  // Named only when there is a violation to report: this runs on every forward.
+  const auto who = [&] {
+    return "router " + world_.host_name(router.host) + " at " + sim::format_time(simulation_->now());
+  };
   uint64_t hash_begin = 0;
   uint64_t hash_end = 0;
   if (group.value < placement_.groups.size()) {
@@ -62,18 +64,18 @@ void RouterGroupsChecker::on_forward(sim::Address router, model::TableId table,
     hash_begin = child->second.first;
     hash_end = child->second.second;
   } else {
-    violation(who + " forwarded to unknown group " + std::to_string(group.value));
+    violation(who() + " forwarded to unknown group " + std::to_string(group.value));
     return;
   }
   if (partition_hash < hash_begin || partition_hash > hash_end) {
-    violation(who + " forwarded partition hash " + std::to_string(partition_hash) +
+    violation(who() + " forwarded partition hash " + std::to_string(partition_hash) +
               " as a request for group " + std::to_string(group.value) +
               ", whose range does not hold it");
     return;
   }
   const std::set<sim::Address>& members = members_[group.value];
   if (members.count(destination) == 0) {
-    violation(who + " forwarded a request for group " + std::to_string(group.value) + " to " +
+    violation(who() + " forwarded a request for group " + std::to_string(group.value) + " to " +
               world_.host_name(destination.host) + ", which never hosted a replica of it");
   }
 }

@@ -15,10 +15,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "gameday/linearizability.h"
 #include "model/storage_protocol.h"
+#include "sim/pair_hash.h"
 #include "sim/world.h"
 
 namespace dynasim::gameday {
@@ -104,7 +107,8 @@ class PaxosSafetyChecker final : public model::StorageObserver {
 
   sim::World& world_;
   const model::Placement& placement_;
-  std::map<std::pair<uint32_t, uint32_t>, sim::HostId> hosts_;  // by (group, replica)
+  // By (group, replica); looked up by key only, never iterated (sim/pair_hash.h).
+  std::unordered_map<std::pair<uint32_t, uint32_t>, sim::HostId, sim::PairHash> hosts_;
   std::map<std::pair<uint32_t, uint64_t>, Slot> slots_;         // by (group, index)
   // The latest window of each replica, by (group, replica). Older windows of a replica ended
   // before its latest began, and every new window begins now, so the latest ones are all a

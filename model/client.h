@@ -66,6 +66,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "model/storage_protocol.h"
@@ -281,8 +282,10 @@ class DirectClient {
   uint64_t next_operation_id_ = 1;
   uint64_t next_request_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Operation>> operations_;  // by operation id
-  std::map<uint32_t, sim::Address> leader_hints_;              // by group id
-  std::map<uint32_t, GroupView> views_;                        // by group id, made when first used
+  // By group id. Looked up by key only, never iterated, so the unordered containers cannot leak
+  // their order into the run.
+  std::unordered_map<uint32_t, sim::Address> leader_hints_;
+  std::unordered_map<uint32_t, GroupView> views_;  // made when first used
   std::map<uint32_t, uint32_t> round_robin_;                   // by group id: next replica index
   std::map<uint64_t, uint64_t> attempts_in_flight_;            // request id -> operation id
   Stats stats_;

@@ -11,6 +11,7 @@
 #include "model/scrub_protocol.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -398,6 +399,7 @@ struct StorageNode::Impl {
 
     // Tick index key and lease reporting.
     sim::SimTime tick_at = sim::SimTime::max();
+    uint64_t tick_version = 0;  // the version of its live tick-heap entry
     sim::SimTime reported_lease_until;  // zero: nothing reported as held
     bool lease_reported = false;
 
@@ -424,6 +426,51 @@ struct StorageNode::Impl {
     bool split_child_filling = false;  // on a child: created by a split, not started yet
   };
 
+  // Group id -> replica slot. Every message a node receives names its group, so this lookup is on
+  // the hot path: group ids below kDense (the placement's, and the first generations of split
+  // children) index a flat vector; larger ids, which splits reach after many generations (a
+  // child's id is its parent's plus a stride that doubles), go to a map. The interface is the
+  // map's subset the node uses: find / end / erase(found) / contains / operator[].
+  class GroupSlots {
+   public:
+    struct Entry {
+      uint32_t first = 0;
+      size_t second = kNone;
+    };
+    Entry* find(uint32_t group) {
+      if (group < kDense) {
+        return group < dense_.size() && dense_[group].second != kNone ? &dense_[group] : nullptr;
+      }
+      auto found = sparse_.find(group);
+      return found == sparse_.end() ? nullptr : &found->second;
+    }
+    Entry* end() { return nullptr; }
+    bool contains(uint32_t group) { return find(group) != nullptr; }
+    void erase(Entry* entry) {
+      if (entry->first < kDense) {
+        entry->second = kNone;
+      } else {
+        sparse_.erase(entry->first);
+      }
+    }
+    size_t& operator[](uint32_t group) {
+      if (group >= kDense) {
+        Entry& entry = sparse_[group];
+        entry.first = group;
+        return entry.second;
+      }
+      if (group >= dense_.size()) dense_.resize(group + 1);
+      dense_[group].first = group;
+      return dense_[group].second;
+    }
+
+   private:
+    static constexpr size_t kNone = SIZE_MAX;
+    static constexpr uint32_t kDense = 1u << 16;
+    std::vector<Entry> dense_;
+    std::map<uint32_t, Entry> sparse_;
+  };
+
   struct QueuedMessage {
     sim::SimTime complete_at;
     sim::Address from;
@@ -435,12 +482,27 @@ struct StorageNode::Impl {
   StorageNodeOptions options;
   sim::Env* env = nullptr;
   std::vector<std::unique_ptr<Replica>> replicas;
-  std::map<uint32_t, size_t> slot_of_group;  // by group id
+  GroupSlots slot_of_group;  // by group id
   uint64_t node_seed = 0;
   std::unique_ptr<MemdsPublisher> memds_publisher;  // MemdsPublishing; null when off
 
-  // Tick index: replicas by next due time; one node timer at the earliest.
-  std::set<std::pair<sim::SimTime, size_t>> tick_index;
+  // Tick index: replicas by next due time; one node timer at the earliest. A binary min-heap by
+  // (due time, slot) whose entries are never removed in place: an entry is live while its
+  // replica's tick_at and tick_version still match it (every reschedule takes a fresh version),
+  // and stale entries are dropped when they reach the top. Due replicas leave it in (time, slot)
+  // order.
+  struct TickEntry {
+    sim::SimTime at;
+    size_t slot;
+    uint64_t version;
+  };
+  struct TickLater {
+    bool operator()(const TickEntry& a, const TickEntry& b) const {
+      return a.at != b.at ? a.at > b.at : a.slot > b.slot;
+    }
+  };
+  std::vector<TickEntry> tick_heap;
+  uint64_t tick_versions = 0;
   sim::TimerHandle tick_timer;
   sim::SimTime tick_timer_at = sim::SimTime::max();
   uint64_t tick_generation = 0;
@@ -809,15 +871,29 @@ struct StorageNode::Impl {
   void reschedule(Replica& r) {
     const sim::SimTime due = r.paxos ? r.paxos->next_tick_at() : sim::SimTime::max();
     if (due == r.tick_at) return;
-    if (r.tick_at != sim::SimTime::max()) tick_index.erase({r.tick_at, r.slot});
     r.tick_at = due;
-    if (due != sim::SimTime::max()) tick_index.insert({due, r.slot});
+    r.tick_version = ++tick_versions;
+    if (due != sim::SimTime::max()) {
+      tick_heap.push_back(TickEntry{due, r.slot, r.tick_version});
+      std::push_heap(tick_heap.begin(), tick_heap.end(), TickLater{});
+    }
     arm_tick_timer();
   }
 
+  bool tick_entry_live(const TickEntry& entry) const {
+    const Replica& r = *replicas[entry.slot];
+    return r.tick_at == entry.at && r.tick_version == entry.version;
+  }
+
+  void pop_tick_entry() {
+    std::pop_heap(tick_heap.begin(), tick_heap.end(), TickLater{});
+    tick_heap.pop_back();
+  }
+
   void arm_tick_timer() {
-    if (tick_index.empty()) return;
-    const sim::SimTime earliest = tick_index.begin()->first;
+    while (!tick_heap.empty() && !tick_entry_live(tick_heap.front())) pop_tick_entry();
+    if (tick_heap.empty()) return;
+    const sim::SimTime earliest = tick_heap.front().at;
     if (tick_timer_at <= earliest && tick_timer.valid()) return;
     if (tick_timer.valid()) env->cancel_timer(tick_timer);
     ++tick_generation;
@@ -834,12 +910,12 @@ struct StorageNode::Impl {
     const sim::SimTime now = env->local_now();
     // Bounded: each replica is taken out once; reschedule puts it back at a later due time.
     std::vector<size_t> due;
-    for (auto it = tick_index.begin(); it != tick_index.end() && it->first <= now; ++it) {
-      due.push_back(it->second);
+    while (!tick_heap.empty() && tick_heap.front().at <= now) {
+      if (tick_entry_live(tick_heap.front())) due.push_back(tick_heap.front().slot);
+      pop_tick_entry();
     }
     for (size_t slot : due) {
       Replica& r = *replicas[slot];
-      tick_index.erase({r.tick_at, slot});
       r.tick_at = sim::SimTime::max();
       r.paxos->tick(now);
       after_input(r);
@@ -2891,8 +2967,7 @@ struct StorageNode::Impl {
     }
     auto found = slot_of_group.find(r.assignment.group.value);
     if (found != slot_of_group.end() && found->second == r.slot) slot_of_group.erase(found);
-    if (r.tick_at != sim::SimTime::max()) tick_index.erase({r.tick_at, r.slot});
-    r.tick_at = sim::SimTime::max();
+    r.tick_at = sim::SimTime::max();  // its tick-heap entry, if any, is stale now
     if (r.pace_timer.valid()) env->cancel_timer(r.pace_timer);
     // Writes waiting here may still commit in the group: their clients get no answer (a time
     // out, which they treat as unknown), never a "not applied" that could be false.

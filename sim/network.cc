@@ -258,11 +258,9 @@ void Network::schedule_release(HostId from, HostId to, LinkState& link) {
 }
 
 void Network::on_release(uint64_t key) {
-  const auto found = links_.find(key);
-  DYN_ASSERT(found != links_.end());
-  LinkState& link = found->second;  // elements of an unordered_map never move
   const HostId from(static_cast<uint32_t>(key >> 32));
   const HostId to(static_cast<uint32_t>(key));
+  LinkState& link = link_state(from, to);  // made when the release was scheduled
   DYN_ASSERT(link.release_scheduled);
   link.release_scheduled = false;
 
@@ -416,7 +414,16 @@ const LinkOptions& Network::link_options(HostId from, HostId to, const LinkState
 }
 
 Network::LinkState& Network::link_state(HostId from, HostId to) {
-  return links_[link_key(from, to)];
+  // Every message looks its link up: a row per sending host, indexed by the receiving host, of
+  // positions in links_ (0: not made yet). Rows grow to the largest receiver each host sent to.
+  if (from.value >= link_rows_.size()) link_rows_.resize(from.value + 1);
+  std::vector<uint32_t>& row = link_rows_[from.value];
+  if (to.value >= row.size()) row.resize(to.value + 1, 0);
+  if (row[to.value] == 0) {
+    links_.emplace_back();
+    row[to.value] = static_cast<uint32_t>(links_.size());
+  }
+  return links_[row[to.value] - 1];
 }
 
 // ---- Slot table -------------------------------------------------------------------------------

@@ -36,7 +36,6 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 #include "sim/distribution.h"
@@ -191,8 +190,7 @@ class Network final : public EventSink {
     SimTime clogged_until;
   };
 
-  // One directed host pair. Created on first use; only ever looked up by key, never iterated, so
-  // the unordered container cannot leak its order into the run.
+  // One directed host pair. Created on first use.
   struct LinkState {
     SimTime last_fifo_delivery;  // latest delivery time handed to an in-order message
     SimTime clogged_until;
@@ -250,7 +248,10 @@ class Network final : public EventSink {
   Random random_;
 
   std::vector<HostState> hosts_;
-  std::unordered_map<uint64_t, LinkState> links_;
+  // The directed links made so far, in the order they were first used (a deque: references stay
+  // valid as it grows); link_rows_[from][to] is a link's position plus one, 0 when not made.
+  std::deque<LinkState> links_;
+  std::vector<std::vector<uint32_t>> link_rows_;
   std::vector<PartitionRule> rules_;  // ascending id
   uint32_t next_partition_id_ = 0;
 
