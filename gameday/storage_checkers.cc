@@ -54,6 +54,13 @@ DurabilityOfWritesChecker::DurabilityOfWritesChecker(sim::SimTime verification_s
 void DurabilityOfWritesChecker::check(
     const std::map<std::string, std::vector<RegisterOperation>>& by_key) {
   for (const auto& [key, operations] : by_key) check_key(key, operations);
+  if (first_is_unverified_ && keys_unverified_ > 1) {
+    // Many unread keys usually mean the verification pass ran out of time, not lost data.
+    first_violation_ += "; " + std::to_string(keys_unverified_) +
+                        " keys in all were never read back successfully (if the verification "
+                        "pass had no time to read them all, lengthen heal or "
+                        "workload.verify_after)";
+  }
 }
 
 void DurabilityOfWritesChecker::check_key(const std::string& key,
@@ -76,6 +83,7 @@ void DurabilityOfWritesChecker::check_key(const std::string& key,
   ++keys_checked_;
   if (final_read == nullptr) {
     ++keys_unverified_;
+    if (first_violation_.empty()) first_is_unverified_ = true;
     violation("key " + key + ": " + std::to_string(acknowledged_here) +
               " acknowledged writes and no successful read in the verification pass");
     return;

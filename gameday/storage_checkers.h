@@ -61,6 +61,7 @@ class DurabilityOfWritesChecker {
   uint64_t lost_writes_ = 0;
   uint64_t keys_checked_ = 0;
   uint64_t keys_unverified_ = 0;
+  bool first_is_unverified_ = false;  // the first violation is a key never read back
   std::string first_violation_;
 };
 
@@ -109,7 +110,8 @@ class PaxosSafetyChecker final : public model::StorageObserver {
   const model::Placement& placement_;
   // By (group, replica); looked up by key only, never iterated (sim/pair_hash.h).
   std::unordered_map<std::pair<uint32_t, uint32_t>, sim::HostId, sim::PairHash> hosts_;
-  std::map<std::pair<uint32_t, uint64_t>, Slot> slots_;         // by (group, index)
+  // By (group, index); looked up by key only, never iterated (sim/pair_hash.h).
+  std::unordered_map<std::pair<uint32_t, uint64_t>, Slot, sim::PairHash> slots_;
   // The latest window of each replica, by (group, replica). Older windows of a replica ended
   // before its latest began, and every new window begins now, so the latest ones are all a
   // check of a new or extended window needs.

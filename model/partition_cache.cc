@@ -71,13 +71,16 @@ const PartitionEntry* PartitionCache::peek(TableId table, uint64_t partition_has
 }
 
 void PartitionCache::touch(Cached& cached) {
-  by_last_use_.erase(cached.last_use);
-  cached.last_use = ++use_counter_;
-  by_last_use_.emplace(cached.last_use, cached.entry.key());
+  if (cached.in_lru) {
+    lru_.splice(lru_.end(), lru_, cached.lru_position);
+  } else {
+    cached.lru_position = lru_.insert(lru_.end(), cached.entry.key());
+    cached.in_lru = true;
+  }
 }
 
 void PartitionCache::erase(std::map<PerkleKey, Cached>::iterator it) {
-  by_last_use_.erase(it->second.last_use);
+  if (it->second.in_lru) lru_.erase(it->second.lru_position);
   entries_.erase(it);
 }
 
@@ -123,8 +126,7 @@ bool PartitionCache::install(const PartitionEntry& entry, sim::SimTime local_now
   touch(cached);
   ++stats_.entries_installed;
   while (entries_.size() > options_.max_entries) {
-    auto oldest = by_last_use_.begin();
-    erase(entries_.find(oldest->second));
+    erase(entries_.find(lru_.front()));
     ++stats_.evictions;
   }
   return true;
@@ -157,7 +159,7 @@ void PartitionCache::learn_leader(TableId table, uint64_t partition_hash, sim::A
 
 void PartitionCache::clear() {
   entries_.clear();
-  by_last_use_.clear();
+  lru_.clear();
 }
 
 // --- lookups ----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <vector>
@@ -156,7 +157,8 @@ class PartitionCache {
   struct Cached {
     PartitionEntry entry;
     sim::SimTime fetched_at;  // on the router's clock, when MemDS last confirmed it
-    uint64_t last_use = 0;
+    std::list<PerkleKey>::iterator lru_position;  // in lru_, once touched
+    bool in_lru = false;
   };
 
   // Sends a point lookup (kMiss with its waiter, or kRefresh) or a download page. False when
@@ -181,8 +183,8 @@ class PartitionCache {
   PartitionCacheOptions options_;
   std::vector<sim::Address> memds_nodes_;
   std::map<PerkleKey, Cached> entries_;
-  std::map<uint64_t, PerkleKey> by_last_use_;
-  uint64_t use_counter_ = 0;
+  // Entries by last use, least recent first: a touch moves an entry to the back in O(1).
+  std::list<PerkleKey> lru_;
   std::map<uint64_t, Lookup> lookups_;  // by request id
   uint64_t next_request_id_ = 1;
   size_t waiting_ = 0;

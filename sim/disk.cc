@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include "sim/buffer_pool.h"
@@ -437,17 +438,29 @@ IoStatus Disk::complete_write(PendingOp& op) {
     landed_sector = misdirect_target(first_sector, sector_count);
   }
 
+  // Sectors new to the device: in neither the cache nor the media. The sectors are consecutive, so
+  // each map is searched once and then walked.
   uint64_t new_sectors = 0;
-  for (uint64_t i = 0; i < sector_count; ++i) {
-    if (!holds_data(landed_sector + i)) ++new_sectors;
+  {
+    auto cached = cached_sectors_.lower_bound(landed_sector);
+    auto durable = durable_sectors_.lower_bound(landed_sector);
+    for (uint64_t sector = landed_sector; sector < landed_sector + sector_count; ++sector) {
+      while (cached != cached_sectors_.end() && cached->first < sector) ++cached;
+      while (durable != durable_sectors_.end() && durable->first < sector) ++durable;
+      const bool in_cache = cached != cached_sectors_.end() && cached->first == sector;
+      const bool on_media = durable != durable_sectors_.end() && durable->first == sector;
+      if (!in_cache && !on_media) ++new_sectors;
+    }
   }
   if (full_ && new_sectors > 0) return IoStatus::kNoSpace;
   // Every landed sector lies within the capacity, so distinct sectors holding data cannot exceed
   // it: a block device only fills when something above it says so (set_full).
   DYN_ASSERT(used_sectors_ + new_sectors <= capacity_sectors_);
 
+  auto hint = cached_sectors_.lower_bound(landed_sector);
   for (uint64_t i = 0; i < sector_count; ++i) {
-    cached_sectors_[landed_sector + i] = std::move(op.sectors[i]);
+    hint = std::next(
+        cached_sectors_.insert_or_assign(hint, landed_sector + i, std::move(op.sectors[i])));
   }
   if (ledger_.any_stored()) {
     const SimTime now = simulation_.now();

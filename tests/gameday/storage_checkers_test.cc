@@ -274,6 +274,29 @@ TEST(DurabilityOfWritesCheckerTest, AKeyWithNoFinalReadIsUnverifiedAndFails) {
   EXPECT_EQ(checker.lost_writes(), 0u);
 }
 
+// Many keys never read back: the message counts them and says what to lengthen; one alone, or
+// a lost write found first, gets no such hint.
+TEST(DurabilityOfWritesCheckerTest, ManyUnreadKeysAreCountedWithAHint) {
+  DurabilityOfWritesChecker many{sim::SimTime(kVerify)};
+  many.check({{"key-1", {put(1, 0, 10, 1)}}, {"key-2", {put(2, 0, 10, 2)}},
+              {"key-3", {put(3, 0, 10, 3)}}});
+  EXPECT_EQ(many.keys_unverified(), 3u);
+  EXPECT_NE(many.first_violation().find("3 keys in all were never read back"), std::string::npos)
+      << many.first_violation();
+  EXPECT_NE(many.first_violation().find("workload.verify_after"), std::string::npos);
+
+  const DurabilityOfWritesChecker one = check({put(1, 0, 10, 1)});
+  EXPECT_EQ(one.first_violation().find("in all"), std::string::npos) << one.first_violation();
+
+  DurabilityOfWritesChecker lost_first{sim::SimTime(kVerify)};
+  lost_first.check({{"key-1", {put(1, 0, 10, 7), read(2, kVerify, kVerify + 10, std::nullopt)}},
+                    {"key-2", {put(2, 0, 10, 2)}},
+                    {"key-3", {put(3, 0, 10, 3)}}});
+  EXPECT_NE(lost_first.first_violation().find("lost:"), std::string::npos);
+  EXPECT_EQ(lost_first.first_violation().find("in all"), std::string::npos)
+      << lost_first.first_violation();
+}
+
 TEST(DurabilityOfWritesCheckerTest, TheLastFinalReadDecides) {
   // Two verification reads; the one that completed last is the final state.
   EXPECT_TRUE(check({put(1, 0, 10, 1), put(2, 20, 30, 2), read(3, kVerify, kVerify + 10, 1),
