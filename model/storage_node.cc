@@ -2900,16 +2900,23 @@ struct StorageNode::Impl {
   // A new replica's first state is a checkpoint of an empty tree at the seed's base, with the
   // configuration there; once it and the directory naming the replica are durable, it recovers
   // from it like any other replica.
-  void start_created_replica(Replica& r) {
-    sim::Disk& disk = env->disk(options.disk_index);
-    // Whatever an earlier occupant of the slot left (before a restart) must not be recovered.
-    disk.discard(r.disk_slot * slot_sectors * sector_bytes, slot_sectors * sector_bytes);
+  // The first checkpoint of a replica made from a seed (healing's copy or a split's child): the
+  // seed's items at its base index, an empty WAL, the seed's configuration.
+  static CheckpointState seeded_checkpoint_state(const Replica& r) {
     CheckpointState state;
     state.applied = r.seed->base;
     state.wal_replay_position = 0;
     state.wal_next_sequence = 1;
     state.hard_state.commit = r.seed->base;
     state.configuration = r.seed->configuration;
+    return state;
+  }
+
+  void start_created_replica(Replica& r) {
+    sim::Disk& disk = env->disk(options.disk_index);
+    // Whatever an earlier occupant of the slot left (before a restart) must not be recovered.
+    disk.discard(r.disk_slot * slot_sectors * sector_bytes, slot_sectors * sector_bytes);
+    const CheckpointState state = seeded_checkpoint_state(r);
     CheckpointMetadata metadata;
     metadata.bytes = encode_checkpoint(state);
     const size_t slot = r.slot;
@@ -4656,12 +4663,7 @@ struct StorageNode::Impl {
   // The child's first checkpoint holds the copied high half at its log index 0; once it and the
   // directory naming the child are durable, the child recovers from them and its Paxos starts.
   void start_split_child(Replica& child) {
-    CheckpointState state;
-    state.applied = child.seed->base;
-    state.wal_replay_position = 0;
-    state.wal_next_sequence = 1;
-    state.hard_state.commit = child.seed->base;
-    state.configuration = child.seed->configuration;
+    const CheckpointState state = seeded_checkpoint_state(child);
     CheckpointMetadata metadata;
     metadata.bytes = encode_checkpoint(state);
     const size_t slot = child.slot;

@@ -21,12 +21,7 @@ namespace {
 const std::string kGameDay = std::string(DYNASIM_SOURCE_DIR) + "/scenarios/power-off-game-day.json";
 
 std::string error_of(const std::vector<std::string>& overrides) {
-  try {
-    load_scenario(kGameDay, overrides);
-  } catch (const ScenarioError& error) {
-    return error.what();
-  }
-  return "(no error)";
+  return scenario_error_of(kGameDay, overrides);
 }
 
 const std::vector<std::string> kAdmission = {"storage.admission.read_capacity_units=200",

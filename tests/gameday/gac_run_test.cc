@@ -42,15 +42,6 @@ std::vector<std::string> short_run(uint64_t read_units, uint64_t write_units) {
 
 const std::vector<std::string> kGac = {"storage.admission.gac.servers=3"};
 
-std::string error_of(const std::string& file, const std::vector<std::string>& overrides) {
-  try {
-    load_scenario(file, overrides);
-  } catch (const ScenarioError& error) {
-    return error.what();
-  }
-  return "";
-}
-
 TEST(GacScenario, OffUnlessTheSectionIsPresentAndRequiresRouting) {
   EXPECT_FALSE(load_scenario(kColdCache, short_run(100, 100)).storage->gac);
   const ScenarioSpec spec = load_scenario(
@@ -67,12 +58,12 @@ TEST(GacScenario, OffUnlessTheSectionIsPresentAndRequiresRouting) {
       load_scenario(kColdCache, with(short_run(100, 100), {"storage.admission.gac.enabled=false"}))
           .storage->gac);
   // Without routing: refused at the section's path, saying what to do.
-  const std::string error = error_of(
+  const std::string error = scenario_error_of(
       kGameDay, {"storage.admission.read_capacity_units=100",
                  "storage.admission.write_capacity_units=100", "storage.admission.gac.servers=3"});
   EXPECT_NE(error.find("$.storage.admission.gac"), std::string::npos) << error;
   EXPECT_NE(error.find("storage.routing"), std::string::npos) << error;
-  EXPECT_NE(error_of(kColdCache, with(short_run(100, 100), {"storage.admission.gac.servers=0"}))
+  EXPECT_NE(scenario_error_of(kColdCache, with(short_run(100, 100), {"storage.admission.gac.servers=0"}))
                 .find("storage.admission.gac.servers"),
             std::string::npos);
 }

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "gameday/json_reader.h"
 #include "gameday/run.h"
 #include "gameday/scenario.h"
 
@@ -22,6 +24,18 @@ inline ServiceRunOutcome run_service(const ScenarioSpec& spec, uint64_t seed) {
   scenario_run.run_to_end();
   return ServiceRunOutcome{scenario_run.passed(), scenario_run.simulation().trace_hash(),
                            scenario_run.summary(0), scenario_run.reproduce_command()};
+}
+
+// The loader's message for `file` with `overrides` (ScenarioError::what), or "(no error)" when it
+// loads.
+inline std::string scenario_error_of(const std::string& file,
+                                     const std::vector<std::string>& overrides) {
+  try {
+    load_scenario(file, overrides);
+  } catch (const ScenarioError& error) {
+    return error.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace dynasim::gameday
