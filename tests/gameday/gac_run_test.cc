@@ -63,9 +63,10 @@ TEST(GacScenario, OffUnlessTheSectionIsPresentAndRequiresRouting) {
                  "storage.admission.write_capacity_units=100", "storage.admission.gac.servers=3"});
   EXPECT_NE(error.find("$.storage.admission.gac"), std::string::npos) << error;
   EXPECT_NE(error.find("storage.routing"), std::string::npos) << error;
-  EXPECT_NE(scenario_error_of(kColdCache, with(short_run(100, 100), {"storage.admission.gac.servers=0"}))
-                .find("storage.admission.gac.servers"),
-            std::string::npos);
+  EXPECT_NE(
+      scenario_error_of(kColdCache, with(short_run(100, 100), {"storage.admission.gac.servers=0"}))
+          .find("storage.admission.gac.servers"),
+      std::string::npos);
 }
 
 TEST(GacGameDay, RoutersTakeTokensAndEveryCheckPasses) {
