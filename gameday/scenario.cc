@@ -217,6 +217,9 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
                                                            "provisioned") == "on_demand";
     storage->read_capacity_units = admission->required_uint("read_capacity_units", 1, max_units);
     storage->write_capacity_units = admission->required_uint("write_capacity_units", 1, max_units);
+    // Caps an on-demand table's instant capacity; a provisioned table's capacity is its own.
+    storage->table_quota_units =
+        admission->optional_uint("table_quota_units", storage->table_quota_units, 1, max_units);
     if (storage->capacity_on_demand && admission->has("auto_scaling")) {
       throw ScenarioError(admission->child_path("auto_scaling"), "no auto_scaling with mode \"on_demand\"",
                           admission->raw("auto_scaling").dump(),

@@ -148,6 +148,9 @@ struct StorageSpec {
   // least that level and at least a new table's 12,000 RCU / 4,000 WCU, and then accommodates up
   // to twice its previous peak (Developer Guide, HowItWorks.ReadWriteCapacityMode).
   bool capacity_on_demand = false;
+  // The per-table quota an on-demand table's instant capacity is capped at, reads and writes each:
+  // DynamoDB's default is 40,000 (Developer Guide, ServiceQuotas); the quota is adjustable.
+  uint64_t table_quota_units = 40'000;
   // Target-tracking auto scaling of a provisioned table (model::AutoScalingPolicy).
   bool auto_scaling = false;
   uint32_t auto_scaling_target_utilization_percent = 70;

@@ -89,7 +89,9 @@ model::TableCapacity ServiceHarness::initial_capacity(const StorageSpec& storage
 // Capacity modes (docs/admission.md, "Capacity modes in a game day"): an on-demand table, or a
 // provisioned one with auto scaling, gets a capacity controller on the first client host (a
 // control-plane host the faults spare, like auto-admin), which every storage node reports to. A
-// provisioned table without auto scaling keeps its static allocation and runs no controller.
+// provisioned table without auto scaling keeps its static allocation and runs no controller,
+// unless it splits: the controller then divides the table's capacity over the partitions as
+// splits add them.
 void ServiceHarness::add_capacity_controller(
     const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az) {
   const StorageSpec& storage = *spec_.storage;
@@ -98,7 +100,7 @@ void ServiceHarness::add_capacity_controller(
   const model::TableCapacity initial = capacity_initial_;
   capacity_mode_ = mode;
   history_->set_capacity_mode(mode);
-  if (!storage.capacity_on_demand && !storage.auto_scaling) return;
+  if (!storage.capacity_on_demand && !storage.auto_scaling && !storage.splits) return;
   capacity_recorder_ = std::make_unique<CapacityRecorder>(&world_, mode, initial);
   model::CapacityControllerOptions options;
   options.mode = mode;
@@ -108,6 +110,8 @@ void ServiceHarness::add_capacity_controller(
   // On-demand: the instant capacity is twice the previous peak, so the initial capacity is.
   options.read_on_demand.initial_previous_peak_units = initial.read_units_per_second / 2;
   options.write_on_demand.initial_previous_peak_units = initial.write_units_per_second / 2;
+  options.read_on_demand.max_units_per_second = static_cast<int64_t>(storage.table_quota_units);
+  options.write_on_demand.max_units_per_second = static_cast<int64_t>(storage.table_quota_units);
   if (storage.auto_scaling) {
     model::AutoScalingPolicy policy;
     policy.target_utilization_percent =

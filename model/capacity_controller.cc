@@ -1,6 +1,7 @@
 #include "model/capacity_controller.h"
 
 #include <algorithm>
+#include <set>
 
 #include "sim/check.h"
 #include "sim/random.h"
@@ -53,6 +54,8 @@ sim::Message make_message(const ConsumedCapacityReport& report) {
     digest = mix(digest, static_cast<uint64_t>(group.read_milli_units));
     digest = mix(digest, static_cast<uint64_t>(group.write_milli_units));
   }
+  for (const GroupId group : report.serving) digest = mix(digest, group.value);
+  message.size_bytes += 4 * static_cast<uint32_t>(report.serving.size());
   message.digest = digest;
   message.body = std::make_shared<ConsumedCapacityReport>(report);
   return message;
@@ -61,8 +64,9 @@ sim::Message make_message(const ConsumedCapacityReport& report) {
 sim::Message make_message(const AllocationUpdate& update) {
   sim::Message message;
   message.type = static_cast<uint32_t>(CapacityMessageType::kAllocationUpdate);
-  message.size_bytes = kHeaderBytes + 6 * 8;
+  message.size_bytes = kHeaderBytes + 6 * 8 + 4;
   uint64_t digest = version_digest(0x5ca1ab1e, update.version);
+  digest = mix(digest, update.partitions);
   digest = mix(digest, static_cast<uint64_t>(update.capacity.read_units_per_second));
   digest = mix(digest, static_cast<uint64_t>(update.capacity.write_units_per_second));
   digest = mix(digest, static_cast<uint64_t>(update.allocation.read_milli_units_per_second));
@@ -111,8 +115,10 @@ void CapacityAgent::on_admitted(GroupId group, int64_t milli_units, bool write) 
   (write ? found->second.write_milli_units : found->second.read_milli_units) += milli_units;
 }
 
-ConsumedCapacityReport CapacityAgent::make_report() {
+ConsumedCapacityReport CapacityAgent::make_report(std::vector<GroupId> serving) {
+  DYN_ASSERT(std::is_sorted(serving.begin(), serving.end()));
   ConsumedCapacityReport report;
+  report.serving = std::move(serving);
   report.reporter = self_;
   report.incarnation = incarnation_;
   report.sequence = next_sequence_++;
@@ -155,6 +161,7 @@ CapacityAgent::UpdateResult CapacityAgent::on_update(const AllocationUpdate& upd
 CapacityController::CapacityController(CapacityControllerOptions options)
     : options_(std::move(options)) {
   DYN_ASSERT(options_.partitions > 0);
+  partition_count_ = options_.partitions;
   DYN_ASSERT(options_.period > sim::Duration(0));
   DYN_ASSERT(options_.retry_interval > sim::Duration(0));
   DYN_ASSERT(options_.storage_nodes.size() <= options_.max_nodes);
@@ -193,6 +200,8 @@ void CapacityController::finish_recovery() {
     write_on_demand_.emplace(write_on_demand, now);
   }
   recovered_ = true;
+  // Splits reported while recovering count from the first announcement.
+  recount_partitions();
   // Consumption heard while recovering goes into the first data point.
   period_start_ = now;
   announce(capacity_in_effect(now));
@@ -218,12 +227,38 @@ void CapacityController::announce(TableCapacity capacity) {
   send_updates(/*only_behind=*/false);
 }
 
-void CapacityController::send_updates(bool only_behind) {
+AllocationUpdate CapacityController::current_update() const {
   AllocationUpdate update;
   update.version = version_;
   update.capacity = announced_;
-  update.allocation = allocate_to_partitions(announced_, options_.partitions);
-  const sim::Message message = make_message(update);
+  update.partitions = partition_count_;
+  update.allocation = allocate_to_partitions(announced_, partition_count_);
+  return update;
+}
+
+// The union of the partitions the newest reports list, never fewer than at start. Counted before
+// the first announcement, it only sets the count; afterwards a larger count is a new version.
+void CapacityController::recount_partitions() {
+  std::set<GroupId> serving;
+  for (const auto& [node, state] : nodes_) {
+    (void)node;
+    serving.insert(state.serving.begin(), state.serving.end());
+  }
+  const uint32_t count = std::max(
+      partition_count_, static_cast<uint32_t>(std::min<size_t>(serving.size(), UINT32_MAX)));
+  if (count == partition_count_) return;
+  partition_count_ = count;
+  env_->metrics().add("capacity.partition_count_changes", 1);
+  if (!recovered_ || version_.number == 0) return;  // finish_recovery announces it
+  ++version_.number;
+  if (options_.observer != nullptr) {
+    options_.observer->on_partition_count(env_->local_now(), partition_count_, version_);
+  }
+  send_updates(/*only_behind=*/false);
+}
+
+void CapacityController::send_updates(bool only_behind) {
+  const sim::Message message = make_message(current_update());
   for (const auto& [node, state] : nodes_) {
     if (only_behind && state.acked >= version_) continue;
     env_->send(node, message);
@@ -269,11 +304,7 @@ void CapacityController::on_message(sim::Env& env, sim::Address from, const sim:
       if (node == nodes_.end() || !recovered_) return;  // it asks again
       // The node restarted and holds only its static allocation: it is behind until it acks.
       node->second.acked = AllocationVersion{};
-      AllocationUpdate update;
-      update.version = version_;
-      update.capacity = announced_;
-      update.allocation = allocate_to_partitions(announced_, options_.partitions);
-      env_->send(request->node, make_message(update));
+      env_->send(request->node, make_message(current_update()));
       ++updates_sent_;
       arm_retry();
       return;
@@ -293,6 +324,7 @@ void CapacityController::on_report(const ConsumedCapacityReport& report) {
     if (report.incarnation == node.incarnation && report.sequence <= node.sequence) return;
   }
   if (report.groups.size() > options_.max_groups_per_report) return;
+  if (report.serving.size() > options_.max_groups_per_report) return;
   if (report.allocation_version > recovered_version_) {
     recovered_version_ = report.allocation_version;
     recovered_capacity_ = report.allocation_capacity;
@@ -318,7 +350,10 @@ void CapacityController::on_report(const ConsumedCapacityReport& report) {
   node.sequence = report.sequence;
   node.reported = true;
   node.last = std::move(latest);
+  const bool serving_changed = node.serving != report.serving;
+  if (!options_.plant_ignore_serving_partitions) node.serving = report.serving;
   ++reports_accepted_;
+  if (serving_changed && recovered_) recount_partitions();
 }
 
 void CapacityController::on_timer(sim::Env& env, uint64_t cookie) {

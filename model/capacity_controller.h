@@ -20,6 +20,13 @@
 //   replica its eventual reads). Cumulative counters make lost, duplicated and reordered reports
 //   harmless: the controller takes the difference to the newest report it kept, by (incarnation,
 //   sequence), and a new incarnation starts from zero.
+// - Each report also lists the partitions the node serves (a split's child once it started). The
+//   controller counts the table's partitions as the union over the newest reports, never fewer
+//   than the table started with (partitions are only split, never merged: BLOG Part 3), and when
+//   the count grows it divides the same table capacity over the new count: P22 section 4, "a
+//   split for throughput allocated new partitions from the table's provisioned throughput", and
+//   its example of a table of 6,000 WCU split to 8 x 750. Each share stays capped at a partition's
+//   maximum (allocate_to_partitions), so splitting adds capacity only where that cap binds.
 // - Every period the controller closes a data point: the consumption that arrived in it, summed
 //   over the table, is fed to the table's ProvisionedCapacity (auto scaling) or OnDemandCapacity.
 // - When the table's capacity in effect changes, the controller sends every node an
@@ -82,6 +89,7 @@ struct ConsumedCapacityReport final : sim::MessageBody {
   uint64_t incarnation = 0;              // grows across restarts of the node process
   uint64_t sequence = 0;                 // grows with each report of one incarnation
   std::vector<GroupConsumption> groups;  // by group id
+  std::vector<GroupId> serving;          // the partitions the node serves, ascending
   // The allocation the node enforces: its version ({0, 0}: the static one) and the table
   // capacity it came from, so a restarted controller can recover the table's capacity.
   AllocationVersion allocation_version;
@@ -91,6 +99,7 @@ struct ConsumedCapacityReport final : sim::MessageBody {
 struct AllocationUpdate final : sim::MessageBody {
   AllocationVersion version;
   TableCapacity capacity;          // the table's, for the record
+  uint32_t partitions = 1;         // the count it was divided over, for the record
   PartitionAllocation allocation;  // every partition's share (allocate_to_partitions)
 };
 
@@ -135,8 +144,8 @@ class CapacityAgent {
   // Each admission (NodeAdmission said kAdmitted or kAdmittedUsingBurst).
   void on_admitted(GroupId group, int64_t milli_units, bool write);
 
-  // Every report_interval.
-  ConsumedCapacityReport make_report();
+  // Every report_interval; `serving` lists the partitions the node serves, ascending.
+  ConsumedCapacityReport make_report(std::vector<GroupId> serving = {});
   // At start and every request_retry while awaiting(): the request to send.
   AllocationRequest make_request() const;
   bool awaiting() const { return awaiting_; }
@@ -182,6 +191,14 @@ class CapacityObserver {
   // A data point closed: the table's consumption in the period that ended at `local_now`.
   virtual void on_data_point(sim::SimTime local_now, int64_t consumed_read_milli_units,
                              int64_t consumed_write_milli_units) = 0;
+  // The table's partition count grew (a split's child started serving): the capacity in effect
+  // is divided over `partitions` from `version` on.
+  virtual void on_partition_count(sim::SimTime local_now, uint32_t partitions,
+                                  AllocationVersion version) {
+    (void)local_now;
+    (void)partitions;
+    (void)version;
+  }
 };
 
 // Storage nodes tell it which allocation their buckets enforce from when (for the admission
@@ -201,7 +218,7 @@ struct CapacityControllerOptions {
   // On-demand: a new table (Developer Guide, HowItWorks.ReadWriteCapacityMode).
   OnDemandCapacity::Options read_on_demand = OnDemandCapacity::new_table_reads();
   OnDemandCapacity::Options write_on_demand = OnDemandCapacity::new_table_writes();
-  uint32_t partitions = 1;
+  uint32_t partitions = 1;  // the table's count at start; it grows as reports show splits
   std::vector<sim::Address> storage_nodes;
   // One data point per period: CloudWatch's one minute (AutoScalingPolicy::period).
   sim::Duration period = sim::minutes(1);
@@ -217,6 +234,10 @@ struct CapacityControllerOptions {
   // Never set outside tests. A data point is not cleared when it closes, so each period's
   // consumption is fed again with the next ones.
   bool plant_reuse_previous_period = false;
+  // Planted bug for CapacityControllerTest.SplitChildrenShareTheTableCapacity. Never set outside
+  // tests. The reports' serving partitions are ignored: the table's capacity stays divided over
+  // the partitions it started with, and a split's children add capacity it does not have.
+  bool plant_ignore_serving_partitions = false;
 };
 
 class CapacityController final : public sim::Process {
@@ -234,6 +255,7 @@ class CapacityController final : public sim::Process {
   uint64_t updates_sent() const { return updates_sent_; }
   uint32_t nodes_behind() const;
   bool recovered() const { return recovered_; }
+  uint32_t partition_count() const { return partition_count_; }
 
  private:
   struct NodeState {
@@ -241,6 +263,7 @@ class CapacityController final : public sim::Process {
     uint64_t sequence = 0;
     bool reported = false;
     std::map<GroupId, GroupConsumption> last;  // cumulative, from the newest report kept
+    std::vector<GroupId> serving;              // from the newest report kept
     AllocationVersion acked;
   };
   void on_report(const ConsumedCapacityReport& report);
@@ -248,6 +271,8 @@ class CapacityController final : public sim::Process {
   void close_period();
   TableCapacity capacity_in_effect(sim::SimTime now);
   void announce(TableCapacity capacity);
+  void recount_partitions();
+  AllocationUpdate current_update() const;
   void send_updates(bool only_behind);
   void arm_retry();
 
@@ -265,6 +290,7 @@ class CapacityController final : public sim::Process {
   int64_t period_read_milli_ = 0;
   int64_t period_write_milli_ = 0;
   TableCapacity announced_;
+  uint32_t partition_count_ = 1;
   AllocationVersion version_;
   bool retry_armed_ = false;
   uint64_t reports_accepted_ = 0;

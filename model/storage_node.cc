@@ -2690,9 +2690,26 @@ struct StorageNode::Impl {
     env->send(capacity_agent->options().controller, make_message(result.ack));
   }
 
+  // The partitions whose buckets this node keeps, less a split's children still filling: the
+  // controller divides the table's capacity over the partitions that serve.
+  std::vector<GroupId> serving_partitions() {
+    std::vector<GroupId> serving;
+    serving.reserve(admission_buckets.size());
+    for (const auto& [group, buckets] : admission_buckets) {
+      (void)buckets;
+      const auto* slot = slot_of_group.find(group);
+      if (slot == nullptr) continue;
+      const Replica& r = *replicas[slot->second];
+      if (r.dropped || r.split_child_filling) continue;
+      serving.push_back(GroupId(group));
+    }
+    return serving;
+  }
+
   void on_capacity_report_timer() {
     if (!capacity_agent) return;
-    env->send(capacity_agent->options().controller, make_message(capacity_agent->make_report()));
+    env->send(capacity_agent->options().controller,
+              make_message(capacity_agent->make_report(serving_partitions())));
     env->set_timer(capacity_agent->options().report_interval,
                    make_cookie(kCookieCapacityReport, 0));
   }

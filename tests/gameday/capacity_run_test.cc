@@ -215,5 +215,28 @@ TEST(CapacityGameDay, OnDemandStartsAtTheNewTableFloorAndThrottlesAsThrottlingEx
   EXPECT_FALSE(requests["by_error"].contains("ProvisionedThroughputExceededException"));
 }
 
+// A table switched to on-demand from 100,000 WCU: twice its previous peak is 100,000, capped at
+// the per-table quota: 40,000 by default (Developer Guide, ServiceQuotas), or the quota the
+// scenario raised; a quota of zero is refused with its path.
+TEST(CapacityGameDay, OnDemandInstantCapacityStopsAtTheTableQuota) {
+  const std::vector<std::string> base = {"duration=20s",
+                                         "heal=15s",
+                                         "workload.verify_after=5s",
+                                         "storage.partitions=4",
+                                         "storage.admission.mode=on_demand",
+                                         "storage.admission.read_capacity_units=12000",
+                                         "storage.admission.write_capacity_units=100000"};
+  const ServiceRunOutcome quota = run_service(load_scenario(kGameDay, base), 1);
+  ASSERT_TRUE(quota.passed) << quota.summary["checks"].dump(2);
+  EXPECT_EQ(quota.summary["capacity"]["write_units"]["end"].get<int64_t>(), 40'000);
+  const ServiceRunOutcome raised = run_service(
+      load_scenario(kGameDay, with(base, {"storage.admission.table_quota_units=100000"})), 1);
+  ASSERT_TRUE(raised.passed) << raised.summary["checks"].dump(2);
+  EXPECT_EQ(raised.summary["capacity"]["write_units"]["end"].get<int64_t>(), 100'000);
+  EXPECT_NE(error_of(with(base, {"storage.admission.table_quota_units=0"}))
+                .find("storage.admission.table_quota_units"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace dynasim::gameday

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -77,7 +78,7 @@ class FakeLeaderNode final : public sim::Process {
       offer_demand();
       env.set_timer(kDemandTick, kCookieDemand);
     } else if (cookie == kCookieReport) {
-      env.send(controller_, make_message(agent_->make_report()));
+      env.send(controller_, make_message(agent_->make_report(groups_)));
       env.set_timer(agent_options_.report_interval, kCookieReport);
     } else if (cookie == kCookieRequest && agent_->awaiting()) {
       env.send(controller_, make_message(agent_->make_request()));
@@ -86,6 +87,12 @@ class FakeLeaderNode final : public sim::Process {
   }
 
   PartitionAllocation allocation(GroupId group) const { return admission_->allocation(group); }
+  // A split's child starts serving here: it takes the allocation the node holds now.
+  void add_group(GroupId group) {
+    admission_->set_allocation(group, agent_->allocation(), env_->local_now());
+    groups_.push_back(group);
+    std::sort(groups_.begin(), groups_.end());
+  }
   NodeAdmission& admission() { return *admission_; }
   const CapacityAgent& agent() const { return *agent_; }
   std::vector<AllocationVersion> versions_seen;
@@ -191,7 +198,8 @@ struct Harness {
     }
     return true;
   }
-  size_t partitions() const { return nodes.size() * 2; }
+  size_t partitions() const { return nodes.size() * 2 + added_partitions; }
+  size_t added_partitions = 0;
 
   Demand demand;
   sim::Simulation simulation;
@@ -288,6 +296,65 @@ TEST(CapacityControllerTest, OnDemandStartsAtTheNewTableFloorAndDoublesThePrevio
   EXPECT_EQ(h.controller()->capacity().write_units_per_second, 6000);
   ASSERT_TRUE(h.converged());
   EXPECT_EQ(h.node(3).allocation(GroupId(7)).write_milli_units_per_second, 375'000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Splits: the table's capacity divided over the partitions that serve
+
+// P22 section 4: a split for throughput takes its allocation from the table's provisioned
+// throughput (6,000 WCU over 8 partitions is 750 each). Two partitions' children start serving on
+// two nodes; the controller learns them from the reports and divides the same 100 WCU over six.
+// The planted controller ignores the reports' partitions, so the children add capacity the table
+// does not have: the allocations of the serving partitions sum to more than the table's.
+TEST(CapacityControllerTest, SplitChildrenShareTheTableCapacity) {
+  for (const bool plant : {false, true}) {
+    RunSetup setup = auto_scaled_writes();
+    setup.controller.write_provisioned.auto_scaling.reset();
+    setup.controller.plant_ignore_serving_partitions = plant;
+    Harness h(setup);
+    h.run_for(sim::seconds(30));
+    ASSERT_TRUE(h.converged());
+    EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 25'000);
+    h.node(0).add_group(GroupId(4));
+    h.node(1).add_group(GroupId(5));
+    h.added_partitions = 2;
+    h.run_for(sim::seconds(30));
+    int64_t sum = 0;
+    for (uint32_t n = 0; n < 2; ++n) {
+      for (const uint32_t g : {2 * n, 2 * n + 1, 4 + n}) {
+        sum += h.node(n).allocation(GroupId(g)).write_milli_units_per_second;
+      }
+    }
+    if (plant) {
+      EXPECT_GT(sum, 100'000) << "the plant went unseen";
+      continue;
+    }
+    EXPECT_EQ(h.controller()->partition_count(), 6u);
+    ASSERT_TRUE(h.converged());
+    EXPECT_EQ(h.node(1).allocation(GroupId(5)).write_milli_units_per_second, 16'666);
+    EXPECT_EQ(h.node(0).allocation(GroupId(1)).write_milli_units_per_second, 16'666);
+    EXPECT_LE(sum, 100'000);
+    // The table's capacity did not change: one announcement at start only.
+    EXPECT_EQ(h.controller()->capacity().write_units_per_second, 100);
+  }
+}
+
+// An on-demand table of 4,000 WCU on four partitions: each share is 1,000 WCU, a partition's
+// maximum. Split to eight, each holds 500: the table's capacity binds, not the partition cap.
+TEST(CapacityControllerTest, OnDemandSharesStayCappedAtThePartitionMaximum) {
+  RunSetup setup;
+  setup.controller.mode = CapacityMode::kOnDemand;
+  Harness h(setup);
+  h.run_for(sim::seconds(30));
+  ASSERT_TRUE(h.converged());
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 1'000'000);
+  for (uint32_t g = 4; g < 8; ++g) h.node(g % 2).add_group(GroupId(g));
+  h.added_partitions = 4;
+  h.run_for(sim::seconds(30));
+  EXPECT_EQ(h.controller()->partition_count(), 8u);
+  ASSERT_TRUE(h.converged());
+  EXPECT_EQ(h.node(1).allocation(GroupId(7)).write_milli_units_per_second, 500'000);
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 500'000);
 }
 
 // ---------------------------------------------------------------------------------------------
