@@ -249,11 +249,8 @@ void CapacityController::recount_partitions() {
   if (count == partition_count_) return;
   partition_count_ = count;
   env_->metrics().add("capacity.partition_count_changes", 1);
-  if (!recovered_ || version_.number == 0) return;  // finish_recovery announces it
+  if (version_.number == 0) return;  // finish_recovery announces it
   ++version_.number;
-  if (options_.observer != nullptr) {
-    options_.observer->on_partition_count(env_->local_now(), partition_count_, version_);
-  }
   send_updates(/*only_behind=*/false);
 }
 

@@ -145,7 +145,7 @@ class CapacityAgent {
   void on_admitted(GroupId group, int64_t milli_units, bool write);
 
   // Every report_interval; `serving` lists the partitions the node serves, ascending.
-  ConsumedCapacityReport make_report(std::vector<GroupId> serving = {});
+  ConsumedCapacityReport make_report(std::vector<GroupId> serving);
   // At start and every request_retry while awaiting(): the request to send.
   AllocationRequest make_request() const;
   bool awaiting() const { return awaiting_; }
@@ -191,14 +191,6 @@ class CapacityObserver {
   // A data point closed: the table's consumption in the period that ended at `local_now`.
   virtual void on_data_point(sim::SimTime local_now, int64_t consumed_read_milli_units,
                              int64_t consumed_write_milli_units) = 0;
-  // The table's partition count grew (a split's child started serving): the capacity in effect
-  // is divided over `partitions` from `version` on.
-  virtual void on_partition_count(sim::SimTime local_now, uint32_t partitions,
-                                  AllocationVersion version) {
-    (void)local_now;
-    (void)partitions;
-    (void)version;
-  }
 };
 
 // Storage nodes tell it which allocation their buckets enforce from when (for the admission

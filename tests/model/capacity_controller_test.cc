@@ -498,10 +498,10 @@ TEST(CapacityControllerTest, ConsumptionReportsAreCumulative) {
   CapacityAgent agent(CapacityAgent::Options{}, sim::Address{sim::HostId(1), kNodePort}, 3,
                       PartitionAllocation{});
   agent.on_admitted(GroupId(4), 1500, /*write=*/true);
-  const ConsumedCapacityReport first = agent.make_report();
+  const ConsumedCapacityReport first = agent.make_report({GroupId(4), GroupId(5)});
   agent.on_admitted(GroupId(4), 500, /*write=*/false);
   agent.on_admitted(GroupId(5), 2000, /*write=*/true);
-  const ConsumedCapacityReport second = agent.make_report();
+  const ConsumedCapacityReport second = agent.make_report({GroupId(4), GroupId(5)});
   EXPECT_EQ(first.sequence + 1, second.sequence);
   ASSERT_EQ(second.groups.size(), 2u);
   EXPECT_EQ(second.groups[0].group, GroupId(4));
