@@ -260,7 +260,8 @@ int command_run(const std::vector<std::string>& arguments) {
     for (const auto& [name, check] : summary["checks"].items()) {
       std::printf("  check %-32s %s\n", name.c_str(),
                   check["passed"].get<bool>() ? "passed" : "FAILED");
-      if (check.contains("first_violation")) {
+      if (check.contains("first_violation") &&
+          !check["first_violation"].get<std::string>().empty()) {
         std::printf("    %s\n", check["first_violation"].get<std::string>().c_str());
       }
     }

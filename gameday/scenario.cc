@@ -345,6 +345,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
         "policy_period", storage->splits_policy_period, sim::milliseconds(100), sim::hours(1));
     storage->plant_split_child_before_copy =
         splits->optional_bool("plant_child_before_copy", false);
+    storage->splits_first_leader_at_once =
+        splits->optional_bool("first_leader_at_once", storage->splits_first_leader_at_once);
     if (storage->splits && !storage->routing) {
       throw ScenarioError(splits->path(), "a \"routing\" section in \"storage\"",
                           "splits without routing",

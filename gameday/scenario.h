@@ -140,6 +140,9 @@ struct StorageSpec {
   uint64_t splits_size_threshold_bytes = uint64_t{9} << 30;  // 90% of 10 GB
   uint64_t splits_copy_bytes_per_second = uint64_t{16} << 20;
   sim::Duration splits_policy_period = sim::seconds(10);
+  // The committing leader leads the child at once (model::SplitExecutorOptions::
+  // first_leader_at_once); false: the child elects a leader, leaving its range unserved meanwhile.
+  bool splits_first_leader_at_once = true;
   // Planted bug (model::SplitExecutorOptions::plant_child_serves_before_copy).
   bool plant_split_child_before_copy = false;
   // The table's capacity mode (docs/admission.md, "Capacity modes in a game day"): "provisioned"

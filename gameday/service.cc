@@ -44,7 +44,10 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
     admission_.admission.burst_window = storage.admission_burst_window;
     admission_.admission.plant_burst_ignores_depth = storage.plant_burst_ignores_depth;
     capacity_initial_ = initial_capacity(storage);
-    admission_.allocation = model::allocate_to_partitions(capacity_initial_, storage.partitions);
+    admission_.allocation =
+        model::partition_allocation(storage.capacity_on_demand ? model::CapacityMode::kOnDemand
+                                                               : model::CapacityMode::kProvisioned,
+                                    capacity_initial_, storage.partitions);
     admission_checker_ =
         std::make_unique<AdmissionChecker>(admission_.allocation, admission_.admission);
     observers.push_back(admission_checker_.get());
@@ -232,6 +235,7 @@ void ServiceHarness::add_storage_nodes(
     base.splits.copy_bytes_per_second = storage.splits_copy_bytes_per_second;
     base.splits.first_group_stride = static_cast<uint32_t>(placement_.groups.size());
     base.splits.plant_child_serves_before_copy = storage.plant_split_child_before_copy;
+    base.splits.first_leader_at_once = storage.splits_first_leader_at_once;
   }
   if (storage.plant_divergent_apply_replica != 0) {
     base.plant_divergent_apply.replica = storage.plant_divergent_apply_replica;

@@ -232,7 +232,7 @@ AllocationUpdate CapacityController::current_update() const {
   update.version = version_;
   update.capacity = announced_;
   update.partitions = partition_count_;
-  update.allocation = allocate_to_partitions(announced_, partition_count_);
+  update.allocation = partition_allocation(options_.mode, announced_, partition_count_);
   return update;
 }
 

@@ -27,6 +27,11 @@
 //   split for throughput allocated new partitions from the table's provisioned throughput", and
 //   its example of a table of 6,000 WCU split to 8 x 750. Each share stays capped at a partition's
 //   maximum (allocate_to_partitions), so splitting adds capacity only where that cap binds.
+//   That is the provisioned table's allocation. An on-demand table gives every partition its
+//   maximum: P22 section 4.5 scales on-demand tables by splitting partitions for consumption,
+//   and with GAC (section 4.2) workloads "can execute up to the maximum partition capacity"
+//   while the table's capacity is metered centrally. Dividing it instead would hold each split's
+//   children below the split threshold, so that a table at its capacity could never split again.
 // - Every period the controller closes a data point: the consumption that arrived in it, summed
 //   over the table, is fed to the table's ProvisionedCapacity (auto scaling) or OnDemandCapacity.
 // - When the table's capacity in effect changes, the controller sends every node an

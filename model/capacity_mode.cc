@@ -72,6 +72,15 @@ PartitionAllocation allocate_to_partitions(TableCapacity capacity, uint32_t part
   return share;
 }
 
+PartitionAllocation partition_allocation(CapacityMode mode, TableCapacity capacity,
+                                         uint32_t partitions) {
+  if (mode == CapacityMode::kOnDemand) {
+    return allocate_to_partitions(
+        TableCapacity{kPartitionMaxReadUnitsPerSecond, kPartitionMaxWriteUnitsPerSecond}, 1);
+  }
+  return allocate_to_partitions(capacity, partitions);
+}
+
 // ---------------------------------------------------------------------------------------------
 // DecreaseLimiter
 

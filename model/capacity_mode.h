@@ -46,6 +46,12 @@ struct TableCapacity {
 // and 1,000 WCU. In milli units; the division rounds down, so the shares never add up to more
 // than the table's capacity. REQUIRES: partitions > 0.
 PartitionAllocation allocate_to_partitions(TableCapacity capacity, uint32_t partitions);
+// What a capacity controller gives every partition of a table in `mode`: a provisioned table's
+// capacity divided (allocate_to_partitions); on-demand, each partition's maximum, whatever the
+// count, as the table's capacity is metered at the table (GAC) and a divided share would hold a
+// split's children below the split threshold (model/capacity_controller.h).
+PartitionAllocation partition_allocation(CapacityMode mode, TableCapacity capacity,
+                                         uint32_t partitions);
 
 // ---------------------------------------------------------------------------------------------
 // Provisioned capacity

@@ -796,7 +796,30 @@ void PaxosReplica::send_prepares(const ElectionPlan* plan) {
   }
 }
 
-void PaxosReplica::become_leader(const ElectionPlan& plan, sim::SimTime now) {
+bool PaxosReplica::lead_first_ballot(sim::SimTime now) {
+  const Ballot first{1, options_.self};
+  if (role_ != PaxosRole::kFollower || promised_ != first || !highest_accepted_ballot_.is_none() ||
+      last_index_ != commit_) {
+    return false;
+  }
+  const Member* me = configuration_at(commit_).find(options_.self);
+  if (me == nullptr || !me->voter || me->kind != MemberKind::kFull) return false;
+  own_ballot_ = first;
+  max_seen_round_ = std::max(max_seen_round_, first.round);
+  role_ = PaxosRole::kCandidate;
+  leader_hint_.reset();
+  election_ = ElectionState{};
+  note_role(PaxosRole::kCandidate, own_ballot_);
+  // Nothing above the commit anywhere: the plan is the empty log over the current configuration.
+  ElectionPlan plan;
+  plan.known_chosen = commit_;
+  plan.chain.push_back(configuration_at(commit_));
+  become_leader(plan, now, /*serve_at_once=*/true);
+  check_invariants();
+  return true;
+}
+
+void PaxosReplica::become_leader(const ElectionPlan& plan, sim::SimTime now, bool serve_at_once) {
   DYN_ASSERT(role_ == PaxosRole::kCandidate);
   for (const LogEntry& planned : plan.log) {
     const LogEntry* own = planned.index <= last_index_ ? &entry(planned.index) : nullptr;
@@ -821,7 +844,8 @@ void PaxosReplica::become_leader(const ElectionPlan& plan, sim::SimTime now) {
   state.noop_index = last_index_;
   // The wait for the old lease: one full lease_duration on our clock (docs/paxos.md). The
   // planted bug serves at once, with a lease it never earned.
-  state.serving_from = options_.plant_no_lease_wait ? now : now + options_.lease_duration;
+  state.serving_from =
+      options_.plant_no_lease_wait || serve_at_once ? now : now + options_.lease_duration;
   if (options_.plant_no_lease_wait) state.lease_until = now + leader_lease_;
   state.next_heartbeat_at = now;
   state.last_quorum_contact = now;

@@ -373,6 +373,15 @@ class PaxosReplica {
   // serving, with an entry of its own ballot committed and no other change uncommitted. Takes
   // effect as soon as it is in a replica's log; a change that is overwritten is undone.
   ProposeResult propose_change(const ConfigChange& change, sim::SimTime local_now);
+  // A new group's first leader, without an election (docs/paxos.md, "A new group's first
+  // leader"). Every replica of the group was created having promised Ballot{1, L} and nothing
+  // else, so phase 1 of that ballot is complete before anything runs: no acceptor can have
+  // accepted a value in a lower ballot, and every later candidate starts at round 2, so its
+  // phase 1 finds whatever L had accepted. Replica L alone may call this, once, at its first
+  // start; it leads at once, and serves at once too, because the group never had another
+  // leader whose lease could still run. Returns false, changing nothing, unless this replica is
+  // a follower that promised exactly Ballot{1, self}, has accepted nothing and is a full voter.
+  bool lead_first_ballot(sim::SimTime local_now);
   // A leader, past its wait for the old lease, inside its own lease (with the drift margin), and
   // with an entry of its own ballot committed. The caller must have applied every committed
   // entry from earlier Readys before serving the read.
@@ -501,7 +510,8 @@ class PaxosReplica {
   ElectionPlan plan_election() const;
   bool election_won(const ElectionPlan& plan) const;
   void send_prepares(const ElectionPlan* plan);
-  void become_leader(const ElectionPlan& plan, sim::SimTime now);
+  // `serve_at_once`: no lease to wait out (lead_first_ballot only).
+  void become_leader(const ElectionPlan& plan, sim::SimTime now, bool serve_at_once = false);
   void become_follower(Ballot promised, sim::SimTime now);
   void send_heartbeats(sim::SimTime now);
   void send_entries(PeerProgress& peer, LogIndex from, PaxosMessage::Type type, sim::SimTime now);

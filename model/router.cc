@@ -165,6 +165,7 @@ void RouterProcess::on_resolved(sim::Env& env, uint64_t pending_id, const CacheR
   if (result.status != CacheStatus::kOk) {
     // Nothing was sent to storage: a definite refusal. kBusy is retryable at the client.
     count(env, "router.resolve_failures", stats_.resolve_failures);
+    env.metrics().add(std::string("router.resolve_failures.") + to_string(result.status), 1);
     StorageResponse busy;
     busy.request_id = it->second.request.request_id;
     busy.status = StorageStatus::kBusy;

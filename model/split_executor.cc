@@ -18,6 +18,7 @@ std::vector<uint8_t> SplitMarker::encode() const {
   codec::put_u8(out, static_cast<uint8_t>(reason));
   codec::put_u64(out, begin_index);
   codec::put_u64(out, static_cast<uint64_t>(decided_local_ns));
+  codec::put_u32(out, child_leader);
   return out;
 }
 
@@ -45,6 +46,7 @@ bool SplitMarker::decode(const std::vector<uint8_t>& bytes, SplitMarker* out) {
   marker.reason = static_cast<SplitVerdict>(reason);
   marker.begin_index = in.u64();
   marker.decided_local_ns = static_cast<int64_t>(in.u64());
+  marker.child_leader = in.u32();
   if (!in.ok || in.at != bytes.size()) return false;
   if (!(marker.parent_begin < marker.split_hash && marker.split_hash <= marker.parent_end)) {
     return false;

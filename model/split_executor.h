@@ -69,6 +69,11 @@ struct SplitExecutorOptions {
   uint32_t copy_chunk_items = 64;
   // The initial groups' stride: their count (ids 0..stride-1).
   uint32_t first_group_stride = 1;
+  // The leader that commits a split names itself the child's first leader, which then leads
+  // from its first start (SplitMarker::child_leader). Off: the child elects a leader like a
+  // group that lost its leader, after a follower timeout, a leader check and a full lease, and
+  // its range goes unserved meanwhile (kept to measure that gap).
+  bool first_leader_at_once = true;
   // Planted bug for SplitRunTest.PlantedEarlyChildIsCaught: the leader proposes the commit right
   // after the begin marker, without waiting for copies, and each replica starts the child at the
   // commit with whatever its copy holds then. Never set outside tests.
@@ -90,6 +95,10 @@ struct SplitMarker {
   SplitVerdict reason = SplitVerdict::kSplitForConsumption;
   uint64_t begin_index = 0;      // kCommit: the begin marker's log index
   int64_t decided_local_ns = 0;  // the leader's clock when it decided (reports only)
+  // kCommit: the replica number of the leader that proposed it. The child group is created with
+  // every replica having promised Ballot{1, child_leader}, and that replica leads it from its
+  // first start without an election (PaxosReplica::lead_first_ballot). 0: none (kBegin).
+  uint32_t child_leader = 0;
 
   std::vector<uint8_t> encode() const;
   static bool is_marker(const std::vector<uint8_t>& bytes);

@@ -424,6 +424,9 @@ struct StorageNode::Impl {
     bool copy_running = false;    // a copy step is in flight
     bool copy_timer_armed = false;
     bool split_child_filling = false;  // on a child: created by a split, not started yet
+    // On a child: the replica its commit marker names as the first leader (0: none). Its first
+    // checkpoint holds the promise of Ballot{1, first_leader}; that replica leads at once.
+    uint32_t first_leader = 0;
   };
 
   // Group id -> replica slot. Every message a node receives names its group, so this lookup is on
@@ -2926,6 +2929,7 @@ struct StorageNode::Impl {
     state.wal_next_sequence = 1;
     state.hard_state.commit = r.seed->base;
     state.configuration = r.seed->configuration;
+    if (r.first_leader != 0) state.hard_state.promised = Ballot{1, r.first_leader};
     return state;
   }
 
@@ -4425,6 +4429,7 @@ struct StorageNode::Impl {
     SplitMarker marker = r.split->marker();
     marker.kind = SplitMarker::Kind::kCommit;
     marker.begin_index = r.split->begin_index().value;
+    marker.child_leader = options.splits.first_leader_at_once ? r.assignment.replica : 0;
     if (propose_split_marker(r, marker)) r.split->on_commit_proposed(split_term(r));
   }
 
@@ -4494,6 +4499,7 @@ struct StorageNode::Impl {
     }
     if (r.split && r.split->begin_index().value == marker.begin_index) {
       r.split->on_commit_applied(entry.index);
+      replicas[r.split_child_slot]->first_leader = marker.child_leader;
     }
     finish_apply(r, entry, StorageStatus::kOk);
     maybe_start_split_child(r);
@@ -4699,6 +4705,13 @@ struct StorageNode::Impl {
         Replica& listed = *replicas[slot];
         if (listed.dropped) return;
         finish_recovery(listed, state, WalRecovery{});
+        // The child's first leader takes over the range at once: no election, no lease to wait
+        // out, so the moved half is served again as soon as this replica has started.
+        if (listed.first_leader == listed.assignment.replica && listed.paxos &&
+            listed.paxos->lead_first_ballot(env->local_now())) {
+          env->metrics().add("splits.children_led_at_once", 1);
+          after_input(listed);
+        }
       });
     });
   }

@@ -148,13 +148,9 @@ struct Harness {
     setup.controller.partitions = partitions;
     const TableCapacity initial{setup.controller.read_provisioned.initial_units,
                                 setup.controller.write_provisioned.initial_units};
-    PartitionAllocation initial_allocation = allocate_to_partitions(initial, partitions);
-    if (setup.controller.mode == CapacityMode::kOnDemand) {
-      initial_allocation = allocate_to_partitions(
-          TableCapacity{2 * setup.controller.read_on_demand.initial_previous_peak_units,
-                        2 * setup.controller.write_on_demand.initial_previous_peak_units},
-          partitions);
-    }
+    setup_mode = setup.controller.mode;
+    const PartitionAllocation initial_allocation =
+        partition_allocation(setup_mode, initial, partitions);
     uint32_t next_group = 0;
     for (uint32_t n = 0; n < setup.nodes; ++n) {
       const sim::HostId host = world.add_host(rack, "node" + std::to_string(n), {});
@@ -191,7 +187,7 @@ struct Harness {
     CapacityController* c = controller();
     if (c == nullptr) return false;
     const PartitionAllocation expected =
-        allocate_to_partitions(c->capacity(), static_cast<uint32_t>(partitions()));
+        partition_allocation(setup_mode, c->capacity(), static_cast<uint32_t>(partitions()));
     for (uint32_t n = 0; n < nodes.size(); ++n) {
       if (node(n).agent().version() != c->version()) return false;
       if (node(n).agent().allocation() != expected) return false;
@@ -200,6 +196,7 @@ struct Harness {
   }
   size_t partitions() const { return nodes.size() * 2 + added_partitions; }
   size_t added_partitions = 0;
+  CapacityMode setup_mode = CapacityMode::kProvisioned;
 
   Demand demand;
   sim::Simulation simulation;
@@ -278,7 +275,7 @@ TEST(CapacityControllerTest, PlantedReuseOfThePreviousPeriodScalesOutWrongly) {
 TEST(CapacityControllerTest, OnDemandStartsAtTheNewTableFloorAndDoublesThePreviousPeak) {
   RunSetup setup;
   setup.controller.mode = CapacityMode::kOnDemand;
-  setup.nodes = 8;  // 16 partitions: 4,000 WCU is 250 WCU each, below the 1,000 WCU ceiling
+  setup.nodes = 8;  // 16 partitions, each allowed its 1,000 WCU maximum
   Harness h(setup);
   // 3,000 WCU for a few minutes, then 1,000.
   h.demand.write_milli_units_per_second_per_partition = 187'500;
@@ -286,7 +283,7 @@ TEST(CapacityControllerTest, OnDemandStartsAtTheNewTableFloorAndDoublesThePrevio
   ASSERT_TRUE(h.converged());
   EXPECT_EQ(h.controller()->capacity().write_units_per_second, 4000);
   EXPECT_EQ(h.controller()->capacity().read_units_per_second, 12'000);
-  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 250'000);
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 1'000'000);
   h.run_for(sim::minutes(4));
   h.demand.write_milli_units_per_second_per_partition = 62'500;
   // The peak counts once 30 minutes have passed since its period ended.
@@ -295,7 +292,8 @@ TEST(CapacityControllerTest, OnDemandStartsAtTheNewTableFloorAndDoublesThePrevio
   h.run_for(sim::minutes(12));
   EXPECT_EQ(h.controller()->capacity().write_units_per_second, 6000);
   ASSERT_TRUE(h.converged());
-  EXPECT_EQ(h.node(3).allocation(GroupId(7)).write_milli_units_per_second, 375'000);
+  // The table's capacity grew; each partition's allowance is still its maximum.
+  EXPECT_EQ(h.node(3).allocation(GroupId(7)).write_milli_units_per_second, 1'000'000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,9 +337,10 @@ TEST(CapacityControllerTest, SplitChildrenShareTheTableCapacity) {
   }
 }
 
-// An on-demand table of 4,000 WCU on four partitions: each share is 1,000 WCU, a partition's
-// maximum. Split to eight, each holds 500: the table's capacity binds, not the partition cap.
-TEST(CapacityControllerTest, OnDemandSharesStayCappedAtThePartitionMaximum) {
+// An on-demand table of 4,000 WCU on four partitions: each partition may take its maximum, 1,000
+// WCU. Split to eight, each still may: the table's capacity is metered at the table (GAC), and a
+// child held at 500 could never cross the split threshold of a partition's maximum.
+TEST(CapacityControllerTest, OnDemandPartitionsKeepThePartitionMaximumAcrossSplits) {
   RunSetup setup;
   setup.controller.mode = CapacityMode::kOnDemand;
   Harness h(setup);
@@ -353,8 +352,9 @@ TEST(CapacityControllerTest, OnDemandSharesStayCappedAtThePartitionMaximum) {
   h.run_for(sim::seconds(30));
   EXPECT_EQ(h.controller()->partition_count(), 8u);
   ASSERT_TRUE(h.converged());
-  EXPECT_EQ(h.node(1).allocation(GroupId(7)).write_milli_units_per_second, 500'000);
-  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 500'000);
+  EXPECT_EQ(h.node(1).allocation(GroupId(7)).write_milli_units_per_second, 1'000'000);
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)).write_milli_units_per_second, 1'000'000);
+  EXPECT_EQ(h.node(0).allocation(GroupId(0)).read_milli_units_per_second, 3'000'000);
 }
 
 // ---------------------------------------------------------------------------------------------

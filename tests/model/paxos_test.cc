@@ -87,6 +87,13 @@ class Group {
   Group() {
     for (uint32_t r = 1; r <= 3; ++r) restart(r, SimTime(0));
   }
+  // A new group, as a split creates its child: every replica starts having promised `first`.
+  explicit Group(Ballot first) {
+    for (uint32_t r = 1; r <= 3; ++r) {
+      hard_[r].promised = first;
+      restart(r, SimTime(0));
+    }
+  }
 
   PaxosReplica& operator[](uint32_t r) { return *replicas_[r]; }
 
@@ -680,6 +687,75 @@ TEST(PaxosTranscript, RecoveryKeepsPromisesAndWaitsOutForgottenGrants) {
   group.deliver(prepare, now + seconds(2));
   EXPECT_EQ(lines(group.take(2).messages),
             (Strings{"2->3 Promise b=6.3 commit=1 last=2 [2@1.1:#30]"}));
+}
+
+// A split's child (docs/paxos.md, "A new group's first leader"): every replica was created having
+// promised 1.3, so replica 3 leads without an election and serves at once (no earlier leader's
+// lease can be running), and nobody else can take that ballot.
+TEST(PaxosTranscript, ANewGroupsFirstLeaderLeadsAndServesAtOnce) {
+  Group group(Ballot{1, 3});
+  const SimTime now = at_ms(0);
+  EXPECT_FALSE(group[1].lead_first_ballot(now));  // the ballot is replica 3's
+  EXPECT_FALSE(group[2].lead_first_ballot(now));
+  ASSERT_TRUE(group[3].lead_first_ballot(now));
+  EXPECT_EQ(group[3].role(), PaxosRole::kLeader);
+  EXPECT_FALSE(group[3].lead_first_ballot(now));  // once
+  // No lease to wait out: a write is taken at the same instant.
+  ASSERT_EQ(group[3].propose(command(5), now).status, ProposeStatus::kOk);
+  Ready led = group.take(3);
+  EXPECT_EQ(lines(led.entries_to_persist), (Strings{"1@1.3:noop", "2@1.3:#5"}));
+  group.deliver_all(led.messages, now);
+  EXPECT_EQ(group[3].commit_index(), LogIndex(2));
+  EXPECT_TRUE(group[3].can_serve_strong_read(now));
+  EXPECT_EQ(group[1].leader_hint(), std::optional<uint32_t>(3));
+}
+
+// What makes skipping phase 1 safe: the other replicas' first election is at round 2, above the
+// first leader's ballot, so its phase 1 finds what the first leader had accepted.
+TEST(PaxosTranscript, AfterTheFirstLeaderAnElectionStartsAtRoundTwoAndKeepsItsWrites) {
+  Group group(Ballot{1, 3});
+  SimTime now = at_ms(0);
+  ASSERT_TRUE(group[3].lead_first_ballot(now));
+  ASSERT_EQ(group[3].propose(command(6), now).status, ProposeStatus::kOk);
+  Ready led = group.take(3);
+  // Only replica 1 hears the first leader (its Accepts and heartbeat); then the first leader dies.
+  size_t to_replica_1 = 0;
+  for (const PaxosMessage& message : led.messages) {
+    if (message.to != 1) continue;
+    group.deliver(message, now);
+    ++to_replica_1;
+  }
+  ASSERT_GT(to_replica_1, 0u);
+  const Ready accepted = group.take(1);
+  EXPECT_EQ(group[1].last_index(), LogIndex(2));
+  group.set_down(3, true);
+  now = now + seconds(3);
+  group.run(now, now + seconds(3));
+  const uint32_t leader = group[1].role() == PaxosRole::kLeader ? 1 : 2;
+  ASSERT_EQ(group[leader].role(), PaxosRole::kLeader);
+  EXPECT_EQ(group[leader].promised().round, 2u);
+  const LogEntry* kept = group[leader].entry_at(LogIndex(2));
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(kept->command.id, 6u);
+  EXPECT_GE(group[leader].commit_index(), LogIndex(2));
+}
+
+// The call refuses, changing nothing, unless the replica holds exactly the first ballot's promise
+// and has accepted nothing: a replica that ever ran, or whose promise is another's, must be
+// elected.
+TEST(PaxosReplicaTest, FirstBallotOnlyFromAFreshPromise) {
+  Group fresh;  // promised nothing
+  EXPECT_FALSE(fresh[1].lead_first_ballot(at_ms(0)));
+  EXPECT_EQ(fresh[1].role(), PaxosRole::kFollower);
+  EXPECT_TRUE(fresh.take(1).empty());
+
+  Group ran(Ballot{1, 3});
+  ASSERT_TRUE(ran[3].lead_first_ballot(at_ms(0)));
+  ran.deliver_all(ran.take(3).messages, at_ms(0));
+  // Replica 3 restarts from its disk: it accepted entries, so it is elected like anyone else.
+  ran.restart(3, at_ms(10));
+  EXPECT_FALSE(ran[3].lead_first_ballot(at_ms(10)));
+  EXPECT_EQ(ran[3].role(), PaxosRole::kFollower);
 }
 
 TEST(PaxosReplicaTest, ProposalsAreBoundedAndRefusalsLeaveNoTrace) {
