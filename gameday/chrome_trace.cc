@@ -115,7 +115,10 @@ void ChromeTraceWriter::on_attempt_start(uint64_t client_id, uint64_t operation_
   if (finished_ || !in_window(now())) return;
   OpenAttempt attempt;
   attempt.id = next_slice_id_++;
-  attempt.name = std::string(operation_name(request)) + " " + key_string(request.key);
+  attempt.name =
+      std::string(operation_name(request)) + " " +
+      (request.op == model::StorageOp::kScan ? "group " + std::to_string(request.scan_group.value)
+                                             : key_string(request.key));
   begin_event();
   *out_ << "{\"ph\":\"b\",\"cat\":\"client\",\"name\":";
   write_string(*out_, attempt.name);
@@ -144,6 +147,20 @@ void ChromeTraceWriter::on_attempt_end(uint64_t client_id, uint64_t request_id,
   write_string(*out_, timed_out ? "timed out" : model::to_string(status));
   *out_ << "}}";
   open_.erase(found);
+}
+
+void ChromeTraceWriter::on_api_attempt_start(uint64_t client_id, uint64_t operation_id,
+                                             uint64_t request_id,
+                                             const model::ClientRequest& request,
+                                             sim::Address replica) {
+  on_attempt_start(client_id, operation_id, request_id, request, replica);
+}
+
+void ChromeTraceWriter::on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                                           const model::StorageResponse* response) {
+  on_attempt_end(client_id, request_id,
+                 response == nullptr ? model::StorageStatus::kBusy : response->status,
+                 response == nullptr, std::nullopt);
 }
 
 void ChromeTraceWriter::fault(sim::SimTime at, const std::string& description) {

@@ -43,6 +43,11 @@ class ChromeTraceWriter final : public sim::EventObserver, public model::ClientO
                         const model::ClientRequest& request, sim::Address replica) override;
   void on_attempt_end(uint64_t client_id, uint64_t request_id, model::StorageStatus status,
                       bool timed_out, const std::optional<model::Item>& item) override;
+  // UpdateItem, Query and Scan attempts, drawn as the others are.
+  void on_api_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                            const model::ClientRequest& request, sim::Address replica) override;
+  void on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                          const model::StorageResponse* response) override;
 
   // A fault was applied at true time `at` (from the injector's log).
   void fault(sim::SimTime at, const std::string& description);

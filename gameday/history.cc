@@ -103,8 +103,18 @@ const char* to_string(LatencyKind kind) {
       return "put_if_absent";
     case LatencyKind::kDelete:
       return "delete";
+    case LatencyKind::kUpdate:
+      return "update";
+    case LatencyKind::kQuery:
+      return "query";
+    case LatencyKind::kScan:
+      return "scan";
   }
   return "?";
+}
+
+bool is_counter_key(const std::string& key) {
+  return key.starts_with(kCounterKeyPrefix);
 }
 
 std::optional<LatencyKind> latency_kind(const model::ClientRequest& request) {
@@ -127,11 +137,11 @@ std::optional<LatencyKind> latency_kind(const model::ClientRequest& request) {
       }
       return std::nullopt;
     case StorageOp::kUpdate:
+      return LatencyKind::kUpdate;
     case StorageOp::kQuery:
+      return LatencyKind::kQuery;
     case StorageOp::kScan:
-      // Not register operations: the client reports them through its other hooks
-      // (model/client.h), never here.
-      return std::nullopt;
+      return LatencyKind::kScan;
   }
   return std::nullopt;
 }
@@ -221,6 +231,19 @@ void HistoryRecorder::on_attempt_start(uint64_t client_id, uint64_t operation_id
   pending.request.key = request.key;
   pending.request.condition = request.condition;
   pending.invoke_ns = now_ns();
+  open_operations_.try_emplace(std::make_pair(client_id, operation_id),
+                               OpenOperation{pending.invoke_ns, latency_kind(request)});
+  if (is_counter_key(pending.key)) {
+    // The counters' final reads: no register operation (see the header).
+    pending.outside_registers = true;
+    pending.kind = latency_kind(request);
+    ++counts_.attempts_outside_registers;
+    if (!pending_.emplace(std::make_pair(client_id, request_id), pending).second) {
+      impossible("attempt " + std::to_string(request_id) + " of client " +
+                 std::to_string(client_id) + " started twice");
+    }
+    return;
+  }
   if (request.op == StorageOp::kPut) {
     const model::AttributeValue* version = request.item.find(kVersionAttribute);
     const std::optional<uint64_t> value =
@@ -239,9 +262,6 @@ void HistoryRecorder::on_attempt_start(uint64_t client_id, uint64_t operation_id
                      "a \"ver\" condition on a value that is not an integer");
     }
   }
-  // The first attempt of an operation starts its clock; later attempts find it open.
-  open_operations_.try_emplace(std::make_pair(client_id, operation_id),
-                               OpenOperation{pending.invoke_ns, latency_kind(request)});
   const auto [it, inserted] = pending_.emplace(std::make_pair(client_id, request_id), pending);
   if (!inserted) {
     impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
@@ -287,15 +307,12 @@ RegisterOperation HistoryRecorder::make_operation(uint64_t client_id, uint64_t r
   return operation;
 }
 
-void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
-                                     bool timed_out, const std::optional<model::Item>& item) {
-  for (model::ClientObserver* tap : taps_)
-    tap->on_attempt_end(client_id, request_id, status, timed_out, item);
-  auto it = pending_.find(std::make_pair(client_id, request_id));
-  if (it == pending_.end()) {
+bool HistoryRecorder::count_attempt_end(uint64_t client_id, uint64_t request_id,
+                                        StorageStatus status, bool timed_out) {
+  if (pending_.count(std::make_pair(client_id, request_id)) == 0) {
     impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
                " ended without a start, or twice");
-    return;
+    return false;
   }
   ++counts_.attempts_ended;
   if (timed_out) ++counts_.attempts_timed_out;
@@ -313,13 +330,116 @@ void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, St
   } else {
     ++counts_.attempts_failed;
   }
+  return true;
+}
+
+void HistoryRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id, StorageStatus status,
+                                     bool timed_out, const std::optional<model::Item>& item) {
+  for (model::ClientObserver* tap : taps_)
+    tap->on_attempt_end(client_id, request_id, status, timed_out, item);
+  if (!count_attempt_end(client_id, request_id, status, timed_out)) return;
+  auto it = pending_.find(std::make_pair(client_id, request_id));
   const Pending pending = std::move(it->second);
   pending_.erase(it);
-  if (pending.request.op == StorageOp::kGet) {
+  if (pending.outside_registers) {
+    record_outside(pending, status, timed_out);
+  } else if (pending.request.op == StorageOp::kGet) {
     record_read(client_id, request_id, pending, status, timed_out, item);
   } else {
     record_write(client_id, request_id, pending, status, timed_out);
   }
+}
+
+void HistoryRecorder::on_api_attempt_start(uint64_t client_id, uint64_t operation_id,
+                                           uint64_t request_id, const model::ClientRequest& request,
+                                           sim::Address replica) {
+  for (model::ClientObserver* tap : taps_) {
+    tap->on_api_attempt_start(client_id, operation_id, request_id, request, replica);
+  }
+  ++counts_.attempts_started;
+  Pending pending;
+  pending.operation_id = operation_id;
+  pending.key = request.op == StorageOp::kScan ? std::string() : key_string(request.key);
+  pending.request.op = request.op;
+  pending.request.consistency = request.consistency;
+  pending.request.key = request.key;
+  pending.invoke_ns = now_ns();
+  pending.kind = latency_kind(request);
+  open_operations_.try_emplace(std::make_pair(client_id, operation_id),
+                               OpenOperation{pending.invoke_ns, pending.kind});
+  // A strong Query's first page of a register key is a strong read of it (see the header).
+  pending.query_read = request.op == StorageOp::kQuery &&
+                       request.consistency == model::ReadConsistency::kStrong &&
+                       !request.page.exclusive_start_key && request.page.filter.is_true() &&
+                       !request.key.sort.has_value() && !is_counter_key(pending.key);
+  if (pending.query_read) {
+    pending.request.op = StorageOp::kGet;
+  } else {
+    pending.outside_registers = true;
+    ++counts_.attempts_outside_registers;
+  }
+  const auto [it, inserted] = pending_.emplace(std::make_pair(client_id, request_id), pending);
+  if (!inserted) {
+    impossible("attempt " + std::to_string(request_id) + " of client " + std::to_string(client_id) +
+               " started twice");
+    return;
+  }
+  if (pending.query_read) dump_invoke(client_id, request_id, it->second);
+}
+
+void HistoryRecorder::on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                                         const model::StorageResponse* response) {
+  for (model::ClientObserver* tap : taps_) tap->on_api_attempt_end(client_id, request_id, response);
+  const bool timed_out = response == nullptr;
+  // A timed-out attempt carries kBusy, as on_attempt_end's do (model/client.h).
+  const StorageStatus status = timed_out ? StorageStatus::kBusy : response->status;
+  if (!count_attempt_end(client_id, request_id, status, timed_out)) return;
+  auto it = pending_.find(std::make_pair(client_id, request_id));
+  const Pending pending = std::move(it->second);
+  pending_.erase(it);
+  if (pending.outside_registers) {
+    if (!timed_out && status == StorageStatus::kConditionFailed &&
+        pending.request.op != StorageOp::kQuery && pending.request.op != StorageOp::kScan) {
+      // The workload's UpdateItem has no condition: nothing could fail.
+      impossible("an unconditional " + std::string(model::to_string(pending.request.op)) +
+                 " on key " + pending.key + " answered " + model::to_string(status));
+    }
+    record_outside(pending, status, timed_out);
+    return;
+  }
+  // The Query's first page as the strong read it stands for: its one item or none.
+  std::optional<model::Item> item;
+  StorageStatus read_status = status;
+  if (!timed_out && status == StorageStatus::kOk) {
+    if (response->items.size() > 1) {
+      impossible("a query of key " + pending.key + " (no sort key) returned " +
+                 std::to_string(response->items.size()) + " items");
+      return;
+    }
+    if (response->items.empty()) {
+      read_status = StorageStatus::kNotFound;
+    } else {
+      item = response->items.front();
+    }
+  }
+  // Its latency is the query's, not a GetItem's (attempt_latency_json skips it in the histories).
+  record_outside(pending, status, timed_out);
+  const bool recorded =
+      !timed_out && (read_status == StorageStatus::kOk || read_status == StorageStatus::kNotFound);
+  if (recorded) {
+    query_reads_.insert(std::make_pair(client_id, request_id));
+    ++counts_.query_reads_recorded;
+  }
+  record_read(client_id, request_id, pending, read_status, timed_out, item);
+}
+
+void HistoryRecorder::record_outside(const Pending& pending, StorageStatus status, bool timed_out) {
+  const bool answered =
+      !timed_out && (status == StorageStatus::kOk || status == StorageStatus::kNotFound ||
+                     status == StorageStatus::kConditionFailed);
+  if (!answered || !pending.kind.has_value() || pending.invoke_ns >= latency_until_ns_) return;
+  latency_outside_histories_ns_[static_cast<size_t>(*pending.kind)].push_back(now_ns() -
+                                                                              pending.invoke_ns);
 }
 
 void HistoryRecorder::record_read(uint64_t client_id, uint64_t request_id, const Pending& pending,
@@ -343,7 +463,8 @@ void HistoryRecorder::record_read(uint64_t client_id, uint64_t request_id, const
   if (!is_strong_read(pending.request)) {
     ++counts_.eventual_reads;
     if (pending.invoke_ns < latency_until_ns_) {
-      eventual_read_latency_ns_.push_back(now_ns() - pending.invoke_ns);
+      latency_outside_histories_ns_[static_cast<size_t>(LatencyKind::kGetEventual)].push_back(
+          now_ns() - pending.invoke_ns);
     }
     return;
   }
@@ -385,6 +506,19 @@ void HistoryRecorder::record_write(uint64_t client_id, uint64_t request_id, cons
 void HistoryRecorder::on_operation_end(uint64_t client_id, uint64_t operation_id,
                                        const model::ClientResult& result) {
   for (model::ClientObserver* tap : taps_) tap->on_operation_end(client_id, operation_id, result);
+  end_operation(client_id, operation_id, result);
+}
+
+void HistoryRecorder::on_api_operation_end(uint64_t client_id, uint64_t operation_id,
+                                           const model::ClientResult& result) {
+  for (model::ClientObserver* tap : taps_) {
+    tap->on_api_operation_end(client_id, operation_id, result);
+  }
+  end_operation(client_id, operation_id, result);
+}
+
+void HistoryRecorder::end_operation(uint64_t client_id, uint64_t operation_id,
+                                    const model::ClientResult& result) {
   auto it = open_operations_.find(std::make_pair(client_id, operation_id));
   if (it == open_operations_.end()) {
     impossible("operation " + std::to_string(operation_id) + " of client " +
@@ -416,17 +550,20 @@ nlohmann::json HistoryRecorder::latency_section(LatencySamples samples_by_kind) 
 nlohmann::json HistoryRecorder::attempt_latency_json() const {
   // Strong reads and writes from the register histories (an unknown outcome is a timed-out
   // attempt; every other entry was answered), eventual reads from their own samples.
-  LatencySamples samples;
+  LatencySamples samples = latency_outside_histories_ns_;
   for (const auto& [key, operations] : by_key_) {
     for (const RegisterOperation& operation : operations) {
       if (operation.outcome == Outcome::kUnknown) continue;
       if (operation.invoke_ns >= latency_until_ns_) continue;
+      if (operation.kind == Kind::kRead &&
+          query_reads_.count(std::make_pair(operation.client, operation.id)) > 0) {
+        continue;  // a Query's first page: timed as a query already
+      }
       const std::optional<LatencyKind> kind = register_latency_kind(operation);
       if (!kind.has_value()) continue;
       samples[static_cast<size_t>(*kind)].push_back(operation.complete_ns - operation.invoke_ns);
     }
   }
-  samples[static_cast<size_t>(LatencyKind::kGetEventual)] = eventual_read_latency_ns_;
   return latency_section(std::move(samples));
 }
 
@@ -497,6 +634,8 @@ nlohmann::json HistoryRecorder::counts_json() const {
           {"first_impossible_answer", first_impossible_},
           {"operations_succeeded", counts_.operations_succeeded},
           {"operations_failed", counts_.operations_failed},
+          {"attempts_outside_registers", counts_.attempts_outside_registers},
+          {"query_reads_recorded", counts_.query_reads_recorded},
           {"keys", by_key_.size()}};
 }
 
@@ -523,6 +662,7 @@ void HistoryRecorder::dump_invoke(uint64_t client_id, uint64_t request_id,
   if (request.op == StorageOp::kGet) {
     line["consistency"] = is_strong_read(request) ? "strong" : "eventual";
   }
+  if (pending.query_read) line["api"] = "Query";
   *dump_ << line.dump() << '\n';
 }
 
@@ -551,6 +691,7 @@ void HistoryRecorder::dump_completion(uint64_t client_id, uint64_t request_id,
   } else {
     line["value"] = written_value_json(pending);
   }
+  if (pending.query_read) line["api"] = "Query";
   *dump_ << line.dump() << '\n';
 }
 

@@ -27,6 +27,16 @@
 // Each attempt is its own register operation: a retried write is a second request that may also
 // apply, exactly as the service sees it.
 //
+// Operations the register model does not express (model/client.h: UpdateItem, Query and Scan,
+// reported through the on_api_* hooks) and every operation on a counter key ("counter-<n>", the
+// workload's UpdateItem targets, gameday/workload.h) stay out of the register histories: they are
+// counted (counts_json, requests_json), timed (latency), and passed on to the taps, which is where
+// the counter checker (gameday/counter_checker.h) sees them. One exception: the first page of a
+// strongly consistent Query of a register key, without a filter, is a strong read of that key
+// (the game day's items have no sort key, so the Query matches at most the one item; none means
+// no item) and is recorded as one. More than one item in its answer is an impossible answer. Its
+// later pages (after a LastEvaluatedKey) read past the item and are not reads of it.
+//
 // Latency as the clients saw it, in true time, over answered attempts and over whole operations
 // (docs/scenarios.md, `latency_ms` and `operation_latency_ms`). The attempts are not stored
 // twice: strong reads and writes are read back from the register histories, which keep each
@@ -40,6 +50,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +67,12 @@ inline constexpr const char* kVersionAttribute = "ver";
 // What a read of an item without a usable "ver" reads: no write puts it (the workload's values
 // are client_id << 40 | sequence with client ids far below 2^23).
 inline constexpr uint64_t kForeignValue = UINT64_MAX;
+// The workload's counters (gameday/workload.h): keys "counter-<n>" holding the number attribute
+// "n" that UpdateItem ADDs to. No register operation goes to them.
+inline constexpr const char* kCounterKeyPrefix = "counter-";
+inline constexpr const char* kCounterAttribute = "n";
+// True for a key_string() of a counter key.
+bool is_counter_key(const std::string& key);
 
 // A printable, unambiguous form of a key: the partition key, then "|" and the sort key if any.
 // Strings as they are, numbers in canonical decimal, binaries as "0x" and hex.
@@ -76,12 +93,16 @@ enum class LatencyKind : uint8_t {
   kPutIfVersion,
   kPutIfAbsent,
   kDelete,
+  kUpdate,
+  kQuery,
+  kScan,
 };
-inline constexpr size_t kLatencyKindCount = 6;
+inline constexpr size_t kLatencyKindCount = 9;
 // The workload mix's names: "put", "get_strong", "get_eventual", "put_if_version",
-// "put_if_absent", "delete".
+// "put_if_absent", "delete", "update", "query", "scan".
 const char* to_string(LatencyKind kind);
-// nullopt for a shape the workload never sends (a put conditioned on attribute_exists).
+// nullopt for a shape the workload never sends (a put conditioned on attribute_exists). UpdateItem,
+// Query and Scan are kUpdate, kQuery and kScan whatever their fields.
 std::optional<LatencyKind> latency_kind(const model::ClientRequest& request);
 
 // Latency figures of a set of samples, in integer nanoseconds. Percentiles are nearest-rank: the
@@ -136,6 +157,10 @@ struct HistoryCounts {
   uint64_t attempts_answered = 0;
   uint64_t attempts_throttled = 0;
   uint64_t attempts_failed = 0;
+  // Attempts kept out of the register histories: UpdateItem, Query (but the strong first pages
+  // recorded as reads) and Scan, and the reads of counter keys.
+  uint64_t attempts_outside_registers = 0;
+  uint64_t query_reads_recorded = 0;  // strong Query first pages recorded as strong reads
 };
 
 class HistoryRecorder final : public model::ClientObserver {
@@ -150,6 +175,12 @@ class HistoryRecorder final : public model::ClientObserver {
                       bool timed_out, const std::optional<model::Item>& item) override;
   void on_operation_end(uint64_t client_id, uint64_t operation_id,
                         const model::ClientResult& result) override;
+  void on_api_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                            const model::ClientRequest& request, sim::Address replica) override;
+  void on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                          const model::StorageResponse* response) override;
+  void on_api_operation_end(uint64_t client_id, uint64_t operation_id,
+                            const model::ClientResult& result) override;
 
   // Attempts and operations whose first attempt was invoked at or after `end` are left out of
   // the latency figures (the game day passes the end of the workload phase, so the final
@@ -195,11 +226,15 @@ class HistoryRecorder final : public model::ClientObserver {
   // Writes one JSON line per invocation and per completion to `out` from now on, shaped like
   // Porcupine's and Jepsen's histories: {"client", "op" (request id), "operation", "type":
   // "invoke"|"ok"|"fail"|"info", "f": "read"|"write"|"cas", "key", "value", "time_ns"}, plus
-  // "status" on completions and "consistency" on reads. A delete is a write of null; a cas's
-  // value is [expected, new] (expected null: no item; "*": any item). Null stops the dump.
+  // "status" on completions and "consistency" on reads, and "api": "Query" on the strong reads a
+  // Query's first page stands for. Operations outside the register histories are not written. A
+  // delete is a write of null; a cas's value is [expected, new] (expected null: no item; "*": any
+  // item). Null stops the dump.
   void set_dump(std::ostream* out) { dump_ = out; }
-  // Another observer that sees every attempt and operation end too, before the recorder (the
-  // run's metrics time series, gameday/metrics.h; its trace, gameday/chrome_trace.h).
+  // Another observer that sees every attempt and operation end too, through the same hooks (the
+  // on_api_* ones included), before the recorder: the run's metrics time series
+  // (gameday/metrics.h), its trace (gameday/chrome_trace.h), the counter checker
+  // (gameday/counter_checker.h).
   void add_tap(model::ClientObserver* tap) { taps_.push_back(tap); }
 
   int64_t now_ns() const { return simulation_->now().ns; }
@@ -208,9 +243,15 @@ class HistoryRecorder final : public model::ClientObserver {
   struct Pending {
     uint64_t operation_id = 0;
     std::string key;
-    model::ClientRequest request;  // the item's attributes are dropped: only "ver" matters
-    uint64_t value = 0;            // puts: the "ver" written
+    // The item's attributes are dropped: only "ver" matters. A strong Query's first page is kept
+    // as the strong GetItem it stands for (query_read).
+    model::ClientRequest request;
+    uint64_t value = 0;  // puts: the "ver" written
     int64_t invoke_ns = 0;
+    // Not a register operation (see the header): counted and timed only.
+    bool outside_registers = false;
+    bool query_read = false;
+    std::optional<LatencyKind> kind;  // for the attempt latency of outside_registers ones
   };
 
   RegisterOperation make_operation(uint64_t client_id, uint64_t request_id,
@@ -221,6 +262,12 @@ class HistoryRecorder final : public model::ClientObserver {
                    model::StorageStatus status, bool timed_out,
                    const std::optional<model::Item>& item);
   void impossible(std::string what);
+  // Counts an ended attempt under requests and history; false if it never started (or ended).
+  bool count_attempt_end(uint64_t client_id, uint64_t request_id, model::StorageStatus status,
+                         bool timed_out);
+  // An attempt kept out of the register histories ended: only its latency is kept.
+  void record_outside(const Pending& pending, model::StorageStatus status, bool timed_out);
+  void end_operation(uint64_t client_id, uint64_t operation_id, const model::ClientResult& result);
   static nlohmann::json written_value_json(const Pending& pending);
   void dump_invoke(uint64_t client_id, uint64_t request_id, const Pending& pending) const;
   void dump_completion(uint64_t client_id, uint64_t request_id, const Pending& pending,
@@ -240,8 +287,13 @@ class HistoryRecorder final : public model::ClientObserver {
   // By (client, operation id); bounded by the operations the clients have in flight.
   std::map<std::pair<uint64_t, uint64_t>, OpenOperation> open_operations_;
   int64_t latency_until_ns_ = INT64_MAX;
-  std::vector<int64_t> eventual_read_latency_ns_;  // answered eventual-read attempts
-  LatencySamples operation_latency_ns_;            // succeeded operations, by kind
+  // Answered attempts that are in no register history (eventual reads, UpdateItem, Query, Scan,
+  // counter reads), by kind.
+  LatencySamples latency_outside_histories_ns_;
+  // The strong Query first pages in the register histories, by (client, request id): their
+  // latency is in latency_outside_histories_ns_ (as kQuery), not read back from the histories.
+  std::set<std::pair<uint64_t, uint64_t>> query_reads_;
+  LatencySamples operation_latency_ns_;  // succeeded operations, by kind
   std::map<std::string, std::vector<RegisterOperation>> by_key_;
   std::vector<AcknowledgedWrite> acknowledged_;
   HistoryCounts counts_;

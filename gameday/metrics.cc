@@ -111,6 +111,32 @@ void MetricsRecorder::on_attempt_end(uint64_t client_id, uint64_t request_id,
   attempt_partition_.erase(found);
 }
 
+void MetricsRecorder::on_api_attempt_start(uint64_t client_id, uint64_t operation_id,
+                                           uint64_t request_id, const model::ClientRequest& request,
+                                           sim::Address replica) {
+  if (request.op != model::StorageOp::kScan) {
+    on_attempt_start(client_id, operation_id, request_id, request, replica);
+    return;
+  }
+  ++current_.attempts;
+  const uint32_t partition = request.scan_group.value;
+  ++current_partitions_[partition].attempts;
+  attempt_partition_[{client_id, request_id}] = partition;
+  operation_invoke_ns_.try_emplace({client_id, operation_id}, simulation_->now().ns);
+}
+
+void MetricsRecorder::on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                                         const model::StorageResponse* response) {
+  on_attempt_end(client_id, request_id,
+                 response == nullptr ? model::StorageStatus::kBusy : response->status,
+                 response == nullptr, std::nullopt);
+}
+
+void MetricsRecorder::on_api_operation_end(uint64_t client_id, uint64_t operation_id,
+                                           const model::ClientResult& result) {
+  on_operation_end(client_id, operation_id, result);
+}
+
 void MetricsRecorder::on_operation_end(uint64_t client_id, uint64_t operation_id,
                                        const model::ClientResult& result) {
   auto found = operation_invoke_ns_.find({client_id, operation_id});

@@ -60,6 +60,13 @@ class MetricsRecorder final : public model::ClientObserver {
                       bool timed_out, const std::optional<model::Item>& item) override;
   void on_operation_end(uint64_t client_id, uint64_t operation_id,
                         const model::ClientResult& result) override;
+  // UpdateItem, Query and Scan count alike; a Scan's partition is the group it reads.
+  void on_api_attempt_start(uint64_t client_id, uint64_t operation_id, uint64_t request_id,
+                            const model::ClientRequest& request, sim::Address replica) override;
+  void on_api_attempt_end(uint64_t client_id, uint64_t request_id,
+                          const model::StorageResponse* response) override;
+  void on_api_operation_end(uint64_t client_id, uint64_t operation_id,
+                            const model::ClientResult& result) override;
 
   void write_metrics_csv(std::ostream& out) const;
   void write_partitions_csv(std::ostream& out) const;

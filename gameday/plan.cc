@@ -108,12 +108,15 @@ const char* to_string(PlanMode mode) {
 
 namespace {
 
-// The shares of strong reads, eventual reads and writes in a mix.
+// The shares of strong reads, eventual reads and writes in a mix. An UpdateItem is a write, a
+// Query a strong read; a Scan page counts as one read, half of them strong and half eventual as
+// the workload sends them (our approximation: a page reads up to ten items).
 void mix_shares(const OperationMix& mix, double* strong, double* eventual, double* writes) {
   const double total = mix.total();
-  const double write_weight = mix.put + mix.put_if_version + mix.put_if_absent + mix.delete_item;
-  *strong = total > 0 ? mix.get_strong / total : 0;
-  *eventual = total > 0 ? mix.get_eventual / total : 0;
+  const double write_weight =
+      mix.put + mix.put_if_version + mix.put_if_absent + mix.delete_item + mix.update;
+  *strong = total > 0 ? (mix.get_strong + mix.query + mix.scan / 2.0) / total : 0;
+  *eventual = total > 0 ? (mix.get_eventual + mix.scan / 2.0) / total : 0;
   *writes = total > 0 ? write_weight / total : 1;
 }
 
@@ -131,10 +134,8 @@ PlanWorkload plan_workload(const ScenarioSpec& spec) {
   const uint32_t azs = static_cast<uint32_t>(spec.topology.az_names.size());
   // The whole table's phases: one process's share is 1 (gameday/scenario.h, workload_phases).
   const std::vector<WorkloadPhase> phases = workload_phases(w, 1);
-  const MixWeights weights{w.put,           w.get_strong, w.get_eventual, w.put_if_version,
-                           w.put_if_absent, w.delete_item};
-  mix_shares(operation_mix(weights), &workload.strong_read_share, &workload.eventual_read_share,
-             &workload.write_share);
+  mix_shares(operation_mix(mix_weights(w)), &workload.strong_read_share,
+             &workload.eventual_read_share, &workload.write_share);
   workload.key_distribution = w.key_distribution;
   if (phases.empty()) {
     // operations_per_second is per client host (docs/scenarios.md).

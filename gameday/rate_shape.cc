@@ -371,14 +371,19 @@ double ItemSizeDistribution::expected_units(uint64_t unit_bytes) const {
 // ---- CloudWatch --------------------------------------------------------------------------------
 
 double capacity_units_per_operation(CapacityMetric metric, const MixWeights& mix,
-                                    const ItemSizeDistribution& sizes) {
+                                    const ItemSizeDistribution& sizes, uint32_t scan_page_items) {
   const double total = mix.total();
   DYN_ASSERT(total > 0);
   if (metric == CapacityMetric::kConsumedWriteCapacityUnits) {
     const double writes = mix.put + mix.put_if_version + mix.put_if_absent + mix.delete_item;
-    return writes / total * sizes.expected_units(1024);
+    return writes / total * sizes.expected_units(1024) + mix.update / total;
   }
-  return (mix.get_strong + mix.get_eventual / 2) / total * sizes.expected_units(4096);
+  const double reads =
+      (mix.get_strong + mix.get_eventual / 2 + mix.query) / total * sizes.expected_units(4096);
+  if (mix.scan <= 0) return reads;  // no page term: the figure stays bit for bit what it was
+  const double page_units =
+      std::ceil(static_cast<double>(scan_page_items) * sizes.mean_bytes() / 4096.0);
+  return reads + mix.scan / total * 0.75 * page_units;
 }
 
 bool parse_utc_timestamp(std::string_view text, int64_t* seconds_since_epoch) {

@@ -129,7 +129,7 @@ std::vector<double> parse_cloudwatch_csv(std::string_view text, const std::strin
                                          const std::string& json_path);
 
 // The operation mix as fractions of the operations (weights as in OperationMix's order: put,
-// get_strong, get_eventual, put_if_version, put_if_absent, delete).
+// get_strong, get_eventual, put_if_version, put_if_absent, delete, update, query, scan).
 struct MixWeights {
   double put = 0;
   double get_strong = 0;
@@ -137,18 +137,32 @@ struct MixWeights {
   double put_if_version = 0;
   double put_if_absent = 0;
   double delete_item = 0;
+  double update = 0;
+  double query = 0;
+  double scan = 0;
   double total() const {
-    return put + get_strong + get_eventual + put_if_version + put_if_absent + delete_item;
+    return put + get_strong + get_eventual + put_if_version + put_if_absent + delete_item + update +
+           query + scan;
   }
 };
 
 // The capacity units of `metric` that one average operation of the mix consumes:
-//   writes: (put + put_if_version + put_if_absent + delete) / total * E[ceil(size / 1 KB)];
-//   reads:  (get_strong + get_eventual / 2) / total * E[ceil(size / 4 KB)].
+//   writes: ((put + put_if_version + put_if_absent + delete) * E[ceil(size / 1 KB)]
+//            + update) / total;
+//   reads:  ((get_strong + get_eventual / 2 + query) * E[ceil(size / 4 KB)]
+//            + scan * 3/4 * ceil(scan_page_items * E[size] / 4 KB)) / total.
 // Developer Guide, "Read/write capacity mode": one WCU per write of up to 1 KB, one RCU per
 // strongly consistent read of up to 4 KB, half for an eventually consistent one; sizes round up.
+// An UpdateItem ADDs to a counter item far below 1 KB: one WCU. A Query reads one item strongly
+// (the empty second page it may read costs one more RCU, left out). A Scan page reads up to
+// scan_page_items items, their sizes summed before rounding (Developer Guide,
+// CapacityUnitCalculations), half of the pages strongly and half eventually (3/4 on average);
+// the page's items are taken as the item size's mean each (our approximation).
+// The game day's Scan page (gameday/workload.h, WorkloadOptions::scan_page_limit).
+inline constexpr uint32_t kWorkloadScanPageItems = 10;
 double capacity_units_per_operation(CapacityMetric metric, const MixWeights& mix,
-                                    const ItemSizeDistribution& sizes);
+                                    const ItemSizeDistribution& sizes,
+                                    uint32_t scan_page_items = kWorkloadScanPageItems);
 
 // ---- Time stamps -------------------------------------------------------------------------------
 

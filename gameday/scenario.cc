@@ -370,6 +370,8 @@ void read_storage(ObjectReader reader, StorageSpec* storage) {
     storage->plant_no_lease_wait = plant->optional_bool("no_lease_wait", false);
     storage->plant_follower_strong_reads = plant->optional_bool("follower_strong_reads", false);
     storage->plant_send_before_fsync = plant->optional_bool("send_before_fsync", false);
+    storage->plant_acknowledge_update_without_apply =
+        plant->optional_bool("acknowledge_update_without_apply", false);
     storage->plant_compare_ignore_replica =
         static_cast<uint32_t>(plant->optional_uint("compare_ignore_replica", 0, 0, 3));
     if (auto divergent = plant->optional_object("divergent_apply")) {
@@ -395,6 +397,9 @@ constexpr double kMaxTableRatePerSecond = 100'000'000;
 constexpr size_t kMaxPhases = 1'000;
 // Buckets of an item size histogram (our bound).
 constexpr size_t kMaxHistogramBuckets = 64;
+// Counter keys of a workload (our bound: the counter check keeps a record per ADD attempt, not
+// per counter, so this only bounds the verification pass's reads).
+constexpr uint64_t kMaxCounters = 100'000;
 
 std::string rate_text(double per_second) {
   std::ostringstream out;
@@ -431,6 +436,9 @@ MixWeights read_mix(ObjectReader mix) {
   weights.put_if_version = mix.optional_number("put_if_version", 0, 0, 1e9);
   weights.put_if_absent = mix.optional_number("put_if_absent", 0, 0, 1e9);
   weights.delete_item = mix.optional_number("delete", 0, 0, 1e9);
+  weights.update = mix.optional_number("update", 0, 0, 1e9);
+  weights.query = mix.optional_number("query", 0, 0, 1e9);
+  weights.scan = mix.optional_number("scan", 0, 0, 1e9);
   mix.finish();
   if (weights.total() <= 0) {
     throw ScenarioError(mix.path(), "at least one positive weight", "all weights zero",
@@ -673,10 +681,12 @@ void read_workload(ObjectReader reader, WorkloadSpec* workload, sim::Duration du
     workload->put_if_version = weights.put_if_version;
     workload->put_if_absent = weights.put_if_absent;
     workload->delete_item = weights.delete_item;
+    workload->update = weights.update;
+    workload->query = weights.query;
+    workload->scan = weights.scan;
   }
-  const MixWeights mix{workload->put,           workload->get_strong,
-                       workload->get_eventual,  workload->put_if_version,
-                       workload->put_if_absent, workload->delete_item};
+  workload->counters = reader.optional_uint("counters", workload->counters, 1, kMaxCounters);
+  const MixWeights mix = mix_weights(*workload);
   const ItemSizeDistribution sizes = workload->item_size_distribution.value_or(
       ItemSizeDistribution::fixed(workload->item_size_bytes));
   if (auto rate = reader.optional_object("rate")) {
@@ -834,15 +844,30 @@ OperationMix operation_mix(const MixWeights& weights) {
   mix.put_if_version = weight(weights.put_if_version);
   mix.put_if_absent = weight(weights.put_if_absent);
   mix.delete_item = weight(weights.delete_item);
+  mix.update = weight(weights.update);
+  mix.query = weight(weights.query);
+  mix.scan = weight(weights.scan);
+  return mix;
+}
+
+MixWeights mix_weights(const WorkloadSpec& workload) {
+  MixWeights mix;
+  mix.put = workload.put;
+  mix.get_strong = workload.get_strong;
+  mix.get_eventual = workload.get_eventual;
+  mix.put_if_version = workload.put_if_version;
+  mix.put_if_absent = workload.put_if_absent;
+  mix.delete_item = workload.delete_item;
+  mix.update = workload.update;
+  mix.query = workload.query;
+  mix.scan = workload.scan;
   return mix;
 }
 
 std::vector<WorkloadPhase> workload_phases(const WorkloadSpec& workload, uint32_t processes) {
   DYN_ASSERT(processes > 0);
   std::vector<WorkloadPhase> phases;
-  const MixWeights mix{workload.put,           workload.get_strong,
-                       workload.get_eventual,  workload.put_if_version,
-                       workload.put_if_absent, workload.delete_item};
+  const MixWeights mix = mix_weights(workload);
   if (workload.phases.empty()) {
     if (!workload.rate) return phases;
     WorkloadPhase phase;  // open-ended: until the clients stop

@@ -67,6 +67,8 @@ struct StorageSpec {
   bool plant_no_lease_wait = false;
   bool plant_follower_strong_reads = false;
   bool plant_send_before_fsync = false;
+  // model::StorageNodeOptions::plant_acknowledge_update_without_apply (the counter check's).
+  bool plant_acknowledge_update_without_apply = false;
   // Healing (docs/healing.md): off unless the scenario has a "healing" section.
   bool healing = false;
   sim::Duration replica_lost_after = sim::seconds(2);
@@ -200,6 +202,11 @@ struct WorkloadSpec {
   double put_if_version = 15;
   double put_if_absent = 5;
   double delete_item = 5;
+  double update = 0;  // UpdateItem ADD on a counter (gameday/workload.h)
+  double query = 0;   // Query of a register key, paged
+  double scan = 0;    // one page of a parallel Scan's segment
+  // Counter keys the updates go to ("counter-0" ..): few, so that ADDs meet on each.
+  uint64_t counters = 8;
   uint32_t max_attempts = 5;
   sim::Duration attempt_timeout = sim::milliseconds(500);
   // After the heal phase starts: the workload stops at once; after `verify_after` it reads back
@@ -239,6 +246,8 @@ struct ScenarioSpec {
 std::vector<WorkloadPhase> workload_phases(const WorkloadSpec& workload, uint32_t processes);
 // OperationMix (whole-number weights) from relative weights: each scaled by 100 and rounded.
 OperationMix operation_mix(const MixWeights& weights);
+// The workload's own mix (not a phase's).
+MixWeights mix_weights(const WorkloadSpec& workload);
 
 // Reads and validates a scenario. Throws ScenarioError (gameday/json_reader.h) on bad input.
 ScenarioSpec load_scenario(const std::string& path, const std::vector<std::string>& overrides);

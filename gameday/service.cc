@@ -18,6 +18,17 @@
 
 namespace dynasim::gameday {
 
+namespace {
+
+// Whether the workload's mix, or a phase's, sends UpdateItem: the counter check runs then.
+bool sends_updates(const WorkloadSpec& workload) {
+  if (workload.phases.empty()) return workload.update > 0;
+  return std::any_of(workload.phases.begin(), workload.phases.end(),
+                     [](const WorkloadPhaseSpec& phase) { return phase.mix.update > 0; });
+}
+
+}  // namespace
+
 ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simulation,
                                sim::World& world,
                                const std::vector<std::vector<sim::HostId>>& storage_hosts_by_az)
@@ -25,6 +36,10 @@ ServiceHarness::ServiceHarness(const ScenarioSpec& spec, sim::Simulation& simula
   DYN_ASSERT(spec_.storage.has_value());
   DYN_ASSERT(storage_hosts_by_az.size() == model::kReplicasPerGroup);
   history_ = std::make_unique<HistoryRecorder>(&simulation_);
+  if (sends_updates(spec_.workload)) {
+    counter_checker_ = std::make_unique<CounterChecker>(&simulation_);
+    history_->add_tap(counter_checker_.get());
+  }
   canaries_ = std::make_unique<CanaryRecorder>(&simulation_);
   // Latency is the workload phase's: the final verification reads are left out.
   history_->measure_latency_until(sim::SimTime::zero() + spec_.duration);
@@ -171,6 +186,7 @@ void ServiceHarness::add_storage_nodes(
   base.paxos.plant_no_lease_wait = storage.plant_no_lease_wait;
   base.paxos.plant_follower_strong_reads = storage.plant_follower_strong_reads;
   base.plant_send_before_fsync = storage.plant_send_before_fsync;
+  base.plant_acknowledge_update_without_apply = storage.plant_acknowledge_update_without_apply;
   base.checkpoint_every_entries = storage.checkpoint_every_entries;
   base.checkpoint_interval = storage.checkpoint_interval;
   base.log_tail_entries = storage.log_tail_entries;
@@ -272,13 +288,8 @@ void ServiceHarness::add_clients() {
   options.keys = workload.key_distribution;
   options.item_size_bytes = workload.item_size_bytes;
   // The mix is given as relative weights; the workload takes whole numbers, so scale by 100.
-  auto weight = [](double value) { return static_cast<uint32_t>(value * 100.0 + 0.5); };
-  options.mix.put = weight(workload.put);
-  options.mix.get_strong = weight(workload.get_strong);
-  options.mix.get_eventual = weight(workload.get_eventual);
-  options.mix.put_if_version = weight(workload.put_if_version);
-  options.mix.put_if_absent = weight(workload.put_if_absent);
-  options.mix.delete_item = weight(workload.delete_item);
+  options.mix = operation_mix(mix_weights(workload));
+  options.counter_count = workload.counters;
   options.client.max_attempts = workload.max_attempts;
   options.client.attempt_timeout = workload.attempt_timeout;
   // Rate shapes and phases are the whole table's, split evenly over the client processes.
@@ -406,6 +417,7 @@ void ServiceHarness::finish() {
   }
   if (spec_.storage->scrub) judge_scrub();
   if (gac_checker_ != nullptr) gac_checker_->finish();
+  if (counter_checker_ != nullptr) counter_checker_->finish(verification_start);
 }
 
 // The scrub check (docs/scrub.md). Every flip of every storage disk's corruption ledger is put in
@@ -549,7 +561,8 @@ bool ServiceHarness::passed() const {
          paxos_safety_->passed() && healing_passed_ && archive_passed_ && scrub_passed_ &&
          (admission_checker_ == nullptr || admission_checker_->passed()) &&
          (router_groups_ == nullptr || router_groups_->passed()) &&
-         (gac_checker_ == nullptr || gac_checker_->passed());
+         (gac_checker_ == nullptr || gac_checker_->passed()) &&
+         (counter_checker_ == nullptr || counter_checker_->passed());
 }
 
 // Every group's archive, audited in the object store (model::ArchiveAudit): segments decode and
@@ -614,6 +627,9 @@ std::string ServiceHarness::first_failure() const {
   if (gac_checker_ != nullptr && !gac_checker_->passed()) {
     return "gac: " + gac_checker_->first_violation();
   }
+  if (counter_checker_ != nullptr && !counter_checker_->passed()) {
+    return "counters: " + counter_checker_->first_violation();
+  }
   return "";
 }
 
@@ -622,6 +638,7 @@ void ServiceHarness::add_to_summary(nlohmann::json& summary) const {
   summary["checks"]["linearizability"] = linearizability_report_;
   summary["checks"]["replica_convergence"] = convergence_report_;
   summary["checks"]["paxos_safety"] = paxos_safety_->report();
+  if (counter_checker_ != nullptr) summary["checks"]["counters"] = counter_checker_->report();
   if (spec_.storage->archival) summary["checks"]["archive"] = archive_report_;
   if (spec_.storage->healing) {
     nlohmann::json healing = healing_->report();

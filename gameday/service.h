@@ -18,7 +18,9 @@
 //   of a bucket than its capacity in force over every window plus the stated slack
 //   (gameday/gac_checker.h);
 // - paxos_safety: one command per slot, at most one lease holder per group at any true instant,
-//   strong reads only inside the holder's window.
+//   strong reads only inside the holder's window;
+// - counters (when the workload's mix sends UpdateItem): every counter's final value lies between
+//   the ADDs acknowledged and the ADD attempts sent (gameday/counter_checker.h).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,7 @@
 
 #include "gameday/admission_checker.h"
 #include "gameday/canary.h"
+#include "gameday/counter_checker.h"
 #include "gameday/gac_checker.h"
 #include "gameday/healing.h"
 #include "gameday/history.h"
@@ -93,6 +96,7 @@ class ServiceHarness {
   uint64_t next_client_id_ = 1;
 
   std::unique_ptr<HistoryRecorder> history_;
+  std::unique_ptr<CounterChecker> counter_checker_;  // only when the mix sends UpdateItem
   // One canary per AZ on its first client host (gameday/canary.h).
   std::unique_ptr<CanaryRecorder> canaries_;
   std::unique_ptr<PaxosSafetyChecker> paxos_safety_;

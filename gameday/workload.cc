@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "model/api.h"
 #include "sim/check.h"
 #include "sim/random.h"
 
@@ -22,6 +23,12 @@ model::PrimaryKey workload_key(uint64_t key_index) {
                            std::nullopt};
 }
 
+model::PrimaryKey counter_key(uint64_t index) {
+  return model::PrimaryKey{
+      model::KeyValue::string(std::string(kCounterKeyPrefix) + std::to_string(index)),
+      std::nullopt};
+}
+
 WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement* placement,
                                  uint64_t client_id, HistoryRecorder* recorder)
     : options_(options),
@@ -34,6 +41,7 @@ WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement
             return client;
           }(),
           placement, client_id, recorder),
+      placement_(placement),
       key_picker_(std::max<uint64_t>(options.key_count, 1), client_id) {
   DYN_ASSERT_MSG(client_id < kMaxClientId, "workload client ids must stay below 2^23");
   DYN_ASSERT(options_.key_count > 0);
@@ -41,6 +49,11 @@ WorkloadProcess::WorkloadProcess(WorkloadOptions options, const model::Placement
   DYN_ASSERT(options_.operations_per_second >= 0);
   DYN_ASSERT(options_.verify_parallelism > 0 && options_.verify_rounds > 0);
   DYN_ASSERT(options_.rate_share > 0 && options_.rate_share <= 1);
+  DYN_ASSERT(options_.counter_count > 0);
+  DYN_ASSERT(options_.query_page_limit > 0 && options_.query_max_pages > 0);
+  DYN_ASSERT(options_.scan_page_limit > 0);
+  DYN_ASSERT(options_.scan_total_segments >= 1 &&
+             options_.scan_total_segments <= model::kMaxScanTotalSegments);
   for (const WorkloadPhase& phase : options_.phases) {
     DYN_ASSERT(phase.duration > sim::Duration(0));
     DYN_ASSERT(phase.mix.total() > 0);
@@ -118,10 +131,13 @@ void WorkloadProcess::schedule_arrival(sim::Env& env) {
 WorkloadProcess::OperationKind WorkloadProcess::draw_kind(sim::Env& env) const {
   const OperationMix& mix = current_mix();
   uint64_t draw = env.random().uniform_u64(mix.total());
-  const uint32_t weights[] = {mix.put,           mix.get_strong,
-                              mix.get_eventual,  mix.put_if_version,
-                              mix.put_if_absent, mix.delete_item};
-  for (int kind = 0; kind < 6; ++kind) {
+  // One draw whatever the weights: kinds of weight 0 are never chosen, so a mix without update,
+  // query and scan draws exactly as it did before they existed.
+  const uint32_t weights[kOperationKinds] = {
+      mix.put,           mix.get_strong,  mix.get_eventual, mix.put_if_version,
+      mix.put_if_absent, mix.delete_item, mix.update,       mix.query,
+      mix.scan};
+  for (size_t kind = 0; kind < kOperationKinds; ++kind) {
     if (draw < weights[kind]) return static_cast<OperationKind>(kind);
     draw -= weights[kind];
   }
@@ -176,6 +192,17 @@ uint64_t WorkloadProcess::draw_key(sim::Env& env) {
   return key_picker_.draw(current_keys(), env.random());
 }
 
+uint64_t WorkloadProcess::draw_target(sim::Env& env, OperationKind kind) {
+  switch (kind) {
+    case OperationKind::kUpdate:
+      return env.random().uniform_u64(options_.counter_count);
+    case OperationKind::kScan:
+      return env.random().uniform_u64(options_.scan_total_segments);
+    default:
+      return draw_key(env);
+  }
+}
+
 model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {
   DYN_ASSERT(next_sequence_ < kMaxSequence);
   const uint64_t sequence = next_sequence_++;
@@ -193,8 +220,59 @@ model::Item WorkloadProcess::make_item(const model::PrimaryKey& key) {
   return item;
 }
 
-model::ClientRequest WorkloadProcess::build_request(OperationKind kind, uint64_t key_index) {
+// A parallel Scan's segment, intersected with one group's range: the groups are sorted by hash and
+// cover the space (model::Placement), so those the segment meets are a run of them, and one is
+// drawn. A router scans each of them (model/api.h); a page of one is what this operation reads.
+void WorkloadProcess::build_scan(sim::Env& env, uint64_t segment, model::ClientRequest* request) {
+  const model::HashRange range =
+      model::segment_hash_range(static_cast<uint32_t>(segment), options_.scan_total_segments);
+  const std::vector<model::GroupPlacement>& groups = placement_->groups;
+  size_t first = 0;
+  while (first + 1 < groups.size() && groups[first].hash_end < range.begin) ++first;
+  size_t last = first;
+  while (last + 1 < groups.size() && groups[last + 1].hash_begin <= range.end) ++last;
+  const model::GroupPlacement& group = groups[first + env.random().uniform_u64(last - first + 1)];
+  const std::optional<model::HashRange> part =
+      model::intersect(range, model::HashRange{group.hash_begin, group.hash_end});
+  DYN_ASSERT_MSG(part.has_value(), "a scan segment's group does not meet the segment");
+  request->op = model::StorageOp::kScan;
+  request->scan_group = group.group;
+  request->scan.hash_begin = part->begin;
+  request->scan.hash_end = part->end;
+  request->page.limit = options_.scan_page_limit;
+  request->max_pages = 1;
+  // Scan's default is eventually consistent (API reference, Scan: ConsistentRead); every other
+  // scan asks for a strong one, so both paths are exercised.
+  request->consistency =
+      scans_sent_++ % 2 == 1 ? model::ReadConsistency::kStrong : model::ReadConsistency::kEventual;
+}
+
+model::ClientRequest WorkloadProcess::build_request(sim::Env& env, OperationKind kind,
+                                                    uint64_t key_index) {
   model::ClientRequest request;
+  switch (kind) {
+    case OperationKind::kUpdate:
+      // API reference, UpdateItem: ADD on a number attribute adds to it; on an attribute (or an
+      // item) that does not exist yet it starts from 0, so the first ADD creates the counter.
+      request.op = model::StorageOp::kUpdate;
+      request.key = counter_key(key_index);
+      request.update.actions.push_back(
+          model::UpdateAction::add(kCounterAttribute, model::Decimal::from_int(1)));
+      return request;
+    case OperationKind::kQuery:
+      request.op = model::StorageOp::kQuery;
+      request.key = workload_key(key_index);
+      request.consistency = model::ReadConsistency::kStrong;
+      request.query.key_condition.partition = request.key.partition;
+      request.page.limit = options_.query_page_limit;
+      request.max_pages = options_.query_max_pages;
+      return request;
+    case OperationKind::kScan:
+      build_scan(env, key_index, &request);
+      return request;
+    default:
+      break;
+  }
   request.key = workload_key(key_index);
   switch (kind) {
     case OperationKind::kGetStrong:
@@ -209,6 +287,9 @@ model::ClientRequest WorkloadProcess::build_request(OperationKind kind, uint64_t
     case OperationKind::kPut:
     case OperationKind::kPutIfVersion:
     case OperationKind::kPutIfAbsent:
+    case OperationKind::kUpdate:
+    case OperationKind::kQuery:
+    case OperationKind::kScan:
       break;
   }
   request.op = model::StorageOp::kPut;
@@ -250,14 +331,16 @@ void WorkloadProcess::arrive(sim::Env& env) {
   }
   ++stats_.arrivals;
   const OperationKind kind = draw_kind(env);
-  const uint64_t key_index = draw_key(env);
+  const uint64_t key_index = draw_target(env, kind);
   if (client_.outstanding() >= options_.max_outstanding) {
     ++stats_.refused;
     return;
   }
-  model::ClientRequest request = build_request(kind, key_index);
-  if (request.op != model::StorageOp::kGet) {
+  model::ClientRequest request = build_request(env, kind, key_index);
+  if (request.op == model::StorageOp::kPut || request.op == model::StorageOp::kDelete) {
     if (written_keys_.insert(key_index).second) ++stats_.keys_written;
+  } else if (request.op == model::StorageOp::kUpdate) {
+    if (updated_counters_.insert(key_index).second) ++stats_.counters_updated;
   }
   // The done callback keeps only what it needs of the request: kind, and the "ver" written.
   model::ClientRequest summary;
@@ -290,17 +373,30 @@ void WorkloadProcess::on_done(uint64_t key_index, const model::ClientRequest& re
   }
   env_->metrics().observe("workload.latency_ms",
                           static_cast<double>((env_->local_now() - started_local).ns) / 1e6);
-  // What this client now knows of the key's "ver", for its next put_if_version.
-  if (success && result.status != model::StorageStatus::kConditionFailed) {
-    if (request.op == model::StorageOp::kDelete ||
-        result.status == model::StorageStatus::kNotFound) {
+  if (success && request.op == model::StorageOp::kQuery) stats_.query_items += result.items.size();
+  if (success && request.op == model::StorageOp::kScan) stats_.scan_items += result.items.size();
+  // What this client now knows of the key's "ver", for its next put_if_version. Updates go to
+  // counters and scans to no one key: neither says anything of a register key's "ver".
+  const bool register_key =
+      request.op != model::StorageOp::kUpdate && request.op != model::StorageOp::kScan;
+  if (success && register_key && result.status != model::StorageStatus::kConditionFailed) {
+    // A query of the key found its one item or none (the items have no sort key).
+    const model::Item* found = nullptr;
+    if (request.op == model::StorageOp::kQuery) {
+      found = result.items.empty() ? nullptr : &result.items.front();
+    } else if (request.op == model::StorageOp::kPut) {
+      found = &request.item;
+    } else if (result.item) {
+      found = &*result.item;
+    }
+    const bool absent = request.op == model::StorageOp::kDelete ||
+                        result.status == model::StorageStatus::kNotFound ||
+                        (request.op == model::StorageOp::kQuery && found == nullptr);
+    if (absent) {
       last_version_.erase(key_index);
     } else {
-      const model::Item* item = request.op == model::StorageOp::kPut
-                                    ? &request.item
-                                    : (result.item ? &*result.item : nullptr);
       const model::AttributeValue* version =
-          item == nullptr ? nullptr : item->find(kVersionAttribute);
+          found == nullptr ? nullptr : found->find(kVersionAttribute);
       const std::optional<uint64_t> value =
           version == nullptr ? std::nullopt : integer_value(*version);
       if (value.has_value()) last_version_[key_index] = *value;
@@ -314,35 +410,37 @@ void WorkloadProcess::verify_all() {
   stopped_ = true;
   if (verifying_) return;
   verifying_ = true;
-  for (uint64_t key_index : written_keys_) verify_queue_.emplace_back(key_index, 0);
+  for (uint64_t key_index : written_keys_)
+    verify_queue_.push_back(VerifyTarget{key_index, false, 0});
+  for (uint64_t counter : updated_counters_)
+    verify_queue_.push_back(VerifyTarget{counter, true, 0});
   pump_verification();
 }
 
 void WorkloadProcess::pump_verification() {
   if (!verifying_) return;
   while (verify_in_flight_ < options_.verify_parallelism && !verify_queue_.empty()) {
-    const auto [key_index, tries] = verify_queue_.front();
+    const VerifyTarget target = verify_queue_.front();
     model::ClientRequest request;
     request.op = model::StorageOp::kGet;
     request.consistency = model::ReadConsistency::kStrong;
-    request.key = workload_key(key_index);
+    request.key = target.counter ? counter_key(target.index) : workload_key(target.index);
     const uint64_t id = client_.submit(
-        *env_, std::move(request),
-        [this, key_index = key_index, tries = tries](const model::ClientResult& result) {
+        *env_, std::move(request), [this, target](const model::ClientResult& result) {
           --verify_in_flight_;
           if (result.succeeded()) {
-            ++stats_.keys_verified;
+            ++(target.counter ? stats_.counters_verified : stats_.keys_verified);
           } else if (!result.timed_out && result.status == model::StorageStatus::kThrottled) {
             // Every attempt was refused for capacity (a partition's bucket or, with GAC, the
             // router's tokens): the service is up and says so. Not a round: the key goes to the
             // back of the queue and is read again when the capacity allows; the run's end bounds
             // the wait (a key still unread then is unverified).
             ++stats_.verify_throttled;
-            verify_queue_.emplace_back(key_index, tries);
-          } else if (tries + 1 < options_.verify_rounds) {
-            verify_queue_.emplace_back(key_index, tries + 1);
+            verify_queue_.push_back(target);
+          } else if (target.tries + 1 < options_.verify_rounds) {
+            verify_queue_.push_back(VerifyTarget{target.index, target.counter, target.tries + 1});
           } else {
-            ++stats_.keys_unverified;
+            ++(target.counter ? stats_.counters_unverified : stats_.keys_unverified);
           }
           pump_verification();
         });

@@ -19,9 +19,27 @@
 // << 40 | sequence) and a Payload attribute "data" standing for item_size_bytes of bytes, or a
 // size drawn from item_sizes for each write.
 //
+// Beyond the register operations, the mix may send the data-plane operations the register model
+// cannot express (model/client.h: they reach the observer's on_api_* hooks):
+// - update: UpdateItem "ADD n :one" on a counter key "counter-<i>" (i < counter_count), a key set
+//   apart from the register keys, so the register checkers never see a read-modify-write. The
+//   counter checker (gameday/counter_checker.h) judges the counters.
+// - query: a strongly consistent Query of one register key (equality on the partition key; the
+//   game day's items have no sort key, so it matches at most that one item) with Limit
+//   query_page_limit, following LastEvaluatedKey for up to query_max_pages pages. With Limit 1 a
+//   query that finds the item is cut there and reads a second, empty page. Its first page is a
+//   strong read of the key, which the history records as one (gameday/history.h).
+// - scan: one page (Limit scan_page_limit) of one segment of a parallel Scan with
+//   scan_total_segments segments, over the part of the segment one group owns (a group drawn
+//   among those the segment meets; model/api.h, segment_hash_range). Every other scan of a process
+//   is strongly consistent, the others eventually. Its items are counted, not checked.
+// With the three weights 0 the draws are exactly those of a mix without them.
+//
 // After stop(), verify_all() strong-reads every key this process ever wrote, a few at a time,
 // through the same client and so into the same history: the durability checker takes the final
-// state of each key from those reads.
+// state of each key from those reads. Then it strong-reads every counter it sent an ADD to (a
+// GetItem, which the history keeps out of the register histories): the counter checker's final
+// values.
 //
 // REQUIRES: the host of a workload process is never powered off or crashed (a rebuilt process
 // would restart its sequence and repeat "ver" values); scenarios place workloads on client hosts
@@ -53,10 +71,15 @@ struct OperationMix {
   uint32_t put_if_version = 10;  // read-modify-write on the last "ver" read for the key
   uint32_t put_if_absent = 5;
   uint32_t delete_item = 10;
+  uint32_t update = 0;  // UpdateItem ADD on a counter key
+  uint32_t query = 0;   // Query of one register key, paged
+  uint32_t scan = 0;    // one page of a parallel Scan's segment in one group
   uint32_t total() const {
-    return put + get_strong + get_eventual + put_if_version + put_if_absent + delete_item;
+    return put + get_strong + get_eventual + put_if_version + put_if_absent + delete_item + update +
+           query + scan;
   }
 };
+inline constexpr size_t kOperationKinds = 9;  // OperationMix's fields
 
 // Which key an operation goes to (docs/scenarios.md, "Key distributions"):
 // - kUniform: every key equally likely;
@@ -112,6 +135,14 @@ struct WorkloadOptions {
   // When set, each write draws its payload size from it (from the process's random stream).
   std::optional<ItemSizeDistribution> item_sizes;
   OperationMix mix;
+  // Counter keys "counter-0" .. "counter-<counter_count - 1>", which the update operations ADD to.
+  uint64_t counter_count = 8;
+  // Query and Scan pages (our assumptions: small, so that paging and LastEvaluatedKey are
+  // exercised; DynamoDB's own page bound is 1 MB, model::kMaxPageBytes).
+  uint32_t query_page_limit = 1;
+  uint32_t query_max_pages = 2;
+  uint32_t scan_page_limit = kWorkloadScanPageItems;
+  uint32_t scan_total_segments = 4;
   model::ClientOptions client;
   // Operations in flight at once; an arrival beyond is refused and counted (the client's own
   // limit, not the service's failure, so it is kept out of availability).
@@ -154,8 +185,13 @@ class WorkloadProcess final : public sim::Process {
     uint64_t refused = 0;  // arrivals beyond max_outstanding
     uint64_t succeeded = 0;
     uint64_t failed = 0;
-    uint64_t by_kind[6] = {};  // submitted, in the order of OperationMix's fields
+    uint64_t by_kind[kOperationKinds] = {};  // submitted, in the order of OperationMix's fields
     uint64_t keys_written = 0;
+    uint64_t counters_updated = 0;       // distinct counters sent an ADD
+    uint64_t query_items = 0;            // items the succeeded queries returned
+    uint64_t scan_items = 0;             // items the succeeded scans returned
+    uint64_t counters_verified = 0;      // counters read back in the verification pass
+    uint64_t counters_unverified = 0;    // ran out of verify_rounds
     uint64_t payload_bytes_written = 0;  // sum of the "data" sizes of the puts submitted
     uint64_t verify_reads = 0;
     uint64_t keys_verified = 0;
@@ -171,7 +207,23 @@ class WorkloadProcess final : public sim::Process {
   uint64_t draw_key(sim::Env& env);
 
  private:
-  enum class OperationKind { kPut, kGetStrong, kGetEventual, kPutIfVersion, kPutIfAbsent, kDelete };
+  enum class OperationKind {
+    kPut,
+    kGetStrong,
+    kGetEventual,
+    kPutIfVersion,
+    kPutIfAbsent,
+    kDelete,
+    kUpdate,
+    kQuery,
+    kScan,
+  };
+  // What a verification read reads: a register key or a counter.
+  struct VerifyTarget {
+    uint64_t index = 0;
+    bool counter = false;
+    uint32_t tries = 0;
+  };
 
   void schedule_arrival(sim::Env& env);
   // With phases: draws the next candidate after `from` (time since start) and sets its timer.
@@ -180,7 +232,11 @@ class WorkloadProcess final : public sim::Process {
   const OperationMix& current_mix() const;
   const KeyDistribution& current_keys() const;
   OperationKind draw_kind(sim::Env& env) const;
-  model::ClientRequest build_request(OperationKind kind, uint64_t key_index);
+  // The key index of an operation of `kind`: a register key, a counter (kUpdate), or a scan's
+  // segment (kScan; its group is drawn when the request is built).
+  uint64_t draw_target(sim::Env& env, OperationKind kind);
+  model::ClientRequest build_request(sim::Env& env, OperationKind kind, uint64_t key_index);
+  void build_scan(sim::Env& env, uint64_t segment, model::ClientRequest* request);
   model::Item make_item(const model::PrimaryKey& key);
   void on_done(uint64_t key_index, const model::ClientRequest& request,
                const model::ClientResult& result, sim::SimTime started_local);
@@ -196,8 +252,11 @@ class WorkloadProcess final : public sim::Process {
   // The last "ver" this process saw on each key (read or written), for put_if_version.
   std::map<uint64_t, uint64_t> last_version_;
   std::set<uint64_t> written_keys_;
+  std::set<uint64_t> updated_counters_;
+  uint64_t scans_sent_ = 0;  // every other scan is strongly consistent
+  const model::Placement* placement_;
   bool verifying_ = false;
-  std::deque<std::pair<uint64_t, uint32_t>> verify_queue_;  // (key index, tries so far)
+  std::deque<VerifyTarget> verify_queue_;
   uint32_t verify_in_flight_ = 0;
   Stats stats_;
   KeyPicker key_picker_;
@@ -212,5 +271,7 @@ class WorkloadProcess final : public sim::Process {
 };
 
 model::PrimaryKey workload_key(uint64_t key_index);
+// "counter-<index>" (gameday/history.h, kCounterKeyPrefix).
+model::PrimaryKey counter_key(uint64_t index);
 
 }  // namespace dynasim::gameday

@@ -43,9 +43,10 @@
 // history checkers (gameday/history.h, gameday/linearizability.h) read as operations on a
 // register per key named by its "ver" value. Everything else (UpdateItem, Query, Scan, writes
 // with a condition expression or ReturnValues) goes to the on_api_* hooks instead, which those
-// checkers do not implement: an UpdateItem's effect depends on the item it lands on (ADD, SET
-// a = a + 1), and a Query or Scan reads many keys at once, neither of which the register model
-// expresses. A workload that checks linearizability must not send them to the keys it checks.
+// checkers do not read as register operations: an UpdateItem's effect depends on the item it
+// lands on (ADD, SET a = a + 1), and a Query or Scan reads many keys at once, neither of which the
+// register model expresses. A workload that checks linearizability must not send them to the keys
+// it checks (the game day's sends its UpdateItems to counter keys of their own).
 //
 // Query and Scan with max_pages > 1 read page after page as one operation, each page starting
 // after the last one's LastEvaluatedKey, with max_attempts per page.

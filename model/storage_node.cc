@@ -1280,6 +1280,10 @@ struct StorageNode::Impl {
       result.sizes_known = true;
       result.old_size_bytes = current_item ? stored_item_size_bytes(*current_item, 0) : 0;
       WriteEffect effect = shared_command->apply_to(current_item);
+      if (options.plant_acknowledge_update_without_apply &&
+          shared_command->op == StorageOp::kUpdate && effect.status == StorageStatus::kOk) {
+        effect.change = WriteEffect::Change::kNone;  // the planted bug: the ADD is dropped
+      }
       result.status = effect.status;
       if (effect.status != StorageStatus::kOk) {
         if (effect.status != StorageStatus::kConditionFailed) result.old_size_bytes = 0;

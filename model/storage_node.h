@@ -254,6 +254,11 @@ struct StorageNodeOptions {
   // a plain put, instead of logging the update for every replica to evaluate at apply, so
   // concurrent ADDs lose increments. Never set outside tests.
   bool plant_evaluate_update_at_leader_before_log = false;
+  // Planted bug for the game day's counter check (tests/gameday/api_mix_run_test.cc): every
+  // replica applies an UpdateItem as if it changed nothing, and the leader still answers kOk, so
+  // every acknowledged ADD is lost (alike on all replicas: they still converge). Never set outside
+  // tests.
+  bool plant_acknowledge_update_without_apply = false;
   // Planted bug for the Query paging test: Limit and the 1 MB page count only the items that
   // pass the filter, so a page reads past 1 MB. Never set outside tests.
   bool plant_page_limit_after_filter = false;

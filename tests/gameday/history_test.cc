@@ -411,6 +411,122 @@ TEST(HistoryRecorderTest, TheDumpHasOneLinePerInvocationAndCompletion) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// UpdateItem, Query and Scan (the on_api_* hooks) and the counter keys.
+
+// One api attempt from start to end; no response: it timed out.
+void api_attempt(RecorderHarness& h, uint64_t request_id, const model::ClientRequest& request,
+                 int64_t start_ns, int64_t end_ns, const model::StorageResponse* response) {
+  h.at(start_ns);
+  h.recorder.on_api_attempt_start(7, request_id, request_id, request, sim::Address{});
+  h.at(end_ns);
+  h.recorder.on_api_attempt_end(7, request_id, response);
+}
+
+model::ClientRequest query(const std::string& name, model::ReadConsistency consistency) {
+  model::ClientRequest request;
+  request.op = model::StorageOp::kQuery;
+  request.consistency = consistency;
+  request.key = key(name);
+  request.query.key_condition.partition = request.key.partition;
+  request.page.limit = 1;
+  return request;
+}
+
+model::StorageResponse page(std::vector<model::Item> items) {
+  model::StorageResponse response;
+  response.status = StorageStatus::kOk;
+  response.items = std::move(items);
+  return response;
+}
+
+// A strong Query's first page is a strong read of its key: of the item's "ver", or of no item.
+// Its later pages, an eventual Query, and the pages' latency as GetItems are not.
+TEST(HistoryRecorderTest, AStrongQuerysFirstPageIsAStrongReadOfItsKey) {
+  RecorderHarness h;
+  h.attempt(1, put("a", 100), 10, 20, StorageStatus::kOk);
+  const model::StorageResponse found = page({item_with_version("a", 100)});
+  api_attempt(h, 2, query("a", model::ReadConsistency::kStrong), 30, 40, &found);
+  model::ClientRequest second = query("a", model::ReadConsistency::kStrong);
+  second.page.exclusive_start_key = key("a");
+  const model::StorageResponse empty = page({});
+  api_attempt(h, 3, second, 40, 50, &empty);  // past the item: no read of "no item"
+  api_attempt(h, 4, query("a", model::ReadConsistency::kEventual), 60, 70, &empty);
+  api_attempt(h, 5, query("b", model::ReadConsistency::kStrong), 80, 90, &empty);
+  api_attempt(h, 6, query("b", model::ReadConsistency::kStrong), 100, 110, nullptr);
+  const auto& a = h.recorder.by_key().at("a");
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[1].kind, Kind::kRead);
+  EXPECT_EQ(a[1].read_value, std::optional<uint64_t>(100));
+  EXPECT_EQ(a[1].invoke_ns, 30);
+  const auto& b = h.recorder.by_key().at("b");
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].read_value, std::nullopt);
+  EXPECT_TRUE(check_history(h.recorder.by_key()).passed());
+  const HistoryCounts& counts = h.recorder.counts();
+  EXPECT_EQ(counts.query_reads_recorded, 2u);
+  EXPECT_EQ(counts.reads_recorded, 2u);
+  EXPECT_EQ(counts.reads_dropped, 1u);               // the timed-out first page
+  EXPECT_EQ(counts.attempts_outside_registers, 2u);  // the second page, the eventual query
+  EXPECT_EQ(counts.attempts_started, counts.attempts_ended);
+  const nlohmann::json latency = h.recorder.attempt_latency_json();
+  EXPECT_EQ(latency["query"]["count"], 4);  // answered pages, strong or not
+  EXPECT_EQ(latency["get_strong"]["count"], 0);
+  EXPECT_EQ(latency["all"]["count"], 5);
+}
+
+// A Query of a key with no sort key that returns two items is an impossible answer.
+TEST(HistoryRecorderTest, AQueryOfOneKeyReturningTwoItemsIsImpossible) {
+  RecorderHarness h;
+  const model::StorageResponse two = page({item_with_version("a", 1), item_with_version("a", 2)});
+  api_attempt(h, 1, query("a", model::ReadConsistency::kStrong), 10, 20, &two);
+  EXPECT_EQ(h.recorder.counts().impossible_answers, 1u);
+  EXPECT_NE(h.recorder.first_impossible_answer().find("returned 2 items"), std::string::npos);
+}
+
+// UpdateItems, Scans and the counters' reads stay out of the register histories but count as
+// requests, with their latency; a GetItem of a counter key is not a register read.
+TEST(HistoryRecorderTest, UpdatesScansAndCounterReadsStayOutOfTheRegisters) {
+  RecorderHarness h;
+  model::ClientRequest update;
+  update.op = model::StorageOp::kUpdate;
+  update.key = key("counter-0");
+  update.update.actions.push_back(
+      model::UpdateAction::add(kCounterAttribute, model::Decimal::from_int(1)));
+  model::StorageResponse ok;
+  ok.status = StorageStatus::kOk;
+  api_attempt(h, 1, update, 10, 20, &ok);
+  model::StorageResponse throttled;
+  throttled.status = StorageStatus::kThrottled;
+  api_attempt(h, 2, update, 30, 40, &throttled);
+  model::ClientRequest scan;
+  scan.op = model::StorageOp::kScan;
+  scan.page.limit = 10;
+  const model::StorageResponse items = page({item_with_version("a", 1), item_with_version("b", 2)});
+  api_attempt(h, 3, scan, 50, 60, &items);
+  model::Item counter(key("counter-0"));
+  counter.set(kCounterAttribute, model::Decimal::from_int(1));
+  h.attempt(4, get("counter-0", model::ReadConsistency::kStrong), 70, 80, StorageStatus::kOk, false,
+            counter);
+  EXPECT_TRUE(h.recorder.by_key().empty());
+  const HistoryCounts& counts = h.recorder.counts();
+  EXPECT_EQ(counts.attempts_outside_registers, 4u);
+  EXPECT_EQ(counts.impossible_answers, 0u);
+  const nlohmann::json requests = h.recorder.requests_json();
+  EXPECT_EQ(requests["total"], 4);
+  EXPECT_EQ(requests["ok"], 3);
+  EXPECT_EQ(requests["throttled"], 1);
+  const nlohmann::json latency = h.recorder.attempt_latency_json();
+  EXPECT_EQ(latency["update"]["count"], 1);
+  EXPECT_EQ(latency["scan"]["count"], 1);
+  EXPECT_EQ(latency["get_strong"]["count"], 1);
+  // An unconditional update cannot fail its condition.
+  model::StorageResponse failed;
+  failed.status = StorageStatus::kConditionFailed;
+  api_attempt(h, 5, update, 90, 100, &failed);
+  EXPECT_EQ(h.recorder.counts().impossible_answers, 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The workload against a fake group: replica 1 leads and applies each request atomically when it
 // arrives (a perfect register), answering after a random delay; some answers are lost, so the
 // client sees timeouts of writes that did apply. Followers redirect strong requests to the leader

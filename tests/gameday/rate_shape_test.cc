@@ -298,6 +298,28 @@ TEST(RateShapeTest, CapacityUnitsPerOperation) {
   EXPECT_DOUBLE_EQ(uniform.expected_units(4096), 1.0);
 }
 
+// UpdateItem, Query and Scan in the mix: an ADD to a small counter is one WCU, a Query one strong
+// read of an item, a Scan page ten items summed then rounded, at 3/4 of a strong read.
+TEST(RateShapeTest, CapacityUnitsPerOperationOfUpdateQueryAndScan) {
+  MixWeights mix;
+  mix.put = 10;
+  mix.update = 30;
+  mix.get_eventual = 20;
+  mix.query = 20;
+  mix.scan = 20;
+  const ItemSizeDistribution one_kb = ItemSizeDistribution::fixed(1024);
+  EXPECT_DOUBLE_EQ(
+      capacity_units_per_operation(CapacityMetric::kConsumedWriteCapacityUnits, mix, one_kb),
+      0.1 + 0.3);
+  // Reads: 0.2 / 2 + 0.2 strong items of 1 RCU; scans: ceil(10 KB / 4 KB) = 3 RCU, times 3/4.
+  EXPECT_DOUBLE_EQ(
+      capacity_units_per_operation(CapacityMetric::kConsumedReadCapacityUnits, mix, one_kb),
+      0.1 + 0.2 + 0.2 * 0.75 * 3);
+  EXPECT_DOUBLE_EQ(
+      capacity_units_per_operation(CapacityMetric::kConsumedReadCapacityUnits, mix, one_kb, 4),
+      0.1 + 0.2 + 0.2 * 0.75 * 1);
+}
+
 // ---- Item sizes
 // ----------------------------------------------------------------------------------
 

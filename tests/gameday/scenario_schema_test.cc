@@ -334,6 +334,7 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("plant_no_lease_wait", s.plant_no_lease_wait);
     put("plant_follower_strong_reads", s.plant_follower_strong_reads);
     put("plant_send_before_fsync", s.plant_send_before_fsync);
+    put("plant_acknowledge_update_without_apply", s.plant_acknowledge_update_without_apply);
     put("healing", s.healing);
     time("replica_lost_after", s.replica_lost_after);
     time("healing_check_interval", s.healing_check_interval);
@@ -415,6 +416,10 @@ std::string fingerprint(const ScenarioSpec& spec) {
   put("put_if_version", w.put_if_version);
   put("put_if_absent", w.put_if_absent);
   put("delete", w.delete_item);
+  put("update", w.update);
+  put("query", w.query);
+  put("scan", w.scan);
+  put("counters", w.counters);
   const auto shape = [&](const char* name, const RateShape& r) {
     put(name, to_string(r.kind));
     put("constant", r.constant_per_second);
@@ -443,6 +448,9 @@ std::string fingerprint(const ScenarioSpec& spec) {
     put("phase.put_if_version", phase.mix.put_if_version);
     put("phase.put_if_absent", phase.mix.put_if_absent);
     put("phase.delete", phase.mix.delete_item);
+    put("phase.update", phase.mix.update);
+    put("phase.query", phase.mix.query);
+    put("phase.scan", phase.mix.scan);
     put("phase.keys.kind", static_cast<int>(phase.key_distribution.kind));
     put("phase.keys.exponent", phase.key_distribution.zipf_exponent);
     put("phase.keys.hot_keys_fraction", phase.key_distribution.hot_keys_fraction);

@@ -3,8 +3,9 @@
 // tests keep the schema in step with it both ways:
 // - the summaries of short runs of every kind validate: a world-level scenario, a service game
 //   day, one with healing and archival, one with scrub and bit rot, one with admission, one with
-//   routing, one with global admission control, and a run that fails a check (so `reproduce` and
-//   the failed check's fields are written);
+//   routing, one with global admission control, one whose mix sends every operation (UpdateItem,
+//   Query, Scan; the counters check), and a run that fails a check (so `reproduce` and the failed
+//   check's fields are written);
 // - every property the schema lists appears in at least one of those summaries, except the few
 //   that only a kind of failure or a CLI flag writes (kNotCovered, each with its reason): a field
 //   the runs stopped writing cannot stay documented;
@@ -87,6 +88,8 @@ const std::map<std::string, json>& summaries() {
                                              "storage.admission.gac.servers=3"})),
                               1)
                       .summary;
+    // Every operation of the workload: UpdateItem on counters (the counters check), Query, Scan.
+    runs["api-mix"] = run_service(scenario("api-mix.json", short_service), 1).summary;
     // A hot partition that splits for consumption (docs/partitions.md).
     runs["split"] = run_service(scenario("hot-partition.json", {"duration=20s", "heal=12s",
                                                                 "workload.verify_after=5s"}),
@@ -161,7 +164,7 @@ std::string joined(const std::vector<std::string>& lines) {
 TEST(SummarySchemaTest, EveryKindOfRunsSummaryValidates) {
   const json document = schema();
   const SchemaValidator validator(document);
-  ASSERT_EQ(summaries().size(), 9u);
+  ASSERT_EQ(summaries().size(), 10u);
   for (const auto& [kind, summary] : summaries()) {
     EXPECT_EQ(validator.validate(summary), std::vector<std::string>{})
         << kind << ":\n"
