@@ -75,6 +75,10 @@ constexpr uint32_t kEntryHeaderBytes = 32;
 constexpr uint32_t kSnapshotChunkItems = 128;
 // Strong reads waiting for the apply pipeline to catch up with the commit index, per replica.
 constexpr size_t kMaxDeferredReads = 1024;
+// Write requests (client id, request id) a leader remembers per group to drop network copies (our
+// assumption: a copy arrives within milliseconds, and a group's leader proposes far fewer than
+// this many writes in that time).
+constexpr size_t kRecentCommands = 4096;
 // Committed entries waiting for the apply pipeline, per replica: more than a Paxos window and a
 // recovery's re-apply can hold is a bug.
 constexpr size_t kMaxApplyQueue = size_t{1} << 21;
@@ -354,6 +358,13 @@ struct StorageNode::Impl {
     bool in_pump = false;
     uint32_t apply_holds = 0;            // checkpoints and snapshot scans hold the pipeline
     std::map<uint64_t, Waiter> waiters;  // by log index, leader only
+    // Leader: the (client id, request id) of the writes it proposed lately, oldest first. The
+    // network may deliver one request twice (NetworkOptions::duplicate_probability); proposed
+    // twice, an UpdateItem ADD would apply twice. A retry is a new attempt with a new request id,
+    // so only such copies are dropped. The pair, not the command id: command ids are a hash of
+    // client id ^ request id, which two clients can share. Bounded: kRecentCommands entries.
+    std::set<std::pair<uint64_t, uint64_t>> recent_commands;
+    std::deque<std::pair<uint64_t, uint64_t>> recent_commands_order;
     std::deque<DeferredRead> deferred_reads;
 
     // Checkpoints.
@@ -1927,7 +1938,27 @@ struct StorageNode::Impl {
     });
   }
 
+  // A copy of a request this leader proposed (Replica::recent_commands): dropped, counted, and the
+  // first one's answer is the client's.
+  bool proposed_lately(Replica& r, const StorageRequest& request) {
+    if (!r.recent_commands.contains({request.client_id, request.request_id})) return false;
+    env->metrics().add("storage.duplicate_requests_dropped", 1);
+    return true;
+  }
+
+  void remember_proposed(Replica& r, const StorageRequest& request) {
+    r.recent_commands.insert({request.client_id, request.request_id});
+    r.recent_commands_order.push_back({request.client_id, request.request_id});
+    if (r.recent_commands_order.size() > kRecentCommands) {
+      r.recent_commands.erase(r.recent_commands_order.front());
+      r.recent_commands_order.pop_front();
+    }
+  }
+
   void on_write(Replica& r, sim::Address from, const StorageRequest& request) {
+    // Unique per (client, request); never 0 (the no-op's id).
+    const uint64_t command_id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
+    if (proposed_lately(r, request)) return;
     if (r.paxos->role() != PaxosRole::kLeader) {
       respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotLeader, {},
               leader_address(r), LogIndex());
@@ -1953,18 +1984,17 @@ struct StorageNode::Impl {
                     /*write=*/true);
     }
     Command paxos_command;
-    // Unique per (client, request); never 0 (the no-op's id).
-    paxos_command.id = sim::splitmix64(mix(request.client_id, request.request_id)) | 1;
+    paxos_command.id = command_id;
     paxos_command.bytes = WriteCommand::encode(request.client_id, request.request_id, request.op,
                                                request.key, request.item, request.condition,
                                                request.condition_expression, request.update);
-    const uint64_t command_id = paxos_command.id;
     const ProposeResult result = r.paxos->propose(std::move(paxos_command), env->local_now());
     switch (result.status) {
       case ProposeStatus::kOk:
         r.waiters[result.index.value] =
             Waiter{from,         request.request_id,    command_id,
                    request.known_epoch, request.return_values, request.key_name_bytes};
+        remember_proposed(r, request);
         break;
       case ProposeStatus::kNotLeader:
         respond(r, from, request.request_id, request.known_epoch, StorageStatus::kNotLeader, {},
@@ -2041,6 +2071,15 @@ struct StorageNode::Impl {
     read_from_tree(r, from, request);
   }
 
+  // Kept out of line: inlined into serve_deferred_reads, g++ 12 warns that the answer's empty
+  // std::optional<Item> "may be used uninitialized" (a false positive that -Werror turns fatal).
+  [[gnu::noinline]] void refuse_deferred_read(const Replica& r, const DeferredRead& read,
+                                              StorageStatus status,
+                                              std::optional<sim::Address> hint) {
+    respond(r, read.client, read.request->request_id, read.request->known_epoch, status,
+            std::nullopt, hint, LogIndex());
+  }
+
   void serve_deferred_reads(Replica& r) {
     size_t budget = r.deferred_reads.size();
     while (budget-- > 0 && !r.deferred_reads.empty()) {
@@ -2051,12 +2090,11 @@ struct StorageNode::Impl {
       r.deferred_reads.pop_front();
       if (!leader_now) {
         const bool leader = r.paxos && r.paxos->role() == PaxosRole::kLeader;
-        respond(r, read.client, read.request->request_id, read.request->known_epoch,
-                leader ? StorageStatus::kNotServing : StorageStatus::kNotLeader, {},
-                leader ? std::nullopt : leader_address(r), LogIndex());
+        refuse_deferred_read(r, read,
+                             leader ? StorageStatus::kNotServing : StorageStatus::kNotLeader,
+                             leader ? std::nullopt : leader_address(r));
       } else if (r.apply_stalled && r.applied < read.needed_applied) {
-        respond(r, read.client, read.request->request_id, read.request->known_epoch,
-                StorageStatus::kUnhealthy, {}, {}, LogIndex());
+        refuse_deferred_read(r, read, StorageStatus::kUnhealthy, std::nullopt);
       } else {
         serve_strong_read(r, read.client, read.request);
       }
