@@ -75,9 +75,11 @@ constexpr uint32_t kEntryHeaderBytes = 32;
 constexpr uint32_t kSnapshotChunkItems = 128;
 // Strong reads waiting for the apply pipeline to catch up with the commit index, per replica.
 constexpr size_t kMaxDeferredReads = 1024;
-// Write requests (client id, request id) a leader remembers per group to drop network copies (our
-// assumption: a copy arrives within milliseconds, and a group's leader proposes far fewer than
-// this many writes in that time).
+// How long, and for how many writes at most, a leader remembers per group the (client id,
+// request id) of the writes it proposed, to drop network copies (our assumption: a copy has its
+// own latency draw, milliseconds, so seconds cover reordering and clogs). The time bound keeps
+// the memory to the recent write rate: without it every leader of a long run held the maximum.
+constexpr sim::Duration kRecentCommandsWindow = sim::seconds(5);
 constexpr size_t kRecentCommands = 4096;
 // Committed entries waiting for the apply pipeline, per replica: more than a Paxos window and a
 // recovery's re-apply can hold is a bug.
@@ -362,9 +364,10 @@ struct StorageNode::Impl {
     // network may deliver one request twice (NetworkOptions::duplicate_probability); proposed
     // twice, an UpdateItem ADD would apply twice. A retry is a new attempt with a new request id,
     // so only such copies are dropped. The pair, not the command id: command ids are a hash of
-    // client id ^ request id, which two clients can share. Bounded: kRecentCommands entries.
+    // client id ^ request id, which two clients can share. Bounded: kRecentCommandsWindow and
+    // kRecentCommands; the order holds each pair with the local time it was proposed.
     std::set<std::pair<uint64_t, uint64_t>> recent_commands;
-    std::deque<std::pair<uint64_t, uint64_t>> recent_commands_order;
+    std::deque<std::pair<sim::SimTime, std::pair<uint64_t, uint64_t>>> recent_commands_order;
     std::deque<DeferredRead> deferred_reads;
 
     // Checkpoints.
@@ -1947,12 +1950,15 @@ struct StorageNode::Impl {
   }
 
   void remember_proposed(Replica& r, const StorageRequest& request) {
-    r.recent_commands.insert({request.client_id, request.request_id});
-    r.recent_commands_order.push_back({request.client_id, request.request_id});
-    if (r.recent_commands_order.size() > kRecentCommands) {
-      r.recent_commands.erase(r.recent_commands_order.front());
+    const sim::SimTime now = env->local_now();
+    while (!r.recent_commands_order.empty() &&
+           (r.recent_commands_order.size() >= kRecentCommands ||
+            r.recent_commands_order.front().first + kRecentCommandsWindow < now)) {
+      r.recent_commands.erase(r.recent_commands_order.front().second);
       r.recent_commands_order.pop_front();
     }
+    r.recent_commands.insert({request.client_id, request.request_id});
+    r.recent_commands_order.push_back({now, {request.client_id, request.request_id}});
   }
 
   void on_write(Replica& r, sim::Address from, const StorageRequest& request) {
